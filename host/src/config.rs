@@ -1,0 +1,552 @@
+//! Configuration: built-in defaults, the team's `iso.toml`, the user's own
+//! config file and `ISO_*` environment variables.
+//!
+//! Precedence, lowest first: defaults, `iso.toml` at the repository root, the
+//! user config (`$XDG_CONFIG_HOME/iso/config.toml`, or the file named by
+//! `ISO_USER_CONFIG`), then environment variables. A later layer replaces each
+//! key it sets; the tables `[ports.slots]` and `[env]` are replaced whole, so a
+//! team can drop a slot it does not use.
+//!
+//! Unknown keys and bad values are errors that name the file, line and key.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use toml::Spanned;
+
+/// The file name teams check in at the repository root.
+pub const REPO_CONFIG_FILE: &str = "iso.toml";
+
+/// Effective configuration after all layers are merged.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Config {
+    pub threads: ThreadsConfig,
+    pub ports: PortsConfig,
+    /// `.env.thread` entries: variable name to a minijinja template.
+    pub env: BTreeMap<String, String>,
+    /// The files that contributed, in the order they were applied.
+    #[serde(skip)]
+    pub sources: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ThreadsConfig {
+    /// Where worktrees go, relative to the repository root.
+    pub worktree_dir: PathBuf,
+    /// Branch name template; `{id}` and `{name}` are replaced.
+    pub branch_template: String,
+    /// How many threads may hold a port block at once.
+    pub max: u32,
+    /// Default base branch; `None` means the main checkout's current branch.
+    pub base_branch: Option<String>,
+    /// Files (glob patterns, relative to the root) copied into new worktrees,
+    /// typically gitignored ones such as `.env`.
+    pub copy: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PortsConfig {
+    /// Thread N gets the block starting at `base + N * block_size`.
+    pub base: u16,
+    pub block_size: u16,
+    /// Named offsets inside a block.
+    pub slots: BTreeMap<String, u16>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let slots = [("postgres", 0), ("redis", 1), ("api", 2), ("worker", 3)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let env = [
+            (
+                "DATABASE_URL",
+                "postgresql://postgres:postgres@localhost:{{ ports.postgres }}/app",
+            ),
+            ("REDIS_URL", "redis://localhost:{{ ports.redis }}"),
+            ("API_URL", "http://localhost:{{ ports.api }}"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Config {
+            threads: ThreadsConfig {
+                worktree_dir: PathBuf::from(".worktrees"),
+                branch_template: "thread-{id}-{name}".into(),
+                max: 10,
+                base_branch: None,
+                copy: Vec::new(),
+            },
+            ports: PortsConfig { base: 10000, block_size: 100, slots },
+            env,
+            sources: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    /// A problem at a known place in a file.
+    #[error("{}:{line}:{column}: {message}\n{snippet}\n  fix: {hint}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        key: Option<String>,
+        message: String,
+        snippet: String,
+        hint: String,
+    },
+    /// A problem in an `ISO_*` environment variable.
+    #[error("environment variable {var}={value:?}: {message}")]
+    Env { var: String, value: String, message: String },
+    /// A problem with the merged result that no single place explains.
+    #[error("configuration: {0}")]
+    Merged(String),
+}
+
+// ---- the file format -------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    threads: Option<ThreadsSection>,
+    ports: Option<PortsSection>,
+    env: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThreadsSection {
+    worktree_dir: Option<Spanned<String>>,
+    branch_template: Option<Spanned<String>>,
+    max: Option<Spanned<u32>>,
+    base_branch: Option<Spanned<String>>,
+    copy: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortsSection {
+    base: Option<Spanned<u16>>,
+    block_size: Option<Spanned<u16>>,
+    slots: Option<BTreeMap<Spanned<String>, Spanned<u16>>>,
+}
+
+/// Where a value came from, for error messages.
+#[derive(Clone)]
+enum Origin<'a> {
+    File { path: &'a Path, src: &'a str, span: Range<usize> },
+    Env { var: &'a str, value: &'a str },
+}
+
+impl Origin<'_> {
+    fn error(&self, key: &str, message: impl Into<String>, hint: impl Into<String>) -> ConfigError {
+        let message = message.into();
+        match self {
+            Origin::File { path, src, span } => {
+                located(path, src, span.clone(), Some(key.to_string()), format!("`{key}`: {message}"), hint.into())
+            }
+            Origin::Env { var, value } => ConfigError::Env {
+                var: var.to_string(),
+                value: value.to_string(),
+                message: format!("{message} ({})", hint.into()),
+            },
+        }
+    }
+}
+
+fn located(path: &Path, src: &str, span: Range<usize>, key: Option<String>, message: String, hint: String) -> ConfigError {
+    let start = span.start.min(src.len());
+    let line = src[..start].matches('\n').count() + 1;
+    let line_start = src[..start].rfind('\n').map_or(0, |i| i + 1);
+    let column = src[line_start..start].chars().count() + 1;
+    let text = src[line_start..].lines().next().unwrap_or("");
+    let width = src[start..span.end.min(src.len())]
+        .lines()
+        .next()
+        .map_or(1, |s| s.chars().count().max(1));
+    let gutter = line.to_string().len();
+    let snippet = format!(
+        "{:gutter$} |\n{line} | {text}\n{:gutter$} | {}{}",
+        "",
+        "",
+        " ".repeat(column - 1),
+        "^".repeat(width)
+    );
+    ConfigError::Invalid { path: path.to_path_buf(), line, column, key, message, snippet, hint }
+}
+
+// ---- loading ---------------------------------------------------------------
+
+impl Config {
+    /// Load the configuration for a repository rooted at `repo_root`, reading
+    /// the user config and the process environment.
+    pub fn load(repo_root: &Path) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("ISO_")).collect();
+        let user = match env.get("ISO_USER_CONFIG") {
+            Some(p) if p.is_empty() => None,
+            Some(p) => Some(PathBuf::from(p)),
+            None => dirs::config_dir().map(|d| d.join("iso").join("config.toml")),
+        };
+        Self::load_layers(&repo_root.join(REPO_CONFIG_FILE), user.as_deref(), &env)
+    }
+
+    /// Load from explicit layers; missing files are skipped.
+    pub fn load_layers(
+        repo_file: &Path,
+        user_file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        for path in std::iter::once(repo_file).chain(user_file) {
+            match std::fs::read_to_string(path) {
+                Ok(src) => {
+                    config.apply_file(path, &src)?;
+                    config.sources.push(path.to_path_buf());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
+            }
+        }
+        config.apply_env(env)?;
+        config.check_whole()?;
+        Ok(config)
+    }
+
+    /// Parse one file and lay it over `self`.
+    pub fn apply_file(&mut self, path: &Path, src: &str) -> Result<(), ConfigError> {
+        let file: FileConfig = toml::from_str(src).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().to_string();
+            let hint = if message.starts_with("unknown field") {
+                "remove or rename the key; README.md lists every key".to_string()
+            } else {
+                "fix the value; README.md lists every key with its type".to_string()
+            };
+            located(path, src, span, None, message, hint)
+        })?;
+        let at = |span: Range<usize>| Origin::File { path, src, span };
+
+        if let Some(t) = file.threads {
+            if let Some(v) = t.worktree_dir {
+                self.threads.worktree_dir = check_worktree_dir(v.get_ref(), &at(v.span()))?;
+            }
+            if let Some(v) = t.branch_template {
+                self.threads.branch_template = check_branch_template(v.get_ref(), &at(v.span()))?;
+            }
+            if let Some(v) = t.max {
+                self.threads.max = check_max(*v.get_ref(), &at(v.span()))?;
+            }
+            if let Some(v) = t.base_branch {
+                self.threads.base_branch = Some(v.into_inner());
+            }
+            if let Some(v) = t.copy {
+                self.threads.copy = v;
+            }
+        }
+        if let Some(p) = file.ports {
+            if let Some(v) = p.base {
+                self.ports.base = *v.get_ref();
+            }
+            if let Some(v) = p.block_size {
+                self.ports.block_size = check_block_size(*v.get_ref(), &at(v.span()))?;
+            }
+            if let Some(slots) = p.slots {
+                let mut out = BTreeMap::new();
+                for (name, offset) in slots {
+                    check_identifier("ports.slots", name.get_ref(), &at(name.span()))?;
+                    if *offset.get_ref() >= self.ports.block_size {
+                        return Err(at(offset.span()).error(
+                            &format!("ports.slots.{}", name.get_ref()),
+                            format!("offset {} does not fit in a block of {} ports", offset.get_ref(), self.ports.block_size),
+                            format!("use an offset below {} or raise ports.block_size", self.ports.block_size),
+                        ));
+                    }
+                    out.insert(name.into_inner(), offset.into_inner());
+                }
+                self.ports.slots = out;
+            }
+        }
+        if let Some(env) = file.env {
+            let mut out = BTreeMap::new();
+            for (key, template) in env {
+                check_env_key(key.get_ref(), &at(key.span()))?;
+                check_template(key.get_ref(), template.get_ref(), &at(template.span()))?;
+                out.insert(key.into_inner(), template.into_inner());
+            }
+            self.env = out;
+        }
+        Ok(())
+    }
+
+    /// Apply `ISO_*` overrides. Unknown `ISO_*` variables are ignored: other
+    /// tools (and iso's own `ISO_API_TOKEN`) share the prefix.
+    pub fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        let get = |k: &'static str| env.get(k).map(|v| (k, v.as_str()));
+        if let Some((var, value)) = get("ISO_WORKTREE_DIR") {
+            self.threads.worktree_dir = check_worktree_dir(value, &Origin::Env { var, value })?;
+        }
+        if let Some((var, value)) = get("ISO_BRANCH_TEMPLATE") {
+            self.threads.branch_template = check_branch_template(value, &Origin::Env { var, value })?;
+        }
+        if let Some((var, value)) = get("ISO_MAX_THREADS") {
+            let o = Origin::Env { var, value };
+            self.threads.max = check_max(parse_num(value, &o, "threads.max")?, &o)?;
+        }
+        if let Some((_, value)) = get("ISO_BASE_BRANCH") {
+            self.threads.base_branch = (!value.is_empty()).then(|| value.to_string());
+        }
+        if let Some((var, value)) = get("ISO_PORTS_BASE") {
+            self.ports.base = parse_num(value, &Origin::Env { var, value }, "ports.base")?;
+        }
+        if let Some((var, value)) = get("ISO_PORTS_BLOCK_SIZE") {
+            let o = Origin::Env { var, value };
+            self.ports.block_size = check_block_size(parse_num(value, &o, "ports.block_size")?, &o)?;
+        }
+        if let Some((var, value)) = get("ISO_PORTS_SLOTS") {
+            let o = Origin::Env { var, value };
+            let mut slots = BTreeMap::new();
+            for pair in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let Some((name, offset)) = pair.split_once('=') else {
+                    return Err(o.error("ports.slots", format!("`{pair}` is not NAME=OFFSET"), "write e.g. postgres=0,redis=1"));
+                };
+                check_identifier("ports.slots", name.trim(), &o)?;
+                slots.insert(name.trim().to_string(), parse_num(offset.trim(), &o, "ports.slots")?);
+            }
+            self.ports.slots = slots;
+        }
+        Ok(())
+    }
+
+    /// Checks that need the merged values (a slot and the block size may come
+    /// from different layers).
+    fn check_whole(&self) -> Result<(), ConfigError> {
+        let p = &self.ports;
+        for (name, offset) in &p.slots {
+            if *offset >= p.block_size {
+                return Err(ConfigError::Merged(format!(
+                    "slot `{name}` has offset {offset}, outside a block of {} ports; lower the offset or raise ports.block_size",
+                    p.block_size
+                )));
+            }
+        }
+        let last = p.base as u64 + (self.threads.max as u64 + 1) * p.block_size as u64 - 1;
+        if last > u16::MAX as u64 {
+            return Err(ConfigError::Merged(format!(
+                "ports.base {} + (threads.max {} + 1) × ports.block_size {} ends at port {last}, past 65535; lower one of them",
+                p.base, self.threads.max, p.block_size
+            )));
+        }
+        if p.base < 1024 {
+            return Err(ConfigError::Merged(format!(
+                "ports.base {} would hand out privileged ports below 1024; use 10000 or another base above 1023",
+                p.base
+            )));
+        }
+        Ok(())
+    }
+
+    /// The branch name for thread `id` called `name`.
+    pub fn branch_name(&self, id: u32, name: &str) -> String {
+        self.threads.branch_template.replace("{id}", &id.to_string()).replace("{name}", name)
+    }
+
+    /// The TOML text of the effective configuration (for `iso config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(value: &str, origin: &Origin, key: &str) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| origin.error(key, format!("`{value}` is not a valid number here"), "give a whole number in range"))
+}
+
+fn check_worktree_dir(value: &str, origin: &Origin) -> Result<PathBuf, ConfigError> {
+    let path = PathBuf::from(value);
+    let ok = !value.trim().is_empty()
+        && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && path.components().any(|c| matches!(c, Component::Normal(_)));
+    if ok {
+        Ok(path)
+    } else {
+        Err(origin.error(
+            "threads.worktree_dir",
+            format!("`{value}` must be a relative path inside the repository"),
+            "use something like `.worktrees`",
+        ))
+    }
+}
+
+fn check_branch_template(value: &str, origin: &Origin) -> Result<String, ConfigError> {
+    if !value.contains("{name}") && !value.contains("{id}") {
+        return Err(origin.error(
+            "threads.branch_template",
+            format!("`{value}` contains neither {{id}} nor {{name}}, so every thread would get the same branch"),
+            "use something like `thread-{id}-{name}`",
+        ));
+    }
+    let sample = value.replace("{id}", "1").replace("{name}", "x");
+    let valid = git2::Branch::name_is_valid(&sample).unwrap_or(false);
+    if !valid || sample.contains("..") || sample.starts_with('-') {
+        return Err(origin.error(
+            "threads.branch_template",
+            format!("`{value}` does not give a valid git branch name (`{sample}`)"),
+            "use letters, digits, `-`, `_`, `/` and the placeholders {id} and {name}",
+        ));
+    }
+    Ok(value.to_string())
+}
+
+fn check_max(value: u32, origin: &Origin) -> Result<u32, ConfigError> {
+    if (1..=999).contains(&value) {
+        Ok(value)
+    } else {
+        Err(origin.error("threads.max", format!("{value} is out of range"), "use a number from 1 to 999"))
+    }
+}
+
+fn check_block_size(value: u16, origin: &Origin) -> Result<u16, ConfigError> {
+    if value >= 1 {
+        Ok(value)
+    } else {
+        Err(origin.error("ports.block_size", "a block needs at least one port", "use e.g. 100"))
+    }
+}
+
+fn check_identifier(table: &str, name: &str, origin: &Origin) -> Result<(), ConfigError> {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(origin.error(
+            &format!("{table}.{name}"),
+            format!("`{name}` is not a valid slot name"),
+            "use lowercase letters, digits and `_`, starting with a letter (it is used as `ports.NAME` in templates)",
+        ))
+    }
+}
+
+fn check_env_key(key: &str, origin: &Origin) -> Result<(), ConfigError> {
+    let ok = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(origin.error(
+            &format!("env.{key}"),
+            format!("`{key}` is not a valid environment variable name"),
+            "use letters, digits and `_`, not starting with a digit",
+        ))
+    }
+}
+
+fn check_template(key: &str, template: &str, origin: &Origin) -> Result<(), ConfigError> {
+    let env = minijinja::Environment::new();
+    env.template_from_str(template).map(|_| ()).map_err(|e| {
+        origin.error(
+            &format!("env.{key}"),
+            format!("template does not parse: {}", e.detail().unwrap_or("syntax error")),
+            "templates use minijinja syntax, e.g. \"http://localhost:{{ ports.api }}\"",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(src: &str) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        c.apply_file(Path::new("iso.toml"), src)?;
+        c.check_whole()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn defaults_serve_without_a_file() {
+        let c = Config::load_layers(Path::new("/nonexistent/iso.toml"), None, &BTreeMap::new()).unwrap();
+        assert_eq!(c.ports.base, 10000);
+        assert_eq!(c.ports.block_size, 100);
+        assert_eq!(c.ports.slots["redis"], 1);
+        assert_eq!(c.threads.max, 10);
+        assert_eq!(c.branch_name(3, "x"), "thread-3-x");
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let c = load("[ports]\nbase = 20000\n[ports.slots]\napi = 5\n[threads]\nmax = 3\n").unwrap();
+        assert_eq!(c.ports.base, 20000);
+        assert_eq!(c.ports.slots.len(), 1, "slots table is replaced whole");
+        assert_eq!(c.threads.max, 3);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = load("[ports]\nbase = 20000\nbsae = 3\n").unwrap_err().to_string();
+        assert!(err.starts_with("iso.toml:3:1:"), "{err}");
+        assert!(err.contains("bsae"), "{err}");
+        assert!(err.contains("fix:"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_points_at_the_value() {
+        let err = load("[threads]\n\nmax = \"ten\"\n").unwrap_err();
+        match err {
+            ConfigError::Invalid { line, column, .. } => assert_eq!((line, column), (3, 7)),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let err = load("[ports]\nblock_size = 10\n[ports.slots]\napi = 12\n").unwrap_err().to_string();
+        assert!(err.contains("iso.toml:4:7") && err.contains("ports.slots.api"), "{err}");
+        let err = load("[threads]\nworktree_dir = \"../out\"\n").unwrap_err().to_string();
+        assert!(err.contains("threads.worktree_dir") && err.contains(":2:"), "{err}");
+        let err = load("[threads]\nbranch_template = \"fixed\"\n").unwrap_err().to_string();
+        assert!(err.contains("neither"), "{err}");
+        let err = load("[env]\nX = \"{{ ports.api \"\n").unwrap_err().to_string();
+        assert!(err.contains("env.X") && err.contains("template"), "{err}");
+        let err = load("[ports]\nbase = 65000\n").unwrap_err().to_string();
+        assert!(err.contains("past 65535"), "{err}");
+    }
+
+    #[test]
+    fn environment_wins_and_reports_bad_values() {
+        let env: BTreeMap<String, String> = [("ISO_PORTS_BASE", "30000"), ("ISO_PORTS_SLOTS", "db=0, cache=1")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let mut c = load("[ports]\nbase = 20000\n").unwrap();
+        c.apply_env(&env).unwrap();
+        assert_eq!(c.ports.base, 30000);
+        assert_eq!(c.ports.slots.keys().collect::<Vec<_>>(), ["cache", "db"]);
+
+        let bad: BTreeMap<String, String> = [("ISO_MAX_THREADS".to_string(), "many".to_string())].into();
+        let err = Config::default().apply_env(&bad).unwrap_err().to_string();
+        assert!(err.contains("ISO_MAX_THREADS") && err.contains("many"), "{err}");
+    }
+
+    #[test]
+    fn user_file_overrides_repo_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("iso.toml");
+        let user = dir.path().join("user.toml");
+        std::fs::write(&repo, "[ports]\nbase = 20000\nblock_size = 50\n").unwrap();
+        std::fs::write(&user, "[ports]\nbase = 40000\n").unwrap();
+        let c = Config::load_layers(&repo, Some(&user), &BTreeMap::new()).unwrap();
+        assert_eq!((c.ports.base, c.ports.block_size), (40000, 50));
+        assert_eq!(c.sources, vec![repo, user]);
+    }
+}

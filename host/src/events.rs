@@ -1,0 +1,106 @@
+//! Lifecycle events and the receiver they are delivered to.
+//!
+//! The lifecycle emits one [`Event`] at each point below; hooks (WASM
+//! components and Rhai scripts) plug in as an [`EventReceiver`]. Until a
+//! receiver is configured, [`NoHooks`] accepts everything.
+//!
+//! | event          | when                                            | may refuse |
+//! |----------------|-------------------------------------------------|------------|
+//! | `pre-init`     | id and ports reserved, nothing created yet      | yes: init rolls back |
+//! | `post-init`    | worktree, branch and `.env.thread` ready        | no |
+//! | `post-up`      | services healthy (right after post-init without a stack) | no |
+//! | `pre-cleanup`  | before anything is removed                      | yes, unless `--force` |
+//! | `post-cleanup` | worktree (and services) removed                 | no |
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::thread::ThreadRecord;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Event {
+    PreInit,
+    PostInit,
+    PostUp,
+    PreCleanup,
+    PostCleanup,
+}
+
+impl Event {
+    pub const ALL: [Event; 5] = [Event::PreInit, Event::PostInit, Event::PostUp, Event::PreCleanup, Event::PostCleanup];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::PreInit => "pre-init",
+            Event::PostInit => "post-init",
+            Event::PostUp => "post-up",
+            Event::PreCleanup => "pre-cleanup",
+            Event::PostCleanup => "post-cleanup",
+        }
+    }
+
+    /// `pre-*` events may refuse the operation.
+    pub fn can_refuse(self) -> bool {
+        matches!(self, Event::PreInit | Event::PreCleanup)
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Event {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Event::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| format!("unknown event `{s}`; events are pre-init, post-init, post-up, pre-cleanup, post-cleanup"))
+    }
+}
+
+/// What a receiver is told.
+#[derive(Debug, Clone)]
+pub struct EventContext<'a> {
+    pub event: Event,
+    pub thread: &'a ThreadRecord,
+    pub repo_root: &'a Path,
+    /// The variables written to `.env.thread`.
+    pub env: &'a BTreeMap<String, String>,
+}
+
+/// What receivers hand back: messages for the user and variables to add to
+/// `.env.thread`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub messages: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum HookError {
+    #[error("hook `{plugin}` refused {event}: {message}")]
+    Refused { plugin: String, event: Event, message: String },
+    #[error("hook `{plugin}` failed on {event}: {message}")]
+    Failed { plugin: String, event: Event, message: String },
+}
+
+pub trait EventReceiver {
+    fn deliver(&self, ctx: &EventContext<'_>) -> Result<Outcome, HookError>;
+}
+
+/// The receiver used when no hooks are configured.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoHooks;
+
+impl EventReceiver for NoHooks {
+    fn deliver(&self, _ctx: &EventContext<'_>) -> Result<Outcome, HookError> {
+        Ok(Outcome::default())
+    }
+}

@@ -1,0 +1,97 @@
+//! Turning what a user types into a safe thread name.
+//!
+//! The name ends up inside a branch name (`thread-{id}-{name}`), so it must be
+//! a valid git ref component; it also shows up in container names later, so we
+//! keep it to lowercase letters, digits, `.`, `_` and `-`.
+
+use thiserror::Error;
+
+/// The longest name we accept after normalisation.
+pub const MAX_NAME_LEN: usize = 64;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum NameError {
+    #[error("the thread name is empty; give a short name such as `add-auth`")]
+    Empty,
+    #[error("thread name `{0}` starts with `-`, so it would read as an option; drop the leading dash")]
+    LeadingDash(String),
+    #[error("thread name `{0}` contains `..`, which git does not allow in branch names; use a single `.` or `-`")]
+    DoubleDot(String),
+    #[error("thread name {0:?} contains a control character; use letters, digits and `-`")]
+    ControlChar(String),
+    #[error("thread name `{0}` has no letters or digits; use something like `fix-login`")]
+    NothingLeft(String),
+    #[error("thread name `{name}` is {len} characters long; keep it to {MAX_NAME_LEN}")]
+    TooLong { name: String, len: usize },
+}
+
+/// Validate `raw` and turn it into a safe name: lowercase, every run of
+/// characters outside `[a-z0-9._]` becomes one `-`, no leading or trailing
+/// separators. `"Add Auth!"` becomes `"add-auth"`.
+pub fn sanitize(raw: &str) -> Result<String, NameError> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if trimmed.starts_with('-') {
+        return Err(NameError::LeadingDash(raw.to_string()));
+    }
+    if trimmed.contains("..") {
+        return Err(NameError::DoubleDot(raw.to_string()));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(NameError::ControlChar(raw.to_string()));
+    }
+    let mut out = String::with_capacity(trimmed.len());
+    for c in trimmed.chars().flat_map(char::to_lowercase) {
+        let keep = c.is_ascii_alphanumeric() || c == '.' || c == '_';
+        if keep {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out
+        .trim_matches(|c| c == '-' || c == '.' || c == '_')
+        .trim_end_matches(".lock")
+        .to_string();
+    if !out.chars().any(|c| c.is_ascii_alphanumeric()) {
+        return Err(NameError::NothingLeft(raw.to_string()));
+    }
+    if out.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong { len: out.len(), name: out });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_simple_names() {
+        assert_eq!(sanitize("add-auth").unwrap(), "add-auth");
+        assert_eq!(sanitize("fix_1.2").unwrap(), "fix_1.2");
+    }
+
+    #[test]
+    fn normalises_unsafe_characters() {
+        assert_eq!(sanitize("Add Auth!").unwrap(), "add-auth");
+        assert_eq!(sanitize("feature/login  page").unwrap(), "feature-login-page");
+        assert_eq!(sanitize("  trim me  ").unwrap(), "trim-me");
+        assert_eq!(sanitize("a~b^c:d?e*f[g\\h").unwrap(), "a-b-c-d-e-f-g-h");
+        assert_eq!(sanitize("thing.lock").unwrap(), "thing");
+        assert_eq!(sanitize("café").unwrap(), "caf");
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert_eq!(sanitize(""), Err(NameError::Empty));
+        assert_eq!(sanitize("   "), Err(NameError::Empty));
+        assert!(matches!(sanitize("-rf"), Err(NameError::LeadingDash(_))));
+        assert!(matches!(sanitize("a..b"), Err(NameError::DoubleDot(_))));
+        assert!(matches!(sanitize("a\u{7}b"), Err(NameError::ControlChar(_))));
+        assert!(matches!(sanitize("!!!"), Err(NameError::NothingLeft(_))));
+        assert!(matches!(sanitize(&"x".repeat(65)), Err(NameError::TooLong { .. })));
+    }
+}

@@ -1,0 +1,284 @@
+//! The registry: one TOML file per repository that records every thread.
+//!
+//! It lives at `<git common dir>/iso/registry.toml` (usually
+//! `.git/iso/registry.toml`), which every worktree of the repository finds
+//! and which git never tracks. Every change takes an exclusive lock on
+//! `registry.lock` beside it, re-reads the file, applies the change and
+//! writes a temporary file that is fsynced and renamed over the old one, so
+//! concurrent iso processes serialise and a crash at any moment leaves either
+//! the old or the new registry. Readers need no lock: rename is atomic.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::thread::ThreadRecord;
+
+/// The registry format this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+/// How many removed threads are kept for `iso list --all`.
+pub const REMOVED_KEPT: usize = 200;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegistryData {
+    pub schema: u32,
+    /// Threads that hold (or are acquiring) a worktree and a port block.
+    #[serde(default)]
+    pub threads: Vec<ThreadRecord>,
+    /// Cleaned-up threads, newest last.
+    #[serde(default)]
+    pub removed: Vec<ThreadRecord>,
+}
+
+impl Default for RegistryData {
+    fn default() -> Self {
+        RegistryData { schema: SCHEMA_VERSION, threads: Vec::new(), removed: Vec::new() }
+    }
+}
+
+impl RegistryData {
+    pub fn thread(&self, id: u32) -> Option<&ThreadRecord> {
+        self.threads.iter().find(|t| t.id == id)
+    }
+
+    pub fn thread_mut(&mut self, id: u32) -> Option<&mut ThreadRecord> {
+        self.threads.iter_mut().find(|t| t.id == id)
+    }
+
+    /// Take thread `id` out of the live list.
+    pub fn take(&mut self, id: u32) -> Option<ThreadRecord> {
+        let pos = self.threads.iter().position(|t| t.id == id)?;
+        Some(self.threads.remove(pos))
+    }
+
+    /// Move a record into the removed list, keeping the list bounded.
+    pub fn archive(&mut self, record: ThreadRecord) {
+        self.removed.push(record);
+        if self.removed.len() > REMOVED_KEPT {
+            let excess = self.removed.len() - REMOVED_KEPT;
+            self.removed.drain(..excess);
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("registry {}: {action}: {source}", path.display())]
+    Io { path: PathBuf, action: &'static str, source: std::io::Error },
+    #[error("registry {} is not valid at line {line}: {message}\n  fix: repair that line by hand, or move the file away and run `iso doctor` to see what is left", path.display())]
+    Corrupt { path: PathBuf, line: usize, message: String },
+    #[error("registry {} has schema {found}, newer than this iso understands ({SCHEMA_VERSION})\n  fix: upgrade iso (`cargo install --path host`)", path.display())]
+    TooNew { path: PathBuf, found: u32 },
+    #[error("cannot encode the registry: {0}")]
+    Encode(#[from] toml::ser::Error),
+}
+
+/// Handle on a repository's registry files.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    dir: PathBuf,
+}
+
+impl Registry {
+    /// A registry kept in `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Registry {
+        Registry { dir: dir.into() }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("registry.toml")
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join("registry.lock")
+    }
+
+    /// Read the current registry. A missing file is an empty registry.
+    pub fn load(&self) -> Result<RegistryData, RegistryError> {
+        let path = self.path();
+        let src = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegistryData::default()),
+            Err(source) => return Err(RegistryError::Io { path, action: "read", source }),
+        };
+        parse(&path, &src)
+    }
+
+    /// Apply `change` under the exclusive lock and persist the result
+    /// atomically. If `change` fails nothing is written.
+    pub fn update<T, E>(&self, change: impl FnOnce(&mut RegistryData) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<RegistryError>,
+    {
+        let _lock = self.lock()?;
+        let mut data = self.load()?;
+        let out = change(&mut data)?;
+        self.write(&data)?;
+        Ok(out)
+    }
+
+    fn lock(&self) -> Result<File, RegistryError> {
+        let io = |action| move |source| RegistryError::Io { path: self.lock_path(), action, source };
+        std::fs::create_dir_all(&self.dir).map_err(io("create directory"))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.lock_path())
+            .map_err(io("open lock"))?;
+        // flock-style lock: released by the kernel if this process dies.
+        file.lock().map_err(io("lock"))?;
+        Ok(file)
+    }
+
+    fn write(&self, data: &RegistryData) -> Result<(), RegistryError> {
+        let path = self.path();
+        let text = format!(
+            "# iso thread registry; written by iso, safe to read.\n# Edit only with `iso update` / `iso doctor` unless you know what you do.\n{}",
+            toml::to_string(data)?
+        );
+        let tmp = self.dir.join(format!("registry.toml.tmp.{}", std::process::id()));
+        let io = |action| move |source| RegistryError::Io { path: self.path(), action, source };
+        let mut file = File::create(&tmp).map_err(io("create temporary file"))?;
+        file.write_all(text.as_bytes()).map_err(io("write"))?;
+        file.sync_all().map_err(io("fsync"))?;
+        drop(file);
+        std::fs::rename(&tmp, &path).map_err(io("rename"))?;
+        // Make the rename itself durable.
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
+fn parse(path: &Path, src: &str) -> Result<RegistryData, RegistryError> {
+    #[derive(Deserialize)]
+    struct Header {
+        schema: Option<u32>,
+    }
+    let corrupt = |e: toml::de::Error| {
+        let at = e.span().map_or(0, |s| s.start).min(src.len());
+        RegistryError::Corrupt {
+            path: path.to_path_buf(),
+            line: src[..at].matches('\n').count() + 1,
+            message: e.message().trim().to_string(),
+        }
+    };
+    // Look at the schema first so a newer file gets the right message
+    // instead of a confusing field error.
+    let header: Header = toml::from_str(src).map_err(corrupt)?;
+    match header.schema {
+        Some(found) if found > SCHEMA_VERSION => Err(RegistryError::TooNew { path: path.to_path_buf(), found }),
+        _ => toml::from_str(src).map_err(corrupt),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::thread::{PortRange, Step, ThreadStatus};
+    use chrono::Utc;
+
+    fn record(id: u32) -> ThreadRecord {
+        let now = Utc::now();
+        let mut r = ThreadRecord {
+            id,
+            name: format!("t{id}"),
+            branch: format!("thread-{id}-t{id}"),
+            base: "main".into(),
+            status: ThreadStatus::Active,
+            worktree: PathBuf::from(format!("/r/.worktrees/thread-{id}")),
+            ports: [("api".to_string(), 10102)].into(),
+            port_block: PortRange { start: 10100, end: 10199 },
+            env_file: PathBuf::from("/r/.worktrees/thread-1/.env.thread"),
+            task: Some("say \"hi\"\nnewline".into()),
+            pr: Some(12),
+            created: now,
+            updated: now,
+            created_branch: true,
+            error: None,
+            owner: None,
+            steps: vec![Step::Branch { name: "b".into() }, Step::Worktree { name: "thread-1".into(), path: "/p".into() }],
+            history: Vec::new(),
+        };
+        r.record("created", "from main");
+        r
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::new(dir.path());
+        assert_eq!(reg.load().unwrap(), RegistryData::default());
+        reg.update(|d| {
+            d.threads.push(record(1));
+            d.threads.push(record(2));
+            Ok::<_, RegistryError>(())
+        })
+        .unwrap();
+        let data = reg.load().unwrap();
+        assert_eq!(data.threads, vec![record_like(&data.threads[0], 1), record_like(&data.threads[1], 2)]);
+        assert_eq!(data.threads[0].task.as_deref(), Some("say \"hi\"\nnewline"));
+        // No temporary files left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(names.iter().all(|n| !n.to_string_lossy().contains(".tmp.")), "{names:?}");
+    }
+
+    fn record_like(actual: &ThreadRecord, id: u32) -> ThreadRecord {
+        let mut r = record(id);
+        r.created = actual.created;
+        r.updated = actual.updated;
+        r.history = actual.history.clone();
+        r
+    }
+
+    #[test]
+    fn failed_change_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::new(dir.path());
+        let res: Result<(), RegistryError> = reg.update(|d| {
+            d.threads.push(record(1));
+            Err(RegistryError::Corrupt { path: "x".into(), line: 1, message: "no".into() })
+        });
+        assert!(res.is_err());
+        assert!(reg.load().unwrap().threads.is_empty());
+    }
+
+    #[test]
+    fn corrupt_and_newer_files_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::new(dir.path());
+        std::fs::write(reg.path(), "schema = 1\n[[threads]]\nid = \"x\"\n").unwrap();
+        let err = reg.load().unwrap_err();
+        assert!(matches!(err, RegistryError::Corrupt { .. }), "{err}");
+        std::fs::write(reg.path(), "schema = 99\n").unwrap();
+        assert!(matches!(reg.load().unwrap_err(), RegistryError::TooNew { found: 99, .. }));
+    }
+
+    #[test]
+    fn concurrent_updates_do_not_lose_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let handles: Vec<_> = (1..=16)
+            .map(|id| {
+                let reg = Registry::new(dir.path());
+                std::thread::spawn(move || {
+                    reg.update(|d| {
+                        d.threads.push(record(id));
+                        Ok::<_, RegistryError>(())
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let mut ids: Vec<_> = Registry::new(dir.path()).load().unwrap().threads.iter().map(|t| t.id).collect();
+        ids.sort();
+        assert_eq!(ids, (1..=16).collect::<Vec<_>>());
+    }
+}

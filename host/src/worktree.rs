@@ -1,0 +1,298 @@
+//! Git: finding the repository, branches and worktrees, through libgit2.
+
+use std::path::{Path, PathBuf};
+
+use git2::{BranchType, Repository, StatusOptions, WorktreeAddOptions, WorktreePruneOptions};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum GitError {
+    #[error("{} is not inside a git repository\n  fix: cd into your project (or pass -C DIR), or run `git init` first", path.display())]
+    NotARepo { path: PathBuf },
+    #[error("{} is a bare repository; iso needs a working tree to put worktrees beside\n  fix: run iso in a normal (non-bare) clone", path.display())]
+    Bare { path: PathBuf },
+    #[error("HEAD is detached, so there is no branch to start threads from\n  fix: pass --base BRANCH, set threads.base_branch in iso.toml, or `git switch` to a branch")]
+    DetachedHead,
+    #[error("base `{base}` is not a branch or commit in this repository\n  fix: check the name with `git branch -a`, or pass another --base")]
+    BaseNotFound { base: String },
+    #[error("branch `{branch}` is already checked out at {}\n  fix: pick another name, or remove that worktree first", path.display())]
+    BranchInUse { branch: String, path: PathBuf },
+    #[error("{} already exists and is not a worktree of branch `{branch}`\n  fix: move that directory away, or run `iso doctor`", path.display())]
+    DirOccupied { path: PathBuf, branch: String },
+    #[error("git: {action}: {source}")]
+    Git { action: String, source: git2::Error },
+    #[error("{action} {}: {source}", path.display())]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+fn git(action: impl Into<String>) -> impl FnOnce(git2::Error) -> GitError {
+    let action = action.into();
+    move |source| GitError::Git { action, source }
+}
+
+/// A git worktree as git knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorktreeInfo {
+    /// The name of its metadata directory under `.git/worktrees/`.
+    pub name: String,
+    pub path: PathBuf,
+    pub locked: bool,
+    /// False when the directory is gone (git would call it prunable).
+    pub valid: bool,
+}
+
+/// The main repository, opened once per command.
+pub struct Git {
+    repo: Repository,
+    root: PathBuf,
+    common_dir: PathBuf,
+}
+
+impl Git {
+    /// Find the repository containing `start`; from inside a linked worktree
+    /// this opens the main repository it belongs to.
+    pub fn discover(start: &Path) -> Result<Git, GitError> {
+        let found = Repository::discover(start).map_err(|e| match e.code() {
+            git2::ErrorCode::NotFound => GitError::NotARepo { path: start.to_path_buf() },
+            _ => GitError::Git { action: format!("open repository at {}", start.display()), source: e },
+        })?;
+        let repo = if found.is_worktree() {
+            Repository::open(found.commondir()).map_err(git("open the main repository"))?
+        } else {
+            found
+        };
+        if repo.is_bare() {
+            return Err(GitError::Bare { path: repo.path().to_path_buf() });
+        }
+        let root = repo.workdir().ok_or_else(|| GitError::Bare { path: repo.path().to_path_buf() })?;
+        let root = dunce(root);
+        let common_dir = dunce(repo.commondir());
+        Ok(Git { repo, root, common_dir })
+    }
+
+    /// The main checkout's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The shared `.git` directory (the same for every worktree).
+    pub fn common_dir(&self) -> &Path {
+        &self.common_dir
+    }
+
+    /// The branch checked out in the main checkout, `None` when detached.
+    pub fn current_branch(&self) -> Result<Option<String>, GitError> {
+        if self.repo.head_detached().unwrap_or(false) {
+            return Ok(None);
+        }
+        // An unborn branch (no commits yet) still has a name.
+        match self.repo.head() {
+            Ok(head) => Ok(head.shorthand().ok().map(str::to_string)),
+            Err(e) if e.code() == git2::ErrorCode::UnbornBranch => Ok(None),
+            Err(e) => Err(GitError::Git { action: "read HEAD".into(), source: e }),
+        }
+    }
+
+    /// The commit `base` names: a local branch, a remote-tracking branch or
+    /// any revision git understands.
+    pub fn resolve_base(&self, base: &str) -> Result<git2::Oid, GitError> {
+        let not_found = || GitError::BaseNotFound { base: base.to_string() };
+        if let Ok(b) = self.repo.find_branch(base, BranchType::Local) {
+            return b.get().peel_to_commit().map(|c| c.id()).map_err(|_| not_found());
+        }
+        let obj = self.repo.revparse_single(base).map_err(|_| not_found())?;
+        obj.peel_to_commit().map(|c| c.id()).map_err(|_| not_found())
+    }
+
+    pub fn branch_exists(&self, name: &str) -> bool {
+        self.repo.find_branch(name, BranchType::Local).is_ok()
+    }
+
+    /// Create branch `name` at `base`.
+    pub fn create_branch(&self, name: &str, base: git2::Oid) -> Result<(), GitError> {
+        let commit = self.repo.find_commit(base).map_err(git("find base commit"))?;
+        self.repo.branch(name, &commit, false).map_err(git(format!("create branch {name}")))?;
+        Ok(())
+    }
+
+    pub fn delete_branch(&self, name: &str) -> Result<(), GitError> {
+        match self.repo.find_branch(name, BranchType::Local) {
+            Ok(mut b) => b.delete().map_err(git(format!("delete branch {name}"))),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(()),
+            Err(e) => Err(GitError::Git { action: format!("find branch {name}"), source: e }),
+        }
+    }
+
+    /// Where `branch` is checked out, if anywhere (main checkout included).
+    pub fn branch_checked_out_at(&self, branch: &str) -> Result<Option<PathBuf>, GitError> {
+        if self.current_branch()?.as_deref() == Some(branch) {
+            return Ok(Some(self.root.clone()));
+        }
+        for wt in self.worktrees()? {
+            if wt.valid && head_branch(&wt.path).as_deref() == Some(branch) {
+                return Ok(Some(wt.path));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every linked worktree git knows about.
+    pub fn worktrees(&self) -> Result<Vec<WorktreeInfo>, GitError> {
+        let names = self.repo.worktrees().map_err(git("list worktrees"))?;
+        let mut out = Vec::new();
+        for name in names.iter().flatten().flatten() {
+            let Ok(wt) = self.repo.find_worktree(name) else { continue };
+            out.push(WorktreeInfo {
+                name: name.to_string(),
+                path: dunce(wt.path()),
+                locked: !matches!(wt.is_locked(), Ok(git2::WorktreeLockStatus::Unlocked)),
+                valid: wt.validate().is_ok(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Add worktree `name` at `path` with `branch` checked out, and lock it
+    /// with `reason` so `git worktree prune` leaves it alone.
+    pub fn add_worktree(&self, name: &str, path: &Path, branch: &str, reason: &str) -> Result<(), GitError> {
+        // Stale metadata of a worktree whose directory is gone would make
+        // libgit2 refuse the name.
+        if let Ok(old) = self.repo.find_worktree(name) {
+            if old.validate().is_err() {
+                let _ = old.unlock();
+                old.prune(Some(WorktreePruneOptions::new().locked(true))).map_err(git(format!("prune stale worktree {name}")))?;
+            }
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| GitError::Io { action: "create", path: parent.to_path_buf(), source })?;
+        }
+        let reference = self
+            .repo
+            .find_branch(branch, BranchType::Local)
+            .map_err(git(format!("find branch {branch}")))?
+            .into_reference();
+        let mut opts = WorktreeAddOptions::new();
+        opts.reference(Some(&reference));
+        let wt = self.repo.worktree(name, path, Some(&opts)).map_err(git(format!("add worktree {}", path.display())))?;
+        wt.lock(Some(reason)).map_err(git("lock worktree"))?;
+        Ok(())
+    }
+
+    /// Remove worktree `name`: its directory (at `path`) and git's metadata.
+    /// A worktree that is already gone is not an error.
+    pub fn remove_worktree(&self, name: &str, path: &Path) -> Result<(), GitError> {
+        if let Ok(wt) = self.repo.find_worktree(name) {
+            let _ = wt.unlock();
+        }
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(GitError::Io { action: "remove", path: path.to_path_buf(), source }),
+        }
+        if let Ok(wt) = self.repo.find_worktree(name) {
+            wt.prune(Some(WorktreePruneOptions::new().locked(true).valid(true)))
+                .map_err(git(format!("prune worktree {name}")))?;
+        }
+        Ok(())
+    }
+
+    /// Drop git's metadata for worktrees whose directory is gone and that are
+    /// not locked. Returns their names.
+    pub fn prune_stale(&self) -> Result<Vec<String>, GitError> {
+        let mut pruned = Vec::new();
+        for info in self.worktrees()?.into_iter().filter(|w| !w.valid && !w.locked) {
+            if let Ok(wt) = self.repo.find_worktree(&info.name) {
+                wt.prune(None).map_err(git(format!("prune worktree {}", info.name)))?;
+                pruned.push(info.name);
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Commits on `branch` that are neither on `base` nor on the branch's
+    /// upstream: what `--delete-branch` would throw away. One line each.
+    pub fn unmerged_commits(&self, branch: &str, base: &str) -> Result<Vec<String>, GitError> {
+        let Ok(b) = self.repo.find_branch(branch, BranchType::Local) else { return Ok(Vec::new()) };
+        let tip = b.get().peel_to_commit().map_err(git("read branch tip"))?.id();
+        let mut walk = self.repo.revwalk().map_err(git("walk history"))?;
+        walk.push(tip).map_err(git("walk history"))?;
+        if let Ok(base) = self.resolve_base(base) {
+            walk.hide(base).map_err(git("walk history"))?;
+        }
+        if let Ok(up) = b.upstream() {
+            if let Ok(c) = up.get().peel_to_commit() {
+                walk.hide(c.id()).map_err(git("walk history"))?;
+            }
+        }
+        let mut out = Vec::new();
+        for oid in walk.take(20) {
+            let oid = oid.map_err(git("walk history"))?;
+            let commit = self.repo.find_commit(oid).map_err(git("read commit"))?;
+            let short = oid.to_string()[..8].to_string();
+            out.push(format!("{short} {}", commit.summary().ok().flatten().unwrap_or("")));
+        }
+        Ok(out)
+    }
+
+    /// Append `patterns` to `.git/info/exclude` where missing. iso never
+    /// edits the user's `.gitignore`.
+    pub fn ensure_excluded(&self, patterns: &[&str]) -> Result<(), GitError> {
+        let path = self.common_dir.join("info").join("exclude");
+        let io = |action| {
+            let path = path.clone();
+            move |source| GitError::Io { action, path, source }
+        };
+        let current = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io("read")(e)),
+        };
+        let missing: Vec<&str> = patterns.iter().copied().filter(|p| !current.lines().any(|l| l.trim() == *p)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut text = current;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("# added by iso\n");
+        for p in missing {
+            text.push_str(p);
+            text.push('\n');
+        }
+        std::fs::create_dir_all(path.parent().unwrap()).map_err(io("create"))?;
+        std::fs::write(&path, text).map_err(io("write"))
+    }
+}
+
+/// The branch checked out in the worktree at `path`, if it is a git checkout
+/// on a branch.
+pub fn head_branch(path: &Path) -> Option<String> {
+    let repo = Repository::open(path).ok()?;
+    let head = repo.head().ok()?;
+    head.is_branch().then(|| head.shorthand().ok().map(str::to_string)).flatten()
+}
+
+/// Files with uncommitted changes (modified, staged, untracked; not ignored)
+/// in the worktree at `path`.
+pub fn uncommitted_files(path: &Path) -> Result<Vec<String>, GitError> {
+    let repo = Repository::open(path).map_err(git(format!("open {}", path.display())))?;
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true).recurse_untracked_dirs(true).include_ignored(false).exclude_submodules(true);
+    let statuses = repo.statuses(Some(&mut opts)).map_err(git("read status"))?;
+    Ok(statuses
+        .iter()
+        .filter(|s| s.status() != git2::Status::CURRENT)
+        .filter_map(|s| s.path().ok().map(str::to_string))
+        .collect())
+}
+
+/// Canonical path without a trailing separator.
+fn dunce(p: &Path) -> PathBuf {
+    let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let s = p.to_string_lossy();
+    match s.strip_suffix('/') {
+        Some(t) if !t.is_empty() => PathBuf::from(t),
+        _ => p,
+    }
+}

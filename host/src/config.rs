@@ -79,7 +79,7 @@ impl Default for Config {
                 branch_template: "thread-{id}-{name}".into(),
                 max: 10,
                 base_branch: None,
-                copy: Vec::new(),
+                copy: vec![".env".to_string()],
             },
             ports: PortsConfig { base: 10000, block_size: 100, slots },
             env,
@@ -227,6 +227,8 @@ impl Config {
             let message = e.message().trim().to_string();
             let hint = if message.starts_with("unknown field") {
                 "remove or rename the key; README.md lists every key".to_string()
+            } else if message.contains("duplicate") {
+                "each key and table may appear once; merge the two".to_string()
             } else {
                 "fix the value; README.md lists every key with its type".to_string()
             };

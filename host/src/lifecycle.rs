@@ -32,6 +32,18 @@ use crate::worktree::{self, Git, GitError};
 /// The name of a thread's env file inside its worktree.
 pub const ENV_FILE: &str = ".env.thread";
 
+/// Test-only fault injection: with `ISO_FAULT_PAUSE=<point>` in the
+/// environment, init stops for a minute at that point (after the step's
+/// journal entry is written and the step is done), so a test can kill the
+/// process there with a real SIGKILL. Points: `reserved`, `branch`,
+/// `worktree`.
+fn fault_point(point: &str) {
+    if std::env::var("ISO_FAULT_PAUSE").is_ok_and(|p| p == point) {
+        eprintln!("iso: paused at {point} (ISO_FAULT_PAUSE)");
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(transparent)]
@@ -189,6 +201,7 @@ pub fn init(project: &Project, req: &InitRequest, hooks: &dyn EventReceiver, pro
 
     progress.step(&format!("{name}: reserving id and ports"));
     let mut record = reserve(project, &name, &base, req.task.clone(), progress)?;
+    fault_point("reserved");
 
     match build(project, &mut record, base_oid, hooks, progress) {
         Ok(()) => Ok(record),
@@ -272,6 +285,7 @@ fn build(project: &Project, record: &mut ThreadRecord, base_oid: git2::Oid, hook
         journal(project, record, Step::Branch { name: record.branch.clone() }).map_err(at("branch"))?;
         project.git.create_branch(&record.branch, base_oid).map_err(|e| ("branch", e.into()))?;
         record.created_branch = true;
+        fault_point("branch");
     }
 
     // Worktree: reuse the directory only if it already is this branch's.
@@ -288,6 +302,7 @@ fn build(project: &Project, record: &mut ThreadRecord, base_oid: git2::Oid, hook
         journal(project, record, Step::Worktree { name: wt_name.clone(), path: record.worktree.clone() }).map_err(at("worktree"))?;
         let reason = format!("iso thread {} ({})", record.id, record.name);
         project.git.add_worktree(&wt_name, &record.worktree, &record.branch, &reason).map_err(|e| ("worktree", e.into()))?;
+        fault_point("worktree");
     }
 
     progress.step(&format!("{name}: copying local files"));

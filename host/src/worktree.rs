@@ -13,6 +13,8 @@ pub enum GitError {
     Bare { path: PathBuf },
     #[error("HEAD is detached, so there is no branch to start threads from\n  fix: pass --base BRANCH, set threads.base_branch in iso.toml, or `git switch` to a branch")]
     DetachedHead,
+    #[error("the repository has no commits yet, so a thread has nothing to start from\n  fix: make a first commit (`git commit --allow-empty -m init`)")]
+    NoCommits,
     #[error("base `{base}` is not a branch or commit in this repository\n  fix: check the name with `git branch -a`, or pass another --base")]
     BaseNotFound { base: String },
     #[error("branch `{branch}` is already checked out at {}\n  fix: pick another name, or remove that worktree first", path.display())]
@@ -85,14 +87,14 @@ impl Git {
     }
 
     /// The branch checked out in the main checkout, `None` when detached.
+    /// A repository without commits is an error: nothing can branch off it.
     pub fn current_branch(&self) -> Result<Option<String>, GitError> {
         if self.repo.head_detached().unwrap_or(false) {
             return Ok(None);
         }
-        // An unborn branch (no commits yet) still has a name.
         match self.repo.head() {
             Ok(head) => Ok(head.shorthand().ok().map(str::to_string)),
-            Err(e) if e.code() == git2::ErrorCode::UnbornBranch => Ok(None),
+            Err(e) if e.code() == git2::ErrorCode::UnbornBranch => Err(GitError::NoCommits),
             Err(e) => Err(GitError::Git { action: "read HEAD".into(), source: e }),
         }
     }

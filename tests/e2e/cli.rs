@@ -331,6 +331,14 @@ fn bad_names_and_bad_places_get_clear_errors() {
     let out = iso_cmd_in(&bare, &["list"]).output().unwrap();
     assert!(stderr(&out).contains("bare repository"), "{}", stderr(&out));
 
+    // A repository without commits.
+    let empty = plain.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    git_in(&empty, &["init", "-q", "-b", "main"]);
+    let out = iso_cmd_in(&empty, &["init", "first"]).output().unwrap();
+    assert!(stderr(&out).contains("no commits yet") && stderr(&out).contains("fix:"), "{}", stderr(&out));
+    assert!(!empty.join(".worktrees").exists(), "nothing created");
+
     // A detached HEAD without --base.
     let head = repo.git(&["rev-parse", "HEAD"]);
     repo.git(&["checkout", "-q", head.trim()]);

@@ -1,7 +1,9 @@
 //! End-to-end tests of the `iso` CLI against real git repositories: the
 //! foundation (worktrees, branches, port blocks, registry, doctor).
 //!
-//! Port bases: each test uses its own range inside 30000-39999.
+//! Port bases: each test owns a window of 500 ports inside 12000-19999
+//! (`threads.max` keeps its blocks inside it), below the kernel's ephemeral
+//! range so a client socket never holds a port of a test block.
 
 mod support;
 
@@ -18,7 +20,7 @@ fn port(v: &Value, slot: &str) -> u64 {
 
 #[test]
 fn init_creates_worktree_branch_ports_and_env() {
-    let repo = TestRepo::new(30000, "");
+    let repo = TestRepo::new(12000, "[threads]\nmax = 3\n");
     let out = repo.iso_ok(&["init", "add-auth", "--task", "add login"]);
     assert!(out.contains("thread 1") && out.contains("thread-1-add-auth"), "{out}");
 
@@ -35,9 +37,9 @@ fn init_creates_worktree_branch_ports_and_env() {
 
     // .env.thread with the thread's ports; the gitignored .env was copied.
     let env = std::fs::read_to_string(wt.join(".env.thread")).unwrap();
-    assert!(env.contains("DATABASE_URL=postgresql://postgres:postgres@localhost:30100/app"), "{env}");
-    assert!(env.contains("REDIS_URL=redis://localhost:30101"), "{env}");
-    assert!(env.contains("API_URL=http://localhost:30102"), "{env}");
+    assert!(env.contains("DATABASE_URL=postgresql://postgres:postgres@localhost:12100/app"), "{env}");
+    assert!(env.contains("REDIS_URL=redis://localhost:12101"), "{env}");
+    assert!(env.contains("API_URL=http://localhost:12102"), "{env}");
     assert!(env.contains("ISO_THREAD_ID=1"), "{env}");
     assert_eq!(std::fs::read_to_string(wt.join(".env")).unwrap(), "SECRET=local\n");
 
@@ -59,9 +61,9 @@ fn init_creates_worktree_branch_ports_and_env() {
     assert_eq!(t["status"], "active");
     assert_eq!(t["task"], "add login");
     assert_eq!(t["worktree"], wt.display().to_string());
-    assert_eq!((port(t, "postgres"), port(t, "redis"), port(t, "api"), port(t, "worker")), (30100, 30101, 30102, 30103));
-    assert_eq!(t["port_block"]["start"], 30100);
-    assert_eq!(t["port_block"]["end"], 30199);
+    assert_eq!((port(t, "postgres"), port(t, "redis"), port(t, "api"), port(t, "worker")), (12100, 12101, 12102, 12103));
+    assert_eq!(t["port_block"]["start"], 12100);
+    assert_eq!(t["port_block"]["end"], 12199);
     let status = repo.iso_json(&["status", "add-auth"]);
     assert_eq!(status["id"], 1);
     let events: Vec<&str> = status["history"].as_array().unwrap().iter().map(|h| h["event"].as_str().unwrap()).collect();
@@ -75,7 +77,7 @@ fn chrono_like(v: &Value) -> bool {
 
 #[test]
 fn threads_are_found_by_id_name_or_branch_and_from_inside_a_worktree() {
-    let repo = TestRepo::new(31200, "");
+    let repo = TestRepo::new(12500, "[threads]\nmax = 4\n");
     repo.iso_ok(&["init", "one", "two"]);
     let wt2 = repo.path(".worktrees/thread-2");
     for sel in ["2", "two", "thread-2-two"] {
@@ -101,7 +103,7 @@ fn threads_are_found_by_id_name_or_branch_and_from_inside_a_worktree() {
 
 #[test]
 fn base_branch_and_existing_branches() {
-    let repo = TestRepo::new(32400, "[threads]\nbranch_template = \"work/{name}\"\n");
+    let repo = TestRepo::new(13000, "[threads]\nmax = 4\nbranch_template = \"work/{name}\"\n");
     repo.iso_ok(&["init", "from-dev", "--base", "dev"]);
     assert_eq!(repo.git(&["rev-parse", "work/from-dev"]), repo.git(&["rev-parse", "dev"]));
 
@@ -121,7 +123,7 @@ fn base_branch_and_existing_branches() {
 
 #[test]
 fn bulk_init_reports_each_name_and_fails_if_any_failed() {
-    let repo = TestRepo::new(33600, "");
+    let repo = TestRepo::new(13500, "[threads]\nmax = 4\n");
     let out = repo.iso(&["init", "fix-a", "bad..name", "fix-c"]);
     assert_eq!(out.status.code(), Some(4), "partial failure exit code");
     let err = stderr(&out);
@@ -132,7 +134,7 @@ fn bulk_init_reports_each_name_and_fails_if_any_failed() {
 
 #[test]
 fn twenty_parallel_inits_get_distinct_ids_and_blocks() {
-    let repo = TestRepo::new(34800, "[threads]\nmax = 25\n[ports]\nblock_size = 10\n");
+    let repo = TestRepo::new(14000, "[threads]\nmax = 25\n[ports]\nblock_size = 10\n");
     let children: Vec<_> = (0..20)
         .map(|i| {
             repo.iso_cmd(&["init", &format!("par-{i}"), "-q"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
@@ -188,7 +190,7 @@ fn kill_init_at(repo: &TestRepo, name: &str, point: &str) {
 
 #[test]
 fn kill_9_mid_init_then_doctor_fix_leaves_nothing_behind() {
-    let repo = TestRepo::new(36000, "");
+    let repo = TestRepo::new(14500, "[threads]\nmax = 4\n");
     for (i, point) in ["reserved", "branch", "worktree"].into_iter().enumerate() {
         let name = format!("killed-{i}");
         kill_init_at(&repo, &name, point);
@@ -216,21 +218,21 @@ fn kill_9_mid_init_then_doctor_fix_leaves_nothing_behind() {
 
 #[test]
 fn a_busy_port_block_is_skipped_with_the_reason() {
-    let repo = TestRepo::new(37200, "");
+    let repo = TestRepo::new(15000, "[threads]\nmax = 4\n");
     // Thread 1's redis slot (offset 1) is taken by another program.
-    let _listener = TcpListener::bind(("127.0.0.1", 37301)).unwrap();
+    let _listener = TcpListener::bind(("127.0.0.1", 15101)).unwrap();
     let out = repo.iso(&["init", "busy"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("skipped block 1") && err.contains("37301") && err.contains("redis"), "{err}");
+    assert!(err.contains("skipped block 1") && err.contains("15101") && err.contains("redis"), "{err}");
     let t = &repo.threads()[0];
     assert_eq!(t["id"], 2);
-    assert_eq!(port(t, "postgres"), 37400);
+    assert_eq!(port(t, "postgres"), 15200);
 }
 
 #[test]
 fn running_out_of_blocks_says_how_many_are_held() {
-    let repo = TestRepo::new(38400, "[threads]\nmax = 2\n");
+    let repo = TestRepo::new(15500, "[threads]\nmax = 2\n");
     repo.iso_ok(&["init", "a", "b"]);
     let out = repo.iso(&["init", "c"]);
     assert_eq!(out.status.code(), Some(1));
@@ -241,7 +243,7 @@ fn running_out_of_blocks_says_how_many_are_held() {
 
 #[test]
 fn cleanup_keeps_the_branch_and_refuses_to_lose_work() {
-    let repo = TestRepo::new(39000, "[threads]\nmax = 4\n");
+    let repo = TestRepo::new(16000, "[threads]\nmax = 4\n");
     repo.iso_ok(&["init", "work"]);
     let wt = repo.path(".worktrees/thread-1");
 
@@ -280,7 +282,7 @@ fn cleanup_keeps_the_branch_and_refuses_to_lose_work() {
 
 #[test]
 fn a_failed_init_rolls_back_what_it_created() {
-    let repo = TestRepo::new(39600, "[threads]\nmax = 3\n");
+    let repo = TestRepo::new(16500, "[threads]\nmax = 3\n");
     // Something that is not a worktree sits where thread 1's worktree goes.
     repo.write(".worktrees/thread-1/keep.txt", "user data\n");
     let out = repo.iso(&["init", "blocked"]);
@@ -294,7 +296,7 @@ fn a_failed_init_rolls_back_what_it_created() {
 
 #[test]
 fn update_changes_task_pr_and_status() {
-    let repo = TestRepo::new(30500, "[threads]\nmax = 3\n");
+    let repo = TestRepo::new(17000, "[threads]\nmax = 3\n");
     repo.iso_ok(&["init", "upd"]);
     repo.iso_ok(&["update", "upd", "--task", "ship it", "--pr", "123", "--status", "merged"]);
     let t = repo.iso_json(&["status", "1"]);
@@ -308,7 +310,7 @@ fn update_changes_task_pr_and_status() {
 
 #[test]
 fn bad_names_and_bad_places_get_clear_errors() {
-    let repo = TestRepo::new(31000, "[threads]\nmax = 3\n");
+    let repo = TestRepo::new(17500, "[threads]\nmax = 3\n");
     for (name, needle) in [("", "empty"), ("-rf", "starts with `-`"), ("a..b", "`..`"), ("a\u{1}b", "control character")] {
         let out = repo.iso(&["init", "--", name]);
         assert_eq!(out.status.code(), Some(1), "{name:?}");
@@ -349,29 +351,29 @@ fn bad_names_and_bad_places_get_clear_errors() {
 
 #[test]
 fn a_malformed_iso_toml_points_at_the_line() {
-    let repo = TestRepo::new(31100, "[threads]\nmaxx = 3\n");
+    let repo = TestRepo::new(18000, "[threads]\nmaxx = 3\n");
     let out = repo.iso(&["list"]);
     assert_eq!(out.status.code(), Some(78));
     let err = stderr(&out);
     assert!(err.contains("iso.toml:4:1") && err.contains("maxx"), "{err}");
 
-    repo.write("iso.toml", "[ports]\nbase = 31100\nblock_size = \"big\"\n");
+    repo.write("iso.toml", "[ports]\nbase = 18000\nblock_size = \"big\"\n");
     let err = stderr(&repo.iso(&["list"]));
     assert!(err.contains("iso.toml:3:14"), "{err}");
 
     // Environment overrides win, and bad ones are named.
-    repo.write("iso.toml", "[ports]\nbase = 31100\n");
+    repo.write("iso.toml", "[ports]\nbase = 18000\n[threads]\nmax = 3\n");
     let out = repo.iso_cmd(&["config", "--json"]).env("ISO_PORTS_BLOCK_SIZE", "0").output().unwrap();
     assert!(stderr(&out).contains("ISO_PORTS_BLOCK_SIZE"), "{}", stderr(&out));
     let out = repo.iso_cmd(&["config", "--json"]).env("ISO_MAX_THREADS", "4").output().unwrap();
     let cfg: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cfg["config"]["threads"]["max"], 4);
-    assert_eq!(cfg["config"]["ports"]["base"], 31100);
+    assert_eq!(cfg["config"]["ports"]["base"], 18000);
 }
 
 #[test]
 fn output_is_plain_when_piped_and_completions_exist() {
-    let repo = TestRepo::new(31150, "[threads]\nmax = 2\n[ports]\nblock_size = 10\n");
+    let repo = TestRepo::new(18500, "[threads]\nmax = 2\n[ports]\nblock_size = 10\n");
     let out = repo.iso_cmd(&["init", "plain"]).env_remove("NO_COLOR").output().unwrap();
     assert!(out.status.success());
     assert!(!out.stdout.contains(&0x1b) && !out.stderr.contains(&0x1b), "no escape codes when piped");
@@ -379,7 +381,7 @@ fn output_is_plain_when_piped_and_completions_exist() {
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["THREAD", "NAME", "BRANCH", "STATUS", "PORTS", "WORKTREE", "AGE"]);
     let ports = repo.iso_json(&["ports"]);
-    assert_eq!(ports[0]["ports"]["api"], 31162);
+    assert_eq!(ports[0]["ports"]["api"], 18512);
     for shell in ["bash", "zsh", "fish", "nushell", "powershell"] {
         let text = repo.iso_ok(&["completions", shell]);
         assert!(text.contains("cleanup") && text.len() > 500, "{shell}");
@@ -388,7 +390,7 @@ fn output_is_plain_when_piped_and_completions_exist() {
 
 #[test]
 fn doctor_finds_orphans_and_missing_worktrees() {
-    let repo = TestRepo::new(31300, "[threads]\nmax = 5\n[ports]\nblock_size = 10\n");
+    let repo = TestRepo::new(19000, "[threads]\nmax = 5\n[ports]\nblock_size = 10\n");
     repo.iso_ok(&["init", "gone", "kept"]);
     // Someone deleted thread 1's worktree by hand.
     std::fs::remove_dir_all(repo.path(".worktrees/thread-1")).unwrap();

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use toml::Spanned;
 
+use crate::services::spec::{check_service, check_stack, ComposeSpec, DockerSettings, ServiceSpec};
+
 /// The file name teams check in at the repository root.
 pub const REPO_CONFIG_FILE: &str = "iso.toml";
 
@@ -27,6 +29,19 @@ pub struct Config {
     pub ports: PortsConfig,
     /// `.env.thread` entries: variable name to a minijinja template.
     pub env: BTreeMap<String, String>,
+    /// `[services.<name>]`: the thread's Docker stack (empty: no Docker).
+    /// A later layer replaces a service whole.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ServiceSpec>,
+    /// `[compose]`: take the stack from a docker-compose file instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compose: Option<ComposeSpec>,
+    /// `[docker]`: timeouts, publish address, extra labels.
+    pub docker: DockerSettings,
+    /// `[api]`: `iso serve` (see docs/api.md).
+    pub api: ApiConfig,
+    /// `[agent]`: the agent `iso spawn` starts in a thread.
+    pub agent: AgentConfig,
     /// The files that contributed, in the order they were applied.
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
@@ -45,6 +60,29 @@ pub struct ThreadsConfig {
     /// Files (glob patterns, relative to the root) copied into new worktrees,
     /// typically gitignored ones such as `.env`.
     pub copy: Vec<String>,
+}
+
+/// `[api]`: the HTTP API of `iso serve`.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct ApiConfig {
+    /// The bearer token clients must send; `ISO_API_TOKEN` overrides it.
+    /// Never printed (`iso config` shows whether one is set).
+    #[serde(skip)]
+    pub token: Option<String>,
+    /// Where `iso serve` listens unless `--bind` is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
+}
+
+/// `[agent]`: what `iso spawn` runs in a new thread's worktree.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct AgentConfig {
+    /// The program and its arguments; `{prompt}` in an argument is replaced
+    /// by the rendered prompt (also on stdin and in `ISO_PROMPT_FILE`).
+    pub command: Vec<String>,
+    /// A minijinja prompt template file, relative to the repository root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -83,6 +121,11 @@ impl Default for Config {
             },
             ports: PortsConfig { base: 10000, block_size: 100, slots },
             env,
+            services: BTreeMap::new(),
+            compose: None,
+            docker: DockerSettings::default(),
+            api: ApiConfig::default(),
+            agent: AgentConfig::default(),
             sources: Vec::new(),
         }
     }
@@ -119,6 +162,35 @@ struct FileConfig {
     threads: Option<ThreadsSection>,
     ports: Option<PortsSection>,
     env: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    services: Option<BTreeMap<Spanned<String>, Spanned<ServiceSpec>>>,
+    compose: Option<Spanned<ComposeSpec>>,
+    docker: Option<DockerSection>,
+    api: Option<ApiSection>,
+    agent: Option<AgentSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiSection {
+    token: Option<Spanned<String>>,
+    bind: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentSection {
+    command: Option<Spanned<Vec<String>>>,
+    template: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DockerSection {
+    health_timeout: Option<Spanned<u64>>,
+    stop_timeout: Option<Spanned<u64>>,
+    publish_host: Option<Spanned<String>>,
+    labels: Option<BTreeMap<String, String>>,
+    name: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,7 +357,88 @@ impl Config {
             }
             self.env = out;
         }
+        if let Some(services) = file.services {
+            for (name, spec) in services {
+                let (span, spec) = (spec.span(), spec.into_inner());
+                if let Err(p) = check_service(name.get_ref(), &spec) {
+                    let at_key = if p.key == "name" { name.span() } else { key_span(src, span, p.key) };
+                    return Err(at(at_key).error(&format!("services.{}.{}", p.service, p.key), p.message, p.hint));
+                }
+                self.services.insert(name.into_inner(), spec);
+            }
+        }
+        if let Some(compose) = file.compose {
+            let span = compose.span();
+            let c = compose.into_inner();
+            if c.file.as_os_str().is_empty() || c.file.is_absolute() {
+                return Err(at(key_span(src, span, "file")).error("compose.file", "must be a path relative to the repository root", "e.g. file = \"docker-compose.yml\""));
+            }
+            self.compose = Some(c);
+        }
+        if let Some(d) = file.docker {
+            if let Some(v) = d.health_timeout {
+                if *v.get_ref() == 0 {
+                    return Err(at(v.span()).error("docker.health_timeout", "0 seconds leaves no time to start", "use e.g. 120"));
+                }
+                self.docker.health_timeout = v.into_inner();
+            }
+            if let Some(v) = d.stop_timeout {
+                self.docker.stop_timeout = v.into_inner();
+            }
+            if let Some(v) = d.publish_host {
+                if v.get_ref().parse::<std::net::IpAddr>().is_err() {
+                    return Err(at(v.span()).error("docker.publish_host", format!("`{}` is not an IP address", v.get_ref()), "use 127.0.0.1 (default), 0.0.0.0 or another local address"));
+                }
+                self.docker.publish_host = v.into_inner();
+            }
+            if let Some(v) = d.labels {
+                self.docker.labels = v;
+            }
+            if let Some(v) = d.name {
+                let ok = v.get_ref().chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                    && v.get_ref().chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+                if !ok {
+                    return Err(at(v.span()).error("docker.name", format!("`{}` cannot be part of Docker resource names", v.get_ref()), "use lowercase letters, digits, `-`, `_` and `.`"));
+                }
+                self.docker.name = Some(v.into_inner());
+            }
+        }
+        if let Some(a) = file.api {
+            if let Some(v) = a.token {
+                if v.get_ref().trim().is_empty() {
+                    return Err(at(v.span()).error("api.token", "is empty", "remove the key, or set a long random string"));
+                }
+                self.api.token = Some(v.into_inner());
+            }
+            if let Some(v) = a.bind {
+                if v.get_ref().parse::<std::net::SocketAddr>().is_err() {
+                    return Err(at(v.span()).error("api.bind", format!("`{}` is not an address and port", v.get_ref()), "write e.g. \"127.0.0.1:31337\""));
+                }
+                self.api.bind = Some(v.into_inner());
+            }
+        }
+        if let Some(a) = file.agent {
+            if let Some(v) = a.command {
+                if v.get_ref().is_empty() || v.get_ref()[0].trim().is_empty() {
+                    return Err(at(v.span()).error("agent.command", "names no program", "write e.g. command = [\"claude\", \"-p\", \"{prompt}\"]"));
+                }
+                self.agent.command = v.into_inner();
+            }
+            if let Some(v) = a.template {
+                let p = PathBuf::from(v.get_ref());
+                if p.as_os_str().is_empty() || p.is_absolute() {
+                    return Err(at(v.span()).error("agent.template", "must be a path relative to the repository root", "e.g. template = \"prompts/agent.md\""));
+                }
+                self.agent.template = Some(p);
+            }
+        }
         Ok(())
+    }
+
+    /// Whether a Docker stack is configured (`[services.*]` or `[compose]`).
+    /// Without one iso never talks to Docker.
+    pub fn has_stack(&self) -> bool {
+        !self.services.is_empty() || self.compose.is_some()
     }
 
     /// Apply `ISO_*` overrides. Unknown `ISO_*` variables are ignored: other
@@ -346,6 +499,14 @@ impl Config {
                 p.base, self.threads.max, p.block_size
             )));
         }
+        if !self.services.is_empty() && self.compose.is_some() {
+            return Err(ConfigError::Merged(
+                "both [services.*] and [compose] are set; iso takes the stack from one of them, so remove the other".into(),
+            ));
+        }
+        if let Err(pr) = check_stack(&self.services, &p.slots, p.block_size) {
+            return Err(ConfigError::Merged(format!("services.{}.{}: {}; {}", pr.service, pr.key, pr.message, pr.hint)));
+        }
         if p.base < 1024 {
             return Err(ConfigError::Merged(format!(
                 "ports.base {} would hand out privileged ports below 1024; use 10000 or another base above 1023",
@@ -364,6 +525,28 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// The span of the line that sets `key` inside the table at `span` (for
+/// errors found after parsing), else the table itself.
+fn key_span(src: &str, span: Range<usize>, key: &str) -> Range<usize> {
+    // A `[table]` header's span may cover the header only: look on to the
+    // next header.
+    let start = span.start.min(src.len());
+    let next_header = src[start..].find("\n[").map_or(src.len(), |i| start + i + 1);
+    let end = span.end.max(next_header).min(src.len());
+    let mut offset = start;
+    for line in src[start..end].split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix(key) {
+            if rest.trim_start().starts_with('=') || rest.starts_with('.') {
+                let lead = line.len() - trimmed.len();
+                return offset + lead..offset + lead + key.len();
+            }
+        }
+        offset += line.len();
+    }
+    span
 }
 
 fn parse_num<T: std::str::FromStr>(value: &str, origin: &Origin, key: &str) -> Result<T, ConfigError> {
@@ -476,6 +659,22 @@ mod tests {
     }
 
     #[test]
+    fn api_and_agent_sections() {
+        let c = load("[api]\ntoken = \"s3cret\"\nbind = \"127.0.0.1:4000\"\n[agent]\ncommand = [\"sh\", \"agent.sh\", \"{prompt}\"]\ntemplate = \"prompts/a.md\"\n").unwrap();
+        assert_eq!(c.api.token.as_deref(), Some("s3cret"));
+        assert_eq!(c.api.bind.as_deref(), Some("127.0.0.1:4000"));
+        assert_eq!(c.agent.command, ["sh", "agent.sh", "{prompt}"]);
+        assert_eq!(c.agent.template.as_deref(), Some(Path::new("prompts/a.md")));
+        assert!(!c.to_toml().contains("s3cret"), "the token is never printed");
+        let err = load("[api]\nbind = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("iso.toml:2:8:") && err.contains("api.bind"), "{err}");
+        let err = load("[agent]\ncommand = []\n").unwrap_err().to_string();
+        assert!(err.contains("agent.command"), "{err}");
+        let err = load("[api]\ntokn = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("tokn"), "{err}");
+    }
+
+    #[test]
     fn defaults_serve_without_a_file() {
         let c = Config::load_layers(Path::new("/nonexistent/iso.toml"), None, &BTreeMap::new()).unwrap();
         assert_eq!(c.ports.base, 10000);
@@ -538,6 +737,47 @@ mod tests {
         let bad: BTreeMap<String, String> = [("ISO_MAX_THREADS".to_string(), "many".to_string())].into();
         let err = Config::default().apply_env(&bad).unwrap_err().to_string();
         assert!(err.contains("ISO_MAX_THREADS") && err.contains("many"), "{err}");
+    }
+
+    #[test]
+    fn services_compose_and_docker_sections_parse() {
+        let c = load(
+            "[services.postgres]\nimage = \"pg:16\"\nport = 5432\nhealthcheck = { tcp = true }\n\
+             [services.api]\nbuild = \".\"\nport = 8080\ndepends_on = [\"postgres\"]\n\
+             [docker]\nhealth_timeout = 30\nstop_timeout = 1\nlabels = { team = \"web\" }\n",
+        )
+        .unwrap();
+        assert!(c.has_stack());
+        assert_eq!(c.services["api"].depends_on, ["postgres"]);
+        assert_eq!((c.docker.health_timeout, c.docker.stop_timeout, c.docker.publish_host.as_str()), (30, 1, "127.0.0.1"));
+        assert_eq!(c.docker.labels["team"], "web");
+        assert!(!Config::default().has_stack(), "no stack without [services] or [compose]");
+        let c = load("[compose]\nfile = \"docker-compose.yml\"\nslots = { db = \"postgres\" }\n").unwrap();
+        assert!(c.has_stack() && c.compose.is_some());
+        assert!(c.to_toml().contains("[docker]"));
+    }
+
+    #[test]
+    fn service_errors_name_file_line_and_key() {
+        // A structural problem points at the key's own line.
+        let err = load("[services.api]\nimage = \"x\"\nport = 80\nhealthcheck = { tcp = true, http = \"/\" }\n").unwrap_err().to_string();
+        assert!(err.starts_with("iso.toml:4:1:") && err.contains("services.api.healthcheck") && err.contains("fix:"), "{err}");
+        let err = load("[services.api]\nport = 80\n").unwrap_err().to_string();
+        assert!(err.contains("services.api.image") && err.contains("needs `image` or `build`"), "{err}");
+        let err = load("[services.api]\nimage = \"x\"\nvolumes = [\"data:relative\"]\n").unwrap_err().to_string();
+        assert!(err.starts_with("iso.toml:3:") && err.contains("services.api.volumes"), "{err}");
+        // Unknown keys are refused with their place.
+        let err = load("[services.api]\nimage = \"x\"\nimgae = \"y\"\n").unwrap_err().to_string();
+        assert!(err.contains("iso.toml:") && err.contains("imgae"), "{err}");
+        let err = load("[docker]\npublish_host = \"localhost:1\"\n").unwrap_err().to_string();
+        assert!(err.contains("docker.publish_host"), "{err}");
+        // Cross-service problems once layers are merged.
+        let err = load("[services.api]\nimage = \"x\"\ndepends_on = [\"db\"]\n").unwrap_err().to_string();
+        assert!(err.contains("services.api.depends_on") && err.contains("`db`"), "{err}");
+        let err = load("[services.cache]\nimage = \"x\"\nport = 6379\n").unwrap_err().to_string();
+        assert!(err.contains("services.cache.slot") && err.contains("[ports.slots]"), "{err}");
+        let err = load("[services.api]\nimage = \"x\"\n[compose]\nfile = \"c.yml\"\n").unwrap_err().to_string();
+        assert!(err.contains("both [services.*] and [compose]"), "{err}");
     }
 
     #[test]

@@ -6,16 +6,23 @@
 //! one place that orchestrates them, and [`cli`] (and later the Nushell plugin
 //! and the HTTP API) are thin front ends over [`lifecycle`].
 
+pub mod agent;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod copyfiles;
 pub mod envfile;
 pub mod events;
 pub mod lifecycle;
+pub mod listeners;
 pub mod names;
+#[cfg(feature = "nu")]
+pub mod nu;
 pub mod ports;
 pub mod progress;
 pub mod registry;
+pub mod remote;
+pub mod services;
 pub mod thread;
 pub mod worktree;
 

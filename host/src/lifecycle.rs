@@ -26,6 +26,7 @@ use crate::names::{self, NameError};
 use crate::ports::{PortLayout, PortsError};
 use crate::progress::Progress;
 use crate::registry::{Registry, RegistryData, RegistryError};
+use crate::services::{self, Engine};
 use crate::thread::{Owner, Step, ThreadRecord, ThreadStatus};
 use crate::worktree::{self, Git, GitError};
 
@@ -36,7 +37,7 @@ pub const ENV_FILE: &str = ".env.thread";
 /// environment, init stops for a minute at that point (after the step's
 /// journal entry is written and the step is done), so a test can kill the
 /// process there with a real SIGKILL. Points: `reserved`, `branch`,
-/// `worktree`.
+/// `worktree`, `services` (stack started and healthy).
 fn fault_point(point: &str) {
     if std::env::var("ISO_FAULT_PAUSE").is_ok_and(|p| p == point) {
         eprintln!("iso: paused at {point} (ISO_FAULT_PAUSE)");
@@ -76,6 +77,10 @@ pub enum Error {
     InitFailed { name: String, step: &'static str, source: Box<Error>, rolled_back: Vec<String> },
     #[error("status `{0}` cannot be set by hand\n  fix: use active, merged or abandoned")]
     StatusNotSettable(ThreadStatus),
+    #[error(transparent)]
+    Services(#[from] services::Error),
+    #[error("this repository defines no Docker stack\n  fix: add [services.<name>] or [compose] to iso.toml (see docs/services.md), or start from a template: `iso setup --template postgres-redis-api`")]
+    NoStack,
 }
 
 fn lost_list(uncommitted: &[String], unmerged: &[String]) -> String {
@@ -192,6 +197,24 @@ pub struct InitRequest {
 /// branch and worktree, copy local files, write `.env.thread`, and emit the
 /// lifecycle events. On failure everything created is rolled back.
 pub fn init(project: &Project, req: &InitRequest, hooks: &dyn EventReceiver, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
+    init_opts(project, req, &StackOptions::default(), hooks, progress)
+}
+
+/// Options about the thread's Docker stack, for [`init_opts`] and
+/// [`cleanup_opts`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StackOptions {
+    /// init: create worktree, ports and env file without starting the stack.
+    pub no_services: bool,
+    /// cleanup: keep the stack's named volumes (containers are stopped first).
+    pub keep_volumes: bool,
+    /// cleanup: end this user's processes still listening on the thread's ports.
+    pub kill_ports: bool,
+}
+
+/// [`init`], and the thread's Docker stack (unless `stack.no_services`):
+/// started after `.env.thread` is written and healthy before `post-up`.
+pub fn init_opts(project: &Project, req: &InitRequest, stack: &StackOptions, hooks: &dyn EventReceiver, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
     let name = names::sanitize(&req.name)?;
     let base = match req.base.clone().or_else(|| project.config.threads.base_branch.clone()) {
         Some(b) => b,
@@ -203,7 +226,7 @@ pub fn init(project: &Project, req: &InitRequest, hooks: &dyn EventReceiver, pro
     let mut record = reserve(project, &name, &base, req.task.clone(), progress)?;
     fault_point("reserved");
 
-    match build(project, &mut record, base_oid, hooks, progress) {
+    match build(project, &mut record, base_oid, stack, hooks, progress) {
         Ok(()) => Ok(record),
         Err((step, err)) => {
             progress.step(&format!("{name}: rolling back"));
@@ -267,7 +290,7 @@ fn reserve(project: &Project, name: &str, base: &str, task: Option<String>, prog
 
 type StepResult = Result<(), (&'static str, Error)>;
 
-fn build(project: &Project, record: &mut ThreadRecord, base_oid: git2::Oid, hooks: &dyn EventReceiver, progress: &dyn Progress) -> StepResult {
+fn build(project: &Project, record: &mut ThreadRecord, base_oid: git2::Oid, stack: &StackOptions, hooks: &dyn EventReceiver, progress: &dyn Progress) -> StepResult {
     let name = record.name.clone();
     let at = |step: &'static str| move |e: Error| (step, e);
 
@@ -312,11 +335,25 @@ fn build(project: &Project, record: &mut ThreadRecord, base_oid: git2::Oid, hook
     progress.step(&format!("{name}: writing {ENV_FILE}"));
     let env = write_env(project, record).map_err(at("env file"))?;
 
+    // The Docker stack: journaled before anything is created, so a failed
+    // or killed init removes it by label.
+    let mut stack_detail = String::new();
+    if project.config.has_stack() && !stack.no_services {
+        progress.step(&format!("{name}: connecting to Docker"));
+        let plan = stack_plan(project, record).map_err(at("services"))?;
+        let engine = Engine::connect().map_err(|e| ("services", e.into()))?;
+        journal(project, record, Step::Services { project: plan.project.clone() }).map_err(at("services"))?;
+        let report = |phases: &[(String, services::Phase)]| progress.step(&format!("{name}: {}", describe_phases(phases)));
+        let started = engine.up(&plan, &report).map_err(|e| ("services", e.into()))?;
+        fault_point("services");
+        stack_detail = format!(", services {} healthy", started.iter().map(|s| format!("{} ({} ms)", s.service, s.millis)).collect::<Vec<_>>().join(", "));
+    }
+
     // The thread is usable from here on.
     record.status = ThreadStatus::Active;
     record.owner = None;
     record.steps.clear();
-    let detail = format!("branch {} from {}, {} file(s) copied", record.branch, record.base, copied.len());
+    let detail = format!("branch {} from {}, {} file(s) copied{stack_detail}", record.branch, record.base, copied.len());
     let snapshot = record.clone();
     project
         .registry
@@ -400,11 +437,7 @@ struct RepoValues<'a> {
 /// The variables of a thread's `.env.thread`: iso's own `ISO_*` values,
 /// then the rendered `[env]` templates.
 pub fn thread_env(project: &Project, record: &ThreadRecord) -> Result<BTreeMap<String, String>, Error> {
-    let ctx = TemplateContext {
-        thread: ThreadValues { id: record.id, name: &record.name, branch: &record.branch, base: &record.base, worktree: &record.worktree },
-        ports: &record.ports,
-        repo: RepoValues { root: project.root(), name: repo_name(project.root()) },
-    };
+    let ctx = template_context(project, record);
     let mut env = BTreeMap::new();
     env.insert("ISO_THREAD_ID".to_string(), record.id.to_string());
     env.insert("ISO_THREAD_NAME".to_string(), record.name.clone());
@@ -415,7 +448,19 @@ pub fn thread_env(project: &Project, record: &ThreadRecord) -> Result<BTreeMap<S
         env.insert(format!("ISO_PORT_{}", slot.to_uppercase()), port.to_string());
     }
     env.extend(envfile::render(&project.config.env, &ctx)?);
+    // The stack's connection details (DATABASE_URL, ...) win over [env].
+    if project.config.has_stack() {
+        env.extend(stack_plan(project, record)?.exports);
+    }
     Ok(env)
+}
+
+fn template_context<'a>(project: &'a Project, record: &'a ThreadRecord) -> TemplateContext<'a> {
+    TemplateContext {
+        thread: ThreadValues { id: record.id, name: &record.name, branch: &record.branch, base: &record.base, worktree: &record.worktree },
+        ports: &record.ports,
+        repo: RepoValues { root: project.root(), name: repo_name(project.root()) },
+    }
 }
 
 fn write_env(project: &Project, record: &ThreadRecord) -> Result<BTreeMap<String, String>, Error> {
@@ -445,6 +490,10 @@ pub fn rollback(project: &Project, id: u32) -> Result<Vec<String>, Error> {
                 project.git.delete_branch(name)?;
                 undone.push(format!("branch {name}"));
             }
+            Step::Services { project: prefix } => {
+                let removed = Engine::connect()?.teardown(project.root(), Some(id), false, stop_timeout(project))?;
+                undone.push(format!("services {prefix} ({})", removed.describe()));
+            }
         }
     }
     project.registry.update(|d| {
@@ -466,6 +515,14 @@ pub struct CleanupOptions {
 /// Remove a thread's worktree (and, later, its services), keep its branch
 /// unless asked, free its ports, and keep its record among removed threads.
 pub fn cleanup(project: &Project, selector: &str, opts: CleanupOptions, hooks: &dyn EventReceiver, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
+    cleanup_opts(project, selector, opts, &StackOptions::default(), hooks, progress)
+}
+
+/// [`cleanup`], and the thread's Docker stack: its containers, volumes
+/// (unless `stack.keep_volumes`) and network are removed before the
+/// worktree; with `stack.kill_ports`, this user's processes still
+/// listening on the thread's ports are ended (each named first).
+pub fn cleanup_opts(project: &Project, selector: &str, opts: CleanupOptions, stack: &StackOptions, hooks: &dyn EventReceiver, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
     let record = project.find(selector)?;
     if let Some(owner) = record.owner.as_ref().filter(|o| o.is_alive() && o.pid != std::process::id()) {
         let doing = if record.status == ThreadStatus::Creating { "created" } else { "cleaned up" };
@@ -493,8 +550,39 @@ pub fn cleanup(project: &Project, selector: &str, opts: CleanupOptions, hooks: &
         Ok(_) => {}
     }
 
+    // Docker first (before anything is changed), so a stopped engine
+    // leaves the thread as it was.
+    let engine = if project.config.has_stack() {
+        progress.step(&format!("{}: connecting to Docker", record.name));
+        match Engine::connect() {
+            Ok(e) => Some(e),
+            Err(e) if opts.force || !had_services(&record) => {
+                progress.note(&format!("not removing services of thread {}: {}", record.id, e.to_string().lines().next().unwrap_or("")));
+                None
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
+
     let id = record.id;
     let record = set_status(project, id, ThreadStatus::Cleaning, Some(Owner::current()), "cleanup started")?;
+    if let Some(engine) = &engine {
+        progress.step(&format!("{}: removing services", record.name));
+        let removed = engine.teardown(project.root(), Some(id), stack.keep_volumes, stop_timeout(project))?;
+        if !removed.is_empty() {
+            let _ = project.registry.update(|d| {
+                if let Some(t) = d.thread_mut(id) {
+                    t.record("services removed", removed.describe());
+                }
+                Ok::<_, Error>(())
+            });
+        }
+    }
+    if stack.kill_ports {
+        kill_listeners(&record, progress);
+    }
     progress.step(&format!("{}: removing worktree", record.name));
     remove_worktree_of(project, &record)?;
     if opts.delete_branch {
@@ -690,6 +778,12 @@ pub fn doctor(project: &Project, fix: bool) -> Result<Vec<Finding>, Error> {
         }
     }
 
+    // Containers, volumes and networks whose thread is gone (found by
+    // label, so this works even when the registry was lost).
+    if project.config.has_stack() {
+        doctor_services(project, fix, &mut findings)?;
+    }
+
     // Two live threads must never share ports.
     for (i, a) in data.threads.iter().enumerate() {
         for b in &data.threads[i + 1..] {
@@ -709,6 +803,9 @@ pub fn doctor(project: &Project, fix: bool) -> Result<Vec<Finding>, Error> {
 
 /// Remove what is left of a thread and archive it as removed.
 fn finish_cleanup(project: &Project, t: &ThreadRecord) -> Result<(), Error> {
+    if project.config.has_stack() {
+        Engine::connect()?.teardown(project.root(), Some(t.id), false, stop_timeout(project))?;
+    }
     remove_worktree_of(project, t)?;
     project.registry.update(|d| {
         if let Some(mut r) = d.take(t.id) {
@@ -719,4 +816,264 @@ fn finish_cleanup(project: &Project, t: &ThreadRecord) -> Result<(), Error> {
         }
         Ok::<_, Error>(())
     })
+}
+
+// ---- services --------------------------------------------------------------
+
+/// The repository's stack: `[services.*]`, or the services of the compose
+/// file named by `[compose]`.
+pub fn stack(project: &Project) -> Result<services::Stack, Error> {
+    match &project.config.compose {
+        Some(c) => Ok(services::compose::import(project.root(), c, &project.config.ports.slots, project.config.ports.block_size)?),
+        None => Ok(project.config.services.clone()),
+    }
+}
+
+/// The Docker resources of `record`'s stack (names, ports, environment).
+pub fn stack_plan(project: &Project, record: &ThreadRecord) -> Result<services::Plan, Error> {
+    let stack = stack(project)?;
+    let export = project.config.compose.as_ref().map(|c| c.export.clone()).unwrap_or_default();
+    let repo = repo_name(project.root());
+    let values = serde_json::to_value(template_context(project, record)).unwrap_or_default();
+    let t = services::ThreadStack {
+        repo_root: project.root(),
+        repo_name: &repo,
+        thread: record.id,
+        ports: &record.ports,
+        block_start: record.port_block.start,
+        workdir: &record.worktree,
+        values,
+        stack: &stack,
+        export: &export,
+        settings: &project.config.docker,
+    };
+    Ok(services::plan(&t)?)
+}
+
+fn stop_timeout(project: &Project) -> std::time::Duration {
+    std::time::Duration::from_secs(project.config.docker.stop_timeout)
+}
+
+/// Whether iso started services for this thread at some point.
+fn had_services(record: &ThreadRecord) -> bool {
+    record.history.iter().any(|h| h.event == "services up" || (h.event == "created" && h.detail.contains("services ")))
+}
+
+/// "postgres healthy · redis health check · api waiting".
+pub fn describe_phases(phases: &[(String, services::Phase)]) -> String {
+    phases.iter().map(|(n, p)| format!("{n} {}", p.as_str())).collect::<Vec<_>>().join(" · ")
+}
+
+/// End this user's processes still listening on the thread's port block,
+/// naming each first.
+fn kill_listeners(record: &ThreadRecord, progress: &dyn Progress) {
+    let uid = crate::listeners::current_uid();
+    let me = std::process::id();
+    let found = crate::listeners::listening(record.port_block.start..=record.port_block.end);
+    for l in found.into_iter().filter(|l| l.uid == uid && l.pid != me && !l.command.contains("docker-proxy")) {
+        progress.note(&format!("ending {l}"));
+        if !crate::listeners::terminate(&l, std::time::Duration::from_secs(3)) {
+            progress.note(&format!("pid {} is still running", l.pid));
+        }
+    }
+}
+
+fn doctor_services(project: &Project, fix: bool, findings: &mut Vec<Finding>) -> Result<(), Error> {
+    let engine = match Engine::connect() {
+        Ok(e) => e,
+        Err(e) => {
+            findings.push(Finding {
+                thread: None,
+                problem: format!("Docker is not reachable, so leftover containers were not looked for ({})", e.to_string().lines().next().unwrap_or("")),
+                fix: "none automatic: start Docker and run `iso doctor` again".into(),
+                fixed: false,
+                error: None,
+            });
+            return Ok(());
+        }
+    };
+    // Reload: fixes above may have rolled threads back.
+    let live: BTreeSet<u32> = project.load()?.threads.iter().map(|t| t.id).collect();
+    let mut orphans: BTreeMap<u32, Vec<services::Resource>> = BTreeMap::new();
+    for r in engine.resources(project.root())? {
+        if let Some(t) = r.thread.filter(|t| !live.contains(t)) {
+            orphans.entry(t).or_default().push(r);
+        }
+    }
+    for (thread, res) in orphans {
+        let list: Vec<String> = res.iter().map(|r| format!("{} {}", r.kind, r.name)).collect();
+        let mut f = Finding {
+            thread: Some(thread),
+            problem: format!("thread {thread} no longer exists but Docker still has {}", list.join(", ")),
+            fix: "remove them".into(),
+            fixed: false,
+            error: None,
+        };
+        if fix {
+            match engine.teardown(project.root(), Some(thread), false, stop_timeout(project)) {
+                Ok(_) => f.fixed = true,
+                Err(e) => f.error = Some(e.to_string()),
+            }
+        }
+        findings.push(f);
+    }
+    Ok(())
+}
+
+fn require_stack(project: &Project) -> Result<(), Error> {
+    if project.config.has_stack() {
+        Ok(())
+    } else {
+        Err(Error::NoStack)
+    }
+}
+
+/// `iso up`: create what is missing of the thread's stack and start it,
+/// waiting until every service is healthy.
+pub fn services_up(project: &Project, selector: &str, progress: &dyn Progress) -> Result<(ThreadRecord, services::Plan, Vec<services::Started>), Error> {
+    require_stack(project)?;
+    let record = project.find(selector)?;
+    let plan = stack_plan(project, &record)?;
+    let engine = Engine::connect()?;
+    let name = record.name.clone();
+    let report = |phases: &[(String, services::Phase)]| progress.step(&format!("{name}: {}", describe_phases(phases)));
+    let started = engine.up(&plan, &report)?;
+    let record = project.registry.update(|d| {
+        let t = d.thread_mut(record.id).ok_or_else(|| Error::NotFound { selector: selector.to_string(), known: String::new() })?;
+        t.record("services up", started.iter().map(|s| s.service.as_str()).collect::<Vec<_>>().join(", "));
+        Ok::<_, Error>(t.clone())
+    })?;
+    Ok((record, plan, started))
+}
+
+/// `iso down`: stop the thread's containers without removing anything.
+pub fn services_down(project: &Project, selector: &str) -> Result<(ThreadRecord, Vec<String>), Error> {
+    require_stack(project)?;
+    let record = project.find(selector)?;
+    let stopped = Engine::connect()?.stop(project.root(), record.id, stop_timeout(project))?;
+    Ok((record, stopped))
+}
+
+/// One service of a thread as `iso status` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ServiceState {
+    pub service: String,
+    pub container: String,
+    /// running, exited, created, ... or `missing`.
+    pub state: String,
+    pub status: String,
+    /// healthy, unhealthy, or `-` when not running.
+    pub health: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_detail: Option<String>,
+    pub ports: Vec<String>,
+}
+
+/// Each service's container state, health (checked now) and ports.
+pub fn service_states(project: &Project, record: &ThreadRecord) -> Result<Vec<ServiceState>, Error> {
+    require_stack(project)?;
+    let plan = stack_plan(project, record)?;
+    let engine = Engine::connect()?;
+    let containers = engine.containers(project.root(), Some(record.id))?;
+    let health = engine.health(&plan);
+    Ok(plan
+        .services
+        .iter()
+        .map(|s| {
+            let c = containers.iter().find(|c| c.name == s.container);
+            let running = c.is_some_and(|c| c.running());
+            let (health, detail) = match (running, health.get(&s.name)) {
+                (false, _) => ("-".to_string(), None),
+                (true, Some(Ok(()))) => ("healthy".to_string(), None),
+                (true, Some(Err(m))) => ("unhealthy".to_string(), Some(m.clone())),
+                (true, None) => ("-".to_string(), None),
+            };
+            ServiceState {
+                service: s.name.clone(),
+                container: s.container.clone(),
+                state: c.map_or("missing".to_string(), |c| c.state.clone()),
+                status: c.map_or(String::new(), |c| c.status.clone()),
+                health,
+                health_detail: detail,
+                ports: c.map_or_else(Vec::new, |c| c.ports.clone()),
+            }
+        })
+        .collect())
+}
+
+/// Running and total containers per thread, from one Docker call.
+pub fn container_counts(project: &Project) -> Result<BTreeMap<u32, (usize, usize)>, Error> {
+    require_stack(project)?;
+    let total = stack(project)?.len();
+    let mut counts: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+    for c in Engine::connect()?.containers(project.root(), None)? {
+        if let Some(t) = c.thread {
+            let e = counts.entry(t).or_insert((0, 0));
+            e.0 += usize::from(c.running());
+            e.1 += 1;
+        }
+    }
+    for e in counts.values_mut() {
+        e.1 = e.1.max(total);
+    }
+    Ok(counts)
+}
+
+fn pick_services<'a>(plan: &'a services::Plan, service: Option<&str>) -> Result<Vec<&'a services::PlannedService>, Error> {
+    match service {
+        None => Ok(plan.services.iter().collect()),
+        Some(name) => match plan.services.iter().find(|s| s.name == name) {
+            Some(s) => Ok(vec![s]),
+            None => {
+                let known: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
+                Err(services::Error::NoSuchService { name: name.to_string(), known: known.join(", ") }.into())
+            }
+        },
+    }
+}
+
+/// `iso logs`: print (and with `follow`, keep printing) the logs of the
+/// thread's services, or of one.
+pub fn logs(project: &Project, selector: &str, service: Option<&str>, follow: bool, tail: Option<usize>, out: &mut dyn std::io::Write) -> Result<(), Error> {
+    require_stack(project)?;
+    let record = project.find(selector)?;
+    let plan = stack_plan(project, &record)?;
+    let targets: Vec<(String, String)> = pick_services(&plan, service)?.into_iter().map(|s| (s.name.clone(), s.container.clone())).collect();
+    Ok(Engine::connect()?.logs(&targets, follow, tail, out)?)
+}
+
+/// `iso exec`: run `cmd` in a service's container; returns its exit code.
+pub fn exec(project: &Project, selector: &str, service: &str, cmd: &[String], tty: bool) -> Result<i64, Error> {
+    require_stack(project)?;
+    let record = project.find(selector)?;
+    let plan = stack_plan(project, &record)?;
+    let s = pick_services(&plan, Some(service))?[0];
+    let engine = Engine::connect()?;
+    let running = engine.containers(project.root(), Some(record.id))?.iter().any(|c| c.name == s.container && c.running());
+    if !running {
+        return Err(services::Error::NoContainer { container: s.container.clone(), thread: record.id }.into());
+    }
+    Ok(engine.exec(&s.container, cmd, tty)?)
+}
+
+/// `iso compose`: write `docker-compose.thread.yml` into the worktree.
+/// Returns its path and the compose project name to use with it.
+pub fn compose_export(project: &Project, selector: &str) -> Result<(PathBuf, String), Error> {
+    require_stack(project)?;
+    let record = project.find(selector)?;
+    let plan = stack_plan(project, &record)?;
+    let header = format!(
+        "Written by iso for thread {} ({}): what iso started for it. Regenerate with `iso compose {}`.\nUse with: docker-compose -p {} -f {} logs|ps|exec|stop|start\nVolumes and the network are iso's (external): remove them with `iso cleanup {}`.",
+        record.id,
+        record.name,
+        record.id,
+        plan.project,
+        services::compose::THREAD_FILE,
+        record.id
+    );
+    let text = services::compose::export(&plan, &header);
+    let path = record.worktree.join(services::compose::THREAD_FILE);
+    project.git.ensure_excluded(&[services::compose::THREAD_FILE])?;
+    std::fs::write(&path, text).map_err(|source| services::Error::Io { action: format!("write {}", path.display()), source })?;
+    Ok((path, plan.project))
 }

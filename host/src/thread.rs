@@ -84,6 +84,9 @@ pub enum Step {
     Branch { name: String },
     /// A worktree directory (and its git metadata) this thread added.
     Worktree { name: String, path: PathBuf },
+    /// The thread's Docker stack (containers, volumes and network labelled
+    /// with the repository and thread; `project` is their name prefix).
+    Services { project: String },
 }
 
 /// One entry of a thread's history.
@@ -157,6 +160,11 @@ impl Owner {
     /// The current process.
     pub fn current() -> Owner {
         let pid = std::process::id();
+        Owner { pid, start_ticks: process_start_ticks(pid) }
+    }
+
+    /// Another process, by pid (its start time read now).
+    pub fn of(pid: u32) -> Owner {
         Owner { pid, start_ticks: process_start_ticks(pid) }
     }
 

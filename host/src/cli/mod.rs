@@ -1,6 +1,7 @@
 //! The `iso` command line. Parsing is clap's; every command is a thin call
 //! into [`crate::lifecycle`] followed by printing.
 
+mod api;
 mod output;
 mod spinner;
 
@@ -13,7 +14,7 @@ use serde::Serialize;
 use crate::events::NoHooks;
 use crate::lifecycle::{self, CleanupOptions, Error, InitRequest, Project, Update};
 use crate::thread::{Owner, ThreadRecord, ThreadStatus};
-use output::{age, print_json, print_table, status_style, styled, Cell, BOLD, DIM, GREEN, RED};
+use output::{age, print_json, print_table, status_style, styled, Cell, BOLD, DIM, GREEN, RED, YELLOW};
 use spinner::Spinner;
 
 /// Exit codes (documented in README, "Exit codes").
@@ -47,6 +48,9 @@ pub struct Cli {
     /// No progress output
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Work on this repository even while connected to a server (`iso remote`)
+    #[arg(long, global = true)]
+    pub local: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -107,6 +111,88 @@ pub enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Start a thread's Docker stack (creating what is missing) and wait until it is healthy
+    Up {
+        /// Thread id, name or branch
+        thread: String,
+    },
+    /// Stop a thread's containers without removing them (`iso up` starts them again)
+    Down {
+        /// Thread id, name or branch
+        thread: String,
+    },
+    /// Show the logs of a thread's services
+    #[command(after_help = "Examples:\n  iso logs 1\n  iso logs 1 postgres -f\n  iso logs add-auth api --tail 50")]
+    Logs {
+        /// Thread id, name or branch
+        thread: String,
+        /// Only this service
+        service: Option<String>,
+        /// Keep printing new lines
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines of each service
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+    },
+    /// Run a command in one of a thread's service containers
+    #[command(after_help = "Examples:\n  iso exec 1 postgres -- psql -U postgres\n  iso exec 1 redis -- redis-cli ping")]
+    Exec {
+        /// Thread id, name or branch
+        thread: String,
+        /// Service name
+        service: String,
+        /// The command and its arguments (after --)
+        #[arg(required = true, last = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Write docker-compose.thread.yml into a thread's worktree, describing what iso started
+    Compose {
+        /// Thread id, name or branch
+        thread: String,
+    },
+    /// Write a new iso.toml from a ready stack template (`iso setup` lists them)
+    Setup {
+        /// Template name
+        #[arg(short, long, value_name = "NAME")]
+        template: Option<String>,
+        /// Replace an existing iso.toml
+        #[arg(long)]
+        force: bool,
+    },
+    /// Serve the HTTP API (docs/api.md): iso serve --bind 127.0.0.1:31337
+    Serve {
+        /// Address and port [default: [api] bind, else 127.0.0.1:31337]; a non-loopback address needs a token
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<String>,
+    },
+    /// Use an `iso serve` for init, list, status, update, cleanup and spawn
+    #[command(subcommand)]
+    Remote(api::RemoteCommand),
+    /// Create a thread and start the configured agent ([agent] command) in it
+    #[command(after_help = "Examples:\n  iso spawn fix-login --context '{\"ticket\": \"ISO-7\"}'\n  iso spawn docs --template prompts/docs.md --wait")]
+    Spawn(api::SpawnArgs),
+    /// Print the output of a thread's agent run (the latest unless --run)
+    RunLogs {
+        /// Thread id, name or branch
+        thread: String,
+        /// Keep printing until the run ends
+        #[arg(short, long)]
+        follow: bool,
+        /// Run number
+        #[arg(long, value_name = "N")]
+        run: Option<u32>,
+    },
+    /// Stop a thread's running agent (SIGTERM to its process group, SIGKILL after 5 s)
+    Stop {
+        /// Thread id, name or branch
+        thread: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// (internal) supervise one agent run
+    #[command(hide = true)]
+    AgentSupervise { run_file: PathBuf },
     /// Print shell completions: iso completions bash > ~/.local/share/bash-completion/completions/iso
     Completions {
         shell: CompletionShell,
@@ -131,6 +217,9 @@ pub struct InitArgs {
     /// What the thread is for
     #[arg(short, long)]
     pub task: Option<String>,
+    /// Do not start the Docker stack (worktree, ports and env file only; `iso up` starts it later)
+    #[arg(long)]
+    pub no_services: bool,
     #[command(flatten)]
     pub json: JsonFlag,
 }
@@ -166,6 +255,12 @@ pub struct CleanupArgs {
     /// Delete the branch too (refused if it has commits on no other branch, unless --force)
     #[arg(long)]
     pub delete_branch: bool,
+    /// Keep the stack's named volumes (its data); containers and network are still removed
+    #[arg(long)]
+    pub keep_volumes: bool,
+    /// Also end this user's processes still listening on the thread's ports (each is named first)
+    #[arg(long)]
+    pub kill_ports: bool,
     /// Throw away uncommitted changes and unmerged commits, override hooks' refusal
     #[arg(short, long)]
     pub force: bool,
@@ -219,6 +314,9 @@ fn run(cli: Cli) -> Result<i32, Error> {
         completions(shell);
         return Ok(exit::OK);
     }
+    if let Some(code) = api::dispatch(&cli, &cwd) {
+        return Ok(code);
+    }
     let project = Project::discover(&cwd)?;
     let quiet = cli.quiet;
     match cli.command {
@@ -234,7 +332,30 @@ fn run(cli: Cli) -> Result<i32, Error> {
         Command::Cleanup(args) => cleanup(&project, args, quiet),
         Command::Doctor { fix, json } => doctor(&project, fix, json.json),
         Command::Config { json } => config(&project, json.json),
+        Command::Up { thread } => up(&project, &thread, quiet),
+        Command::Down { thread } => down(&project, &thread),
+        Command::Logs { thread, service, follow, tail } => {
+            lifecycle::logs(&project, &thread, service.as_deref(), follow, tail, &mut std::io::stdout().lock())?;
+            Ok(exit::OK)
+        }
+        Command::Exec { thread, service, cmd } => {
+            use std::io::IsTerminal;
+            let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+            let _raw = if tty { RawMode::enter() } else { None };
+            let code = lifecycle::exec(&project, &thread, &service, &cmd, tty)?;
+            Ok(i32::try_from(code).unwrap_or(exit::ERROR))
+        }
+        Command::Compose { thread } => {
+            let (path, name) = lifecycle::compose_export(&project, &thread)?;
+            println!("{}", path.display());
+            anstream::eprintln!("{}  docker-compose -p {name} -f {} logs{}", DIM.render(), path.display(), DIM.render_reset());
+            Ok(exit::OK)
+        }
+        Command::Setup { template, force } => setup(&project, template.as_deref(), force),
         Command::Completions { .. } => unreachable!("handled above"),
+        Command::Serve { .. } | Command::Remote(_) | Command::Spawn(_) | Command::RunLogs { .. } | Command::Stop { .. } | Command::AgentSupervise { .. } => {
+            unreachable!("handled by api::dispatch")
+        }
     }
 }
 
@@ -263,7 +384,8 @@ fn init(project: &Project, args: InitArgs, quiet: bool) -> Result<i32, Error> {
     let mut failed = Vec::new();
     for name in &args.names {
         let req = InitRequest { name: name.clone(), base: args.base.clone(), task: args.task.clone() };
-        match lifecycle::init(project, &req, &NoHooks, &spinner) {
+        let stack = lifecycle::StackOptions { no_services: args.no_services, ..Default::default() };
+        match lifecycle::init_opts(project, &req, &stack, &NoHooks, &spinner) {
             Ok(t) => created.push(t),
             Err(e) => failed.push((name.clone(), e)),
         }
@@ -290,6 +412,16 @@ fn init(project: &Project, args: InitArgs, quiet: bool) -> Result<i32, Error> {
                 println!("  ports    {}", named.join(" "));
             }
             println!("  env      {}", t.env_file.display());
+            if project.config.has_stack() {
+                if let Ok(plan) = lifecycle::stack_plan(project, t) {
+                    let names: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
+                    let state = if args.no_services { "not started (`iso up` starts them)" } else { "healthy" };
+                    println!("  services {} {state}", names.join(" "));
+                    for (k, v) in &plan.exports {
+                        println!("  {k}={v}");
+                    }
+                }
+            }
             if t.status == ThreadStatus::Failed {
                 anstream::println!("  {}failed:{} {}", RED.render(), RED.render_reset(), t.error.as_deref().unwrap_or(""));
             }
@@ -338,29 +470,65 @@ fn list(project: &Project, all: bool, json: bool) -> Result<i32, Error> {
         eprintln!("no threads yet; create one with `iso init <name>`");
         return Ok(exit::OK);
     }
+    // Containers running/total per thread: one Docker call for all.
+    let counts = if project.config.has_stack() {
+        match lifecycle::container_counts(project) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                anstream::eprintln!("{}note:{} services not shown: {}", YELLOW.render(), YELLOW.render_reset(), e.to_string().lines().next().unwrap_or(""));
+                Some(Default::default())
+            }
+        }
+    } else {
+        None
+    };
     let rows: Vec<Vec<Cell>> = threads
         .iter()
         .map(|t| {
             let (status, style) = shown_status(t);
-            vec![
+            let mut row = vec![
                 Cell::from(t.id.to_string()),
                 t.name.clone().into(),
                 t.branch.clone().into(),
                 styled(status, style),
                 t.port_block.to_string().into(),
-                short_path(project, &t.worktree).into(),
-                age(t.created).into(),
-            ]
+            ];
+            if let Some(counts) = &counts {
+                row.push(match counts.get(&t.id) {
+                    _ if !t.is_live() => Cell::from("-"),
+                    Some(&(up, total)) => styled(format!("{up}/{total}"), if up == total { GREEN } else { YELLOW }),
+                    None => Cell::from("0"),
+                });
+            }
+            row.push(short_path(project, &t.worktree).into());
+            row.push(age(t.created).into());
+            row
         })
         .collect();
-    print_table(&["THREAD", "NAME", "BRANCH", "STATUS", "PORTS", "WORKTREE", "AGE"], &rows);
+    let mut header = vec!["THREAD", "NAME", "BRANCH", "STATUS", "PORTS"];
+    if counts.is_some() {
+        header.push("SERVICES");
+    }
+    header.extend(["WORKTREE", "AGE"]);
+    print_table(&header, &rows);
     Ok(exit::OK)
 }
 
 fn status(project: &Project, selector: &str, json: bool) -> Result<i32, Error> {
     let t = project.find(selector)?;
+    let services = if project.config.has_stack() { Some(lifecycle::service_states(project, &t)) } else { None };
     if json {
-        print_json(&t);
+        let mut v = serde_json::to_value(&t).unwrap_or_default();
+        match (&services, v.as_object_mut()) {
+            (Some(Ok(states)), Some(obj)) => {
+                obj.insert("services".into(), serde_json::to_value(states).unwrap_or_default());
+            }
+            (Some(Err(e)), Some(obj)) => {
+                obj.insert("services_error".into(), e.to_string().into());
+            }
+            _ => {}
+        }
+        print_json(&v);
         return Ok(exit::OK);
     }
     let (status, style) = shown_status(&t);
@@ -378,6 +546,37 @@ fn status(project: &Project, selector: &str, json: bool) -> Result<i32, Error> {
     let _ = writeln!(out, "{b}ports{r}     {}", t.port_block);
     for (name, port) in &t.ports {
         let _ = writeln!(out, "  {name:<10}{port}");
+    }
+    match &services {
+        None => {}
+        Some(Err(e)) => {
+            let _ = writeln!(out, "{b}services{r}  unknown: {}", e.to_string().lines().next().unwrap_or(""));
+        }
+        Some(Ok(states)) => {
+            let _ = writeln!(out, "{b}services{r}");
+            let w = states.iter().map(|s| s.service.len()).max().unwrap_or(0).max(8);
+            for st in states {
+                let style = match (st.state.as_str(), st.health.as_str()) {
+                    ("running", "healthy") => GREEN,
+                    ("running", _) => YELLOW,
+                    _ => RED,
+                };
+                let ports = if st.ports.is_empty() { "-".to_string() } else { st.ports.join(", ") };
+                let _ = writeln!(
+                    out,
+                    "  {:<w$}  {}{:<8}{}  {:<9}  {ports}  {}",
+                    st.service,
+                    style.render(),
+                    st.state,
+                    style.render_reset(),
+                    st.health,
+                    st.container
+                );
+                if let Some(d) = &st.health_detail {
+                    let _ = writeln!(out, "  {:<w$}  {}{d}{}", "", DIM.render(), DIM.render_reset());
+                }
+            }
+        }
     }
     let _ = writeln!(out, "{b}task{r}      {}", t.task.as_deref().unwrap_or("-"));
     let _ = writeln!(out, "{b}pr{r}        {}", t.pr.map_or("-".to_string(), |n| format!("#{n}")));
@@ -458,7 +657,8 @@ fn cleanup(project: &Project, args: CleanupArgs, quiet: bool) -> Result<i32, Err
     let mut removed = Vec::new();
     let mut failed = Vec::new();
     for sel in &args.threads {
-        match lifecycle::cleanup(project, sel, opts, &NoHooks, &spinner) {
+        let stack = lifecycle::StackOptions { keep_volumes: args.keep_volumes, kill_ports: args.kill_ports, ..Default::default() };
+        match lifecycle::cleanup_opts(project, sel, opts, &stack, &NoHooks, &spinner) {
             Ok(t) => removed.push(t),
             Err(e) => failed.push((sel.clone(), e)),
         }
@@ -526,4 +726,82 @@ fn config(project: &Project, json: bool) -> Result<i32, Error> {
         print!("{}", project.config.to_toml());
     }
     Ok(exit::OK)
+}
+
+fn up(project: &Project, selector: &str, quiet: bool) -> Result<i32, Error> {
+    let spinner = Spinner::new(quiet);
+    let (t, plan, started) = lifecycle::services_up(project, selector, &spinner)?;
+    drop(spinner);
+    for s in &started {
+        anstream::println!("{}✓{} {} healthy ({} ms)  {}", GREEN.render(), GREEN.render_reset(), s.service, s.millis, s.container);
+    }
+    for (k, v) in &plan.exports {
+        println!("  {k}={v}");
+    }
+    anstream::eprintln!("{}thread {} ({}): {} service(s) up{}", DIM.render(), t.id, t.name, started.len(), DIM.render_reset());
+    Ok(exit::OK)
+}
+
+fn down(project: &Project, selector: &str) -> Result<i32, Error> {
+    let (t, stopped) = lifecycle::services_down(project, selector)?;
+    for name in &stopped {
+        println!("stopped {name}");
+    }
+    anstream::eprintln!("{}thread {} ({}): {} container(s) stopped; `iso up {}` starts them again{}", DIM.render(), t.id, t.name, stopped.len(), t.id, DIM.render_reset());
+    Ok(exit::OK)
+}
+
+fn setup(project: &Project, template: Option<&str>, force: bool) -> Result<i32, Error> {
+    use crate::services::templates;
+    let Some(name) = template else {
+        println!("templates (iso setup --template NAME):");
+        for t in templates::ALL {
+            println!("  {:<20} {}", t.name, t.about);
+        }
+        return Ok(exit::OK);
+    };
+    let t = templates::find(name)?;
+    let path = project.root().join(crate::config::REPO_CONFIG_FILE);
+    if path.exists() && !force {
+        return Err(crate::services::Error::Io {
+            action: format!("{} already exists; pass --force to replace it", path.display()),
+            source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        }
+        .into());
+    }
+    std::fs::write(&path, t.text).map_err(|source| crate::services::Error::Io { action: format!("write {}", path.display()), source })?;
+    anstream::println!("{}✓{} wrote {} from template {}", GREEN.render(), GREEN.render_reset(), path.display(), t.name);
+    Ok(exit::OK)
+}
+
+/// The terminal in raw mode for an interactive `iso exec`, restored on drop.
+struct RawMode {
+    saved: libc::termios,
+}
+
+impl RawMode {
+    fn enter() -> Option<RawMode> {
+        // SAFETY: termios calls on fd 0 with a zeroed struct filled by tcgetattr.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return None;
+            }
+            let saved = t;
+            libc::cfmakeraw(&mut t);
+            if libc::tcsetattr(0, libc::TCSANOW, &t) != 0 {
+                return None;
+            }
+            Some(RawMode { saved })
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restores the attributes saved in `enter`.
+        unsafe {
+            libc::tcsetattr(0, libc::TCSANOW, &self.saved);
+        }
+    }
 }

@@ -103,6 +103,9 @@ pub fn iso_cmd_in(dir: &Path, args: &[&str]) -> Command {
         .env("ISO_USER_CONFIG", "")
         .env("NO_COLOR", "1")
         .env_remove("ISO_PORTS_BASE")
+        // Never talk to a server the developer is connected to.
+        .env("ISO_REMOTE_FILE", "")
+        .env_remove("ISO_API_URL")
         .env_remove("ISO_FAULT_PAUSE");
     cmd
 }

@@ -1,0 +1,127 @@
+//! `iso serve`: the HTTP API (see docs/api.md and docs/openapi.json).
+//!
+//! The server is a thin front end over [`crate::lifecycle`] and
+//! [`crate::agent`], like the CLI: every request opens the [`Project`] anew
+//! and runs the blocking library call on tokio's blocking pool, so the
+//! registry's file lock serialises it with CLI use beside the server.
+//!
+//! Security: every endpoint but `GET /api/health` requires
+//! `Authorization: Bearer <token>` when a token is set (compared in constant
+//! time); without a token the server only binds to loopback addresses.
+//! Request bodies are limited to [`BODY_LIMIT`] bytes.
+
+mod auth;
+mod error;
+mod routes;
+mod sse;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::lifecycle::{self, Project};
+
+pub use auth::constant_time_eq;
+pub use error::ApiError;
+pub use sse::{ApiEvent, Broadcaster};
+
+/// Where `iso serve` listens by default.
+pub const DEFAULT_BIND: &str = "127.0.0.1:31337";
+/// The largest request body accepted (413 beyond).
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// The OpenAPI document served at `/api/openapi.json` (kept in docs/).
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Lifecycle(Box<lifecycle::Error>),
+    #[error("`{0}` is not an address and port\n  fix: e.g. --bind 127.0.0.1:31337")]
+    BadAddress(String),
+    #[error("refusing to listen on {0} without a token: anyone who can reach it could run commands\n  fix: set ISO_API_TOKEN (or [api] token), or bind to 127.0.0.1")]
+    NeedToken(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<lifecycle::Error> for ServeError {
+    fn from(e: lifecycle::Error) -> ServeError {
+        ServeError::Lifecycle(Box::new(e))
+    }
+}
+
+impl ServeError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ServeError::Lifecycle(e) => e.exit_code(),
+            ServeError::BadAddress(_) => 2,
+            ServeError::NeedToken(_) => 78,
+            _ => 1,
+        }
+    }
+}
+
+/// What `iso serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Any directory inside the repository.
+    pub root: PathBuf,
+    /// `--bind`; else `[api] bind`; else [`DEFAULT_BIND`].
+    pub bind: Option<String>,
+    /// `ISO_API_TOKEN`; else `[api] token`.
+    pub token: Option<String>,
+    /// The iso binary that supervises agent runs.
+    pub iso_exe: PathBuf,
+}
+
+pub(crate) struct Inner {
+    pub root: PathBuf,
+    pub token: Option<String>,
+    pub events: tokio::sync::broadcast::Sender<ApiEvent>,
+    pub seq: std::sync::atomic::AtomicU64,
+    pub iso_exe: PathBuf,
+    pub started: chrono::DateTime<chrono::Utc>,
+}
+
+pub(crate) type State = Arc<Inner>;
+
+/// Resolve the address and token, refusing a non-loopback address without a token.
+pub fn plan(opts: &ServeOptions, project: &Project) -> Result<(SocketAddr, Option<String>), ServeError> {
+    let bind = opts.bind.clone().or_else(|| project.config.api.bind.clone()).unwrap_or_else(|| DEFAULT_BIND.to_string());
+    let addr: SocketAddr = bind.parse().map_err(|_| ServeError::BadAddress(bind.clone()))?;
+    let token = opts.token.clone().filter(|t| !t.is_empty()).or_else(|| project.config.api.token.clone());
+    if token.is_none() && !addr.ip().is_loopback() {
+        return Err(ServeError::NeedToken(addr));
+    }
+    Ok((addr, token))
+}
+
+/// Run the server until the process ends. `on_listen` is called with the
+/// bound address (the CLI prints `listening on http://ADDR`).
+pub fn serve(opts: ServeOptions, on_listen: impl FnOnce(SocketAddr, bool)) -> Result<(), ServeError> {
+    let project = Project::discover(&opts.root)?;
+    let (addr, token) = plan(&opts, &project)?;
+    let root = project.root().to_path_buf();
+    drop(project);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+        let local = listener.local_addr()?;
+        let (events, _) = tokio::sync::broadcast::channel(1024);
+        let state: State = Arc::new(Inner {
+            root,
+            token,
+            events,
+            seq: Default::default(),
+            iso_exe: opts.iso_exe,
+            started: chrono::Utc::now(),
+        });
+        on_listen(local, state.token.is_some());
+        axum::serve(listener, routes::router(state)).await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,115 @@
+//! `iso init <name>...`: create threads and return their records.
+
+use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
+use nu_protocol::{Example, LabeledError, ShellError, Signature, Spanned, SyntaxShape, Type, Value};
+
+use super::value::{thread_value, Detail, Extras};
+use super::{IsoPlugin, Spans};
+use crate::events::NoHooks;
+use crate::lifecycle::{self, InitRequest};
+use crate::progress::Silent;
+
+pub struct IsoInit;
+
+impl SimplePluginCommand for IsoInit {
+    type Plugin = IsoPlugin;
+
+    fn name(&self) -> &str {
+        "iso init"
+    }
+
+    fn description(&self) -> &str {
+        "Create threads (a worktree, a branch and a port block each) and return their records."
+    }
+
+    fn extra_description(&self) -> &str {
+        "Each name becomes part of a branch name (threads.branch_template, by default thread-{id}-{name}). \
+         The base is --base, else threads.base_branch from iso.toml, else the main checkout's current branch. \
+         If some names fail, the others are still created and the error lists both. \
+         The examples start from a repository with no threads and the default ports."
+    }
+
+    fn signature(&self) -> Signature {
+        Signature::build(self.name())
+            .required("name", SyntaxShape::String, "Name of the thread")
+            .rest("more", SyntaxShape::String, "More threads to create, with the same options")
+            .named("base", SyntaxShape::String, "Branch (or commit) to start from", Some('b'))
+            .named("task", SyntaxShape::String, "What the thread is for", Some('t'))
+            .input_output_type(Type::Nothing, Type::table())
+            .category(super::category())
+    }
+
+    fn search_terms(&self) -> Vec<&str> {
+        vec!["new", "create", "add", "worktree", "branch"]
+    }
+
+    fn examples(&self) -> Vec<Example<'_>> {
+        vec![
+            Example {
+                example: "iso init add-auth | get 0.branch",
+                description: "Create a thread from the current branch",
+                result: Some(Value::test_string("thread-1-add-auth")),
+            },
+            Example {
+                example: "iso init fix-a fix-b --base dev --task 'flaky tests' | select id name base task",
+                description: "Create two threads from branch dev",
+                result: Some(Value::test_list(vec![
+                    Value::test_record(nu_protocol::record! {
+                        "id" => Value::test_int(2), "name" => Value::test_string("fix-a"),
+                        "base" => Value::test_string("dev"), "task" => Value::test_string("flaky tests"),
+                    }),
+                    Value::test_record(nu_protocol::record! {
+                        "id" => Value::test_int(3), "name" => Value::test_string("fix-b"),
+                        "base" => Value::test_string("dev"), "task" => Value::test_string("flaky tests"),
+                    }),
+                ])),
+            },
+            Example {
+                example: "iso init spike | get 0.ports",
+                description: "The new thread's ports",
+                result: Some(Value::test_record(nu_protocol::record! {
+                    "api" => Value::test_int(10402), "postgres" => Value::test_int(10400),
+                    "redis" => Value::test_int(10401), "worker" => Value::test_int(10403),
+                })),
+            },
+        ]
+    }
+
+    fn run(&self, _plugin: &IsoPlugin, engine: &EngineInterface, call: &EvaluatedCall, _input: &Value) -> Result<Value, LabeledError> {
+        let head = call.head;
+        let names: Vec<Spanned<String>> = call.rest(0)?;
+        let base: Option<Spanned<String>> = call.get_flag("base")?;
+        let task: Option<String> = call.get_flag("task")?;
+        let project = super::project(engine, head)?;
+        let mut created = Vec::new();
+        let mut failed = Vec::new();
+        for name in &names {
+            let req = InitRequest { name: name.item.clone(), base: base.as_ref().map(|b| b.item.clone()), task: task.clone() };
+            match lifecycle::init(&project, &req, &NoHooks, &Silent) {
+                Ok(t) => created.push(t),
+                Err(e) => failed.push(super::error(&e, head, Spans { subject: Some(name.span), base: base.as_ref().map(|b| b.span) })),
+            }
+        }
+        if failed.is_empty() {
+            let rows = created.iter().map(|t| thread_value(t, Detail::Row, &Extras::default(), head)).collect();
+            return Ok(Value::list(rows, head));
+        }
+        if names.len() == 1 {
+            return Err(failed.pop().expect("one failure"));
+        }
+        Err(partial("created", &created.iter().map(|t| format!("{} ({})", t.id, t.name)).collect::<Vec<_>>(), names.len(), failed, head))
+    }
+}
+
+/// Some of several operations failed: say what was done, and carry each
+/// failure (with its own label) as an inner error.
+pub(super) fn partial(done_word: &str, done: &[String], total: usize, failed: Vec<LabeledError>, head: nu_protocol::Span) -> LabeledError {
+    let done_text = if done.is_empty() { String::new() } else { format!(": {}", done.join(", ")) };
+    let mut e = LabeledError::new(format!("{} of {total} failed; {done_word} {}{done_text}", failed.len(), done.len()))
+        .with_label(format!("{} failed", failed.len()), head)
+        .with_code("iso::partial");
+    for f in failed {
+        e = e.with_inner(ShellError::from(f));
+    }
+    e
+}

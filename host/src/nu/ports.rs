@@ -1,0 +1,74 @@
+//! `iso ports`: the port allocation table.
+
+use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
+use nu_protocol::{record, Example, LabeledError, Record, Signature, Type, Value};
+
+use super::value::{port_range_value, ports_value};
+use super::IsoPlugin;
+use crate::thread::ThreadRecord;
+
+pub struct IsoPorts;
+
+impl SimplePluginCommand for IsoPorts {
+    type Plugin = IsoPlugin;
+
+    fn name(&self) -> &str {
+        "iso ports"
+    }
+
+    fn description(&self) -> &str {
+        "The port allocation table: each live thread's block and named ports."
+    }
+
+    fn extra_description(&self) -> &str {
+        "Columns: thread (int), name, block ({start, end}), ports (record of slot name to int), like `iso ports --json`. \
+         Thread N holds the block starting at ports.base + N × ports.block_size. \
+         The examples assume threads 1 `add-auth` and 2 `fix-login` with the default ports."
+    }
+
+    fn signature(&self) -> Signature {
+        Signature::build(self.name()).input_output_type(Type::Nothing, Type::table()).category(super::category())
+    }
+
+    fn search_terms(&self) -> Vec<&str> {
+        vec!["port", "allocation", "block", "network"]
+    }
+
+    fn examples(&self) -> Vec<Example<'_>> {
+        vec![
+            Example {
+                example: "iso ports | get block.start",
+                description: "Where each thread's block starts",
+                result: Some(Value::test_list(vec![Value::test_int(10100), Value::test_int(10200)])),
+            },
+            Example {
+                example: "iso ports | where name == fix-login | get 0.ports",
+                description: "One thread's named ports",
+                result: Some(Value::test_record(record! {
+                    "api" => Value::test_int(10202), "postgres" => Value::test_int(10200),
+                    "redis" => Value::test_int(10201), "worker" => Value::test_int(10203),
+                })),
+            },
+        ]
+    }
+
+    fn run(&self, _plugin: &IsoPlugin, engine: &EngineInterface, call: &EvaluatedCall, _input: &Value) -> Result<Value, LabeledError> {
+        let head = call.head;
+        let project = super::project(engine, head)?;
+        let data = project.load().map_err(|e| super::error(&e, head, Default::default()))?;
+        let mut threads: Vec<&ThreadRecord> = data.threads.iter().collect();
+        threads.sort_by_key(|t| t.id);
+        let rows = threads
+            .into_iter()
+            .map(|t| {
+                let mut r = Record::new();
+                r.push("thread", Value::int(t.id.into(), head));
+                r.push("name", Value::string(&t.name, head));
+                r.push("block", port_range_value(t.port_block, head));
+                r.push("ports", ports_value(&t.ports, head));
+                Value::record(r, head)
+            })
+            .collect();
+        Ok(Value::list(rows, head))
+    }
+}

@@ -1,0 +1,109 @@
+//! Per-thread Docker stacks, through the Docker Engine API (bollard).
+//!
+//! This module knows nothing of the registry, worktrees or the lifecycle:
+//! it takes a plain description of one thread ([`ThreadStack`]), works out
+//! the resources ([`plan()`]) and creates, inspects and removes them on an
+//! [`Engine`]. Every resource is named `iso-<repo>-t<id>[-<name>]` and
+//! labelled `iso.managed=1`, `iso.repo=<root>`, `iso.thread=<id>` (and
+//! `iso.service=<name>` on containers), so cleanup and `iso doctor` find them
+//! by label even when the registry is gone.
+//!
+//! The rest of iso is synchronous; [`Engine`] wraps a current-thread tokio
+//! runtime and every method blocks until its work is done. Within one call
+//! services start concurrently, in dependency order.
+
+pub mod compose;
+mod docker;
+mod health;
+pub mod plan;
+pub mod spec;
+pub mod templates;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use thiserror::Error;
+
+pub use docker::{engine_address, ContainerInfo, Engine, Removed, Resource, ResourceKind};
+pub use plan::{label_filters, plan, project_name, Plan, PlannedService, ThreadStack};
+pub use spec::{ComposeSpec, DockerSettings, ServiceSpec, Stack};
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("cannot reach the Docker engine at {host}: {detail}\n  fix: start Docker (`sudo systemctl start docker`, or `sudo dockerd &`, or open Docker Desktop), or point DOCKER_HOST at a running engine; `iso init --no-services` creates the thread without its stack")]
+    Unavailable { host: String, detail: String },
+    #[error("image `{image}` for service `{service}` is not on the Docker engine, and iso never pulls images by itself\n  fix: `docker pull {image}` (or build it), then run the command again")]
+    ImageMissing { service: String, image: String },
+    #[error("port {port} for service `{service}` is already in use{owner}\n  fix: stop that program (or run `iso cleanup --kill-ports` on the thread that holds it), then run the command again")]
+    PortTaken { service: String, port: u16, owner: String },
+    #[error("service `{service}` did not become healthy within {secs} s (last check: {last}){}\n  fix: check its command and healthcheck in iso.toml, or raise [docker] health_timeout if it is only slow", log_tail(.service, .logs))]
+    Unhealthy { service: String, secs: u64, last: String, logs: Vec<String> },
+    #[error("service `{service}` stopped (exit code {code}) before it became healthy{}\n  fix: check its image, command and environment in iso.toml", log_tail(.service, .logs))]
+    Exited { service: String, code: i64, logs: Vec<String> },
+    #[error("service `{service}` was not started because `{dependency}` failed")]
+    DependencyFailed { service: String, dependency: String },
+    #[error("building the image of service `{service}` failed: {message}\n  fix: check the build context and Dockerfile (try `docker build` there)")]
+    Build { service: String, message: String },
+    #[error("service `{service}`: {message}\n  fix: correct [services.{service}] in iso.toml (docs/services.md)")]
+    Spec { service: String, message: String },
+    #[error("template {what}: {message}\n  fix: templates can use thread.*, ports.*, repo.*, host, port and services.<name>.port")]
+    Template { what: String, message: String },
+    #[error("compose file {}: {message}\n  fix: check the file with `docker-compose -f {} config`, or correct [compose] in iso.toml", path.display(), path.display())]
+    Compose { path: PathBuf, message: String },
+    #[error("no service `{name}` in this thread's stack; services: {known}")]
+    NoSuchService { name: String, known: String },
+    #[error("{kind} {name} already exists and is not this thread's ({owner})\n  fix: remove it (`docker {kind} rm {name}`) if it is a leftover, or give this repository other resource names with `[docker] name = \"...\"` in iso.toml")]
+    NameConflict { kind: &'static str, name: String, owner: String },
+    #[error("no template `{name}`\n  fix: use one of: {known}")]
+    NoSuchTemplate { name: String, known: String },
+    #[error("container {container} does not exist\n  fix: start the thread's stack with `iso up {thread}`")]
+    NoContainer { container: String, thread: u32 },
+    #[error("docker: {action}: {source}")]
+    Docker { action: String, source: bollard::errors::Error },
+    #[error("{action}: {source}")]
+    Io { action: String, source: std::io::Error },
+}
+
+fn log_tail(service: &str, logs: &[String]) -> String {
+    if logs.is_empty() {
+        return format!("\n  ({service} wrote nothing to its log)");
+    }
+    let mut s = format!("\n  last log lines of {service}:");
+    for l in logs {
+        s.push_str("\n    | ");
+        s.push_str(l);
+    }
+    s
+}
+
+/// Where one service got to while a stack was starting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Phase {
+    Waiting,
+    Creating,
+    Starting,
+    Checking,
+    Healthy,
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Waiting => "waiting",
+            Phase::Creating => "creating",
+            Phase::Starting => "starting",
+            Phase::Checking => "health check",
+            Phase::Healthy => "healthy",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
+/// What `up` reports for each service: how long it took to be healthy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Started {
+    pub service: String,
+    pub container: String,
+    pub millis: u128,
+}

@@ -1,0 +1,503 @@
+//! End-to-end tests of `iso serve` (the real binary on 127.0.0.1, port 0)
+//! with a real HTTP client, the CLI in remote mode, and agent runs.
+//!
+//! Port bases: each test uses its own range inside 30000-32767 (block size
+//! 10, so 20 threads fit), below the kernel's ephemeral port range (32768+)
+//! so client sockets never hold a port of a test block.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{iso_cmd_in, stderr, stdout, TestRepo};
+
+const TOKEN: &str = "test-token-0123456789";
+
+fn repo(base: u16, extra: &str) -> TestRepo {
+    repo_max(base, 22, extra)
+}
+
+/// A repository whose ports span `base ..= base + (max + 1) * 10`.
+fn repo_max(base: u16, max: u32, extra: &str) -> TestRepo {
+    TestRepo::new(base, &format!("[ports]\nblock_size = 10\n[threads]\nmax = {max}\n{extra}"))
+}
+
+/// A running `iso serve`, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(repo: &TestRepo, token: Option<&str>) -> Server {
+        let mut cmd = repo.iso_cmd(&["serve", "--bind", "127.0.0.1:0"]);
+        match token {
+            Some(t) => cmd.env("ISO_API_TOKEN", t),
+            None => cmd.env_remove("ISO_API_TOKEN"),
+        };
+        let mut child = cmd.env_remove("ISO_API_URL").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start iso serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        Server { child, url }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into()
+}
+
+/// One request; returns the status and the body (JSON when it parses, else a string).
+fn call(method: &str, url: &str, token: Option<&str>, body: Option<&[u8]>) -> (u16, Value) {
+    let a = agent();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let r = match (method, body) {
+        ("GET", _) | ("DELETE", None) => {
+            let mut req = if method == "GET" { a.get(url) } else { a.delete(url) };
+            if let Some(h) = &auth {
+                req = req.header("Authorization", h);
+            }
+            req.call()
+        }
+        (_, body) => {
+            let mut req = match method {
+                "POST" => a.post(url),
+                "PATCH" => a.patch(url),
+                other => panic!("{other}"),
+            }
+            .content_type("application/json");
+            if let Some(h) = &auth {
+                req = req.header("Authorization", h);
+            }
+            req.send(body.unwrap_or(b"{}"))
+        }
+    };
+    let mut resp = r.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().with_config().limit(50 << 20).read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn ok(method: &str, url: &str, body: Option<Value>) -> Value {
+    let b = body.map(|v| v.to_string());
+    let (status, v) = call(method, url, Some(TOKEN), b.as_deref().map(str::as_bytes));
+    assert!((200..300).contains(&status), "{method} {url}: {status} {v}");
+    v
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn health_is_open_and_every_other_endpoint_needs_the_token() {
+    let repo = repo(30000, "");
+    let s = Server::start(&repo, Some(TOKEN));
+    let u = |p: &str| format!("{}{p}", s.url);
+    let (st, v) = call("GET", &u("/api/health"), None, None);
+    assert_eq!((st, &v["ok"]), (200, &json!(true)));
+
+    ok("POST", &u("/api/threads"), Some(json!({"name": "one"})));
+    let endpoints: &[(&str, &str, Option<&str>, u16)] = &[
+        ("GET", "/api/status", None, 200),
+        ("GET", "/api/threads", None, 200),
+        ("POST", "/api/threads", Some(r#"{"name": "two"}"#), 201),
+        ("GET", "/api/threads/one", None, 200),
+        ("PATCH", "/api/threads/one", Some(r#"{"task": "x"}"#), 200),
+        ("POST", "/api/threads/one/start", Some("{}"), 409), // no agent configured
+        ("POST", "/api/threads/one/stop", None, 404),
+        ("GET", "/api/threads/one/runs", None, 200),
+        ("GET", "/api/threads/one/logs", None, 404),
+        ("POST", "/api/events", Some(r#"{"event": "ping"}"#), 202),
+        ("GET", "/api/openapi.json", None, 200),
+        ("DELETE", "/api/threads/two", None, 200),
+    ];
+    for &(method, path, body, expected) in endpoints {
+        let body = body.map(str::as_bytes);
+        for bad in [None, Some("wrong"), Some(""), Some("test-token-012345678"), Some("test-token-01234567890")] {
+            let (st, v) = call(method, &u(path), bad, body);
+            assert_eq!(st, 401, "{method} {path} with {bad:?}: {v}");
+            assert_eq!(v["error"]["code"], "unauthorized", "{v}");
+        }
+        // Not "Bearer": refused too.
+        let (st, _) = {
+            let mut req = agent().get(u(path));
+            req = req.header("Authorization", format!("Basic {TOKEN}"));
+            let r = req.call().unwrap();
+            (r.status().as_u16(), ())
+        };
+        if method == "GET" {
+            assert_eq!(st, 401, "{path} with Basic");
+        }
+        let (st, v) = call(method, &u(path), Some(TOKEN), body);
+        assert_eq!(st, expected, "{method} {path}: {v}");
+    }
+    // The SSE endpoint answers with a stream once authorised.
+    let r = agent().get(u("/api/events")).header("Authorization", format!("Bearer {TOKEN}")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+}
+
+#[test]
+fn openapi_document_is_the_one_in_the_repository() {
+    let repo = repo(30300, "");
+    let s = Server::start(&repo, Some(TOKEN));
+    let served = ok("GET", &format!("{}/api/openapi.json", s.url), None);
+    let file = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json")).unwrap();
+    assert_eq!(served, serde_json::from_str::<Value>(&file).unwrap());
+    // Every route the server has is documented.
+    for p in ["/api/health", "/api/status", "/api/threads", "/api/threads/{id}", "/api/threads/{id}/start", "/api/threads/{id}/stop", "/api/threads/{id}/logs", "/api/events"] {
+        assert!(served["paths"].get(p).is_some(), "{p} missing from openapi.json");
+    }
+}
+
+#[test]
+fn refuses_a_public_address_without_a_token() {
+    let repo = repo(30600, "");
+    let out = repo.iso_cmd(&["serve", "--bind", "0.0.0.0:0"]).env_remove("ISO_API_TOKEN").output().unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("refusing to listen on 0.0.0.0"), "{}", stderr(&out));
+    let out = repo.iso_cmd(&["serve", "--bind", "nowhere"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn twenty_concurrent_creates_get_distinct_threads_and_port_blocks() {
+    let repo = repo_max(31200, 25, "");
+    let s = Server::start(&repo, Some(TOKEN));
+    let url = format!("{}/api/threads", s.url);
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let body = json!({"name": format!("par-{i}"), "task": format!("task {i}")}).to_string();
+                call("POST", &url, Some(TOKEN), Some(body.as_bytes()))
+            })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut blocks = std::collections::BTreeSet::new();
+    for h in handles {
+        let (st, t) = h.join().unwrap();
+        assert_eq!(st, 201, "{t}");
+        assert_eq!(t["status"], "active");
+        ids.insert(t["id"].as_u64().unwrap());
+        blocks.insert(t["port_block"]["start"].as_u64().unwrap());
+        assert!(Path::new(t["worktree"].as_str().unwrap()).join(".env.thread").is_file());
+    }
+    assert_eq!(ids.len(), 20);
+    assert_eq!(blocks.len(), 20);
+    let threads = repo.threads();
+    for t in &threads {
+        let id = t["id"].as_u64().unwrap();
+        assert_eq!(t["port_block"]["start"].as_u64().unwrap(), 31200 + id * 10, "block follows the id");
+    }
+    // The CLI beside the running server sees the same registry.
+    assert_eq!(threads.len(), 20);
+    let out = repo.iso_ok(&["doctor"]);
+    assert!(out.contains("agree"), "{out}");
+    // A bulk create reports each name.
+    let (st, v) = call("POST", &url, Some(TOKEN), Some(br#"{"names": ["par-0", "bulk-a"]}"#));
+    assert_eq!(st, 207, "{v}");
+    assert_eq!(v["created"][0]["name"], "bulk-a");
+    assert_eq!(v["failed"][0]["name"], "par-0");
+    assert_eq!(v["failed"][0]["error"]["code"], "conflict");
+}
+
+/// Read SSE frames from `r` until `n` events were seen; returns (event, data) pairs.
+fn read_events(r: impl Read, n: usize) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let mut event = String::new();
+    for line in BufReader::new(r).lines() {
+        let line = line.unwrap();
+        if let Some(e) = line.strip_prefix("event: ") {
+            event = e.to_string();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            out.push((event.clone(), serde_json::from_str(d).unwrap()));
+            if out.len() == n {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn event_stream_carries_init_and_cleanup_in_order_and_custom_events() {
+    let repo = repo(30900, "");
+    let s = Server::start(&repo, Some(TOKEN));
+    let resp = agent().get(format!("{}/api/events", s.url)).header("Authorization", format!("Bearer {TOKEN}")).call().unwrap();
+    let reader = std::thread::spawn(move || read_events(resp.into_body().into_reader(), 7));
+    wait_for("the subscriber", Duration::from_secs(10), || ok("GET", &format!("{}/api/status", s.url), None)["event_subscribers"] == 1);
+
+    let t = ok("POST", &format!("{}/api/threads", s.url), Some(json!({"name": "watched"})));
+    ok("DELETE", &format!("{}/api/threads/{}", s.url, t["id"]), None);
+    ok("POST", &format!("{}/api/events", s.url), Some(json!({"event": "review.requested", "thread": 1, "data": {"pr": 9}})));
+    let (st, v) = call("POST", &format!("{}/api/events", s.url), Some(TOKEN), Some(br#"{"event": "post-init"}"#));
+    assert_eq!(st, 422, "iso's own events cannot be forged: {v}");
+    ok("POST", &format!("{}/api/events", s.url), Some(json!({"event": "done"})));
+
+    let events = reader.join().unwrap();
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names, ["pre-init", "post-init", "post-up", "pre-cleanup", "post-cleanup", "review.requested", "done"]);
+    let seqs: Vec<u64> = events.iter().map(|(_, d)| d["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(events[0].1["name"], "watched");
+    assert_eq!(events[0].1["kind"], "lifecycle");
+    assert_eq!(events[5].1["kind"], "custom");
+    assert_eq!(events[5].1["data"]["pr"], 9);
+}
+
+#[test]
+fn request_handling_rejects_bad_input_with_json_errors() {
+    let repo = repo(31600, "");
+    let s = Server::start(&repo, Some(TOKEN));
+    let url = format!("{}/api/threads", s.url);
+    let post = |body: &[u8]| call("POST", &url, Some(TOKEN), Some(body));
+
+    for bad in [&b"{"[..], b"{\"name\":", b"[1,2", b"nul", b"{\"name\": \"a\",}", b"\xff\xfe"] {
+        let (st, v) = post(bad);
+        assert_eq!(st, 400, "{:?}: {v}", String::from_utf8_lossy(bad));
+        assert_eq!(v["error"]["code"], "bad_request");
+    }
+    for shape in [r#"{"nmae": "a"}"#, r#"{"name": 5}"#, r#"{"name": "a", "names": ["b"]}"#, r#"{}"#, r#"{"names": []}"#, r#"[]"#] {
+        let (st, v) = post(shape.as_bytes());
+        assert_eq!(st, 422, "{shape}: {v}");
+        assert!(v["error"]["message"].is_string());
+    }
+    let huge = format!("{{\"name\": \"{}\"}}", "a".repeat(200_000));
+    let (st, v) = post(huge.as_bytes());
+    assert_eq!((st, v["error"]["code"].as_str()), (413, Some("too_large")), "{v}");
+    let (st, v) = call("PATCH", &format!("{url}/1"), Some(TOKEN), Some(br#"{"status": "removed"}"#));
+    assert_eq!(st, 422, "only active, merged, abandoned are settable: {v}");
+    let (st, v) = call("PATCH", &format!("{url}/1"), Some(TOKEN), Some(br#"{"status": "merged"}"#));
+    assert_eq!(st, 404, "no thread yet: {v}");
+    let (st, v) = call("PATCH", &format!("{url}/1"), Some(TOKEN), Some(br#"{"status": "bogus"}"#));
+    assert_eq!(st, 422, "{v}");
+    let (st, v) = call("GET", &format!("{}/api/nothing", s.url), Some(TOKEN), None);
+    assert_eq!((st, v["error"]["code"].as_str()), (404, Some("not_found")));
+    let (st, _) = call("GET", &format!("{url}?all=maybe"), Some(TOKEN), None);
+    assert_eq!(st, 400);
+
+    // Hostile names: refused with 422, or sanitised into a thread inside .worktrees.
+    let hostile = [
+        "../../etc", "-rf", "a\u{0}b", "..", "", "a b", "x/../../y", "$(touch pwned)", "`id`", "a\nb", "refs/heads/main", "ünï", "a:b", "~x", "^HEAD", "x.lock",
+    ];
+    let long = "n".repeat(10_000);
+    for name in hostile.iter().copied().chain([long.as_str()]) {
+        let (st, v) = post(json!({ "name": name }).to_string().as_bytes());
+        assert!(matches!(st, 201 | 409 | 422), "{name:?}: {st} {v}");
+        if st == 201 {
+            let wt = Path::new(v["worktree"].as_str().unwrap()).canonicalize().unwrap();
+            assert!(wt.starts_with(repo.path(".worktrees")), "{name:?} -> {}", wt.display());
+        } else {
+            assert!(v["error"]["code"].is_string(), "{v}");
+        }
+    }
+    assert!(!repo.path("pwned").exists());
+
+    // Random bodies (a fixed-seed generator, so failures reproduce): never a
+    // 5xx, always a JSON error or a created thread.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let pieces = ["{", "}", "\"name\"", ":", "\"", "[", "]", ",", "null", "1e999", "\"names\"", "\"task\"", "\\u0000", "true", " ", "\"base\"", "\"ctx\"", "-"];
+    for _ in 0..200 {
+        let n = (next() % 12) as usize;
+        let body: String = (0..n).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect();
+        let (st, v) = post(body.as_bytes());
+        assert!(matches!(st, 201 | 207 | 400 | 409 | 422), "{body:?}: {st} {v}");
+        if st >= 400 {
+            assert!(v["error"]["code"].is_string(), "{body:?}: {v}");
+        }
+    }
+    // Still serving, and the registry is sound.
+    assert_eq!(call("GET", &format!("{}/api/health", s.url), None, None).0, 200);
+    repo.iso_ok(&["list"]);
+}
+
+#[test]
+fn cli_in_remote_mode_goes_through_the_server() {
+    let repo = repo(31900, "");
+    let s = Server::start(&repo, Some(TOKEN));
+    let home = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap(); // not a git repository
+    let iso = |args: &[&str]| {
+        let mut c = iso_cmd_in(elsewhere.path(), args);
+        c.env("ISO_REMOTE_FILE", home.path().join("iso/remote.json")).env_remove("ISO_API_TOKEN");
+        c.output().unwrap()
+    };
+    let okk = |args: &[&str]| {
+        let out = iso(args);
+        assert!(out.status.success(), "iso {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+
+    let out = iso(&["remote", "connect", &s.url, "--token", "nope"]);
+    assert_eq!(out.status.code(), Some(1), "a wrong token is caught at connect: {}", stderr(&out));
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    okk(&["remote", "connect", &s.url, "--token", TOKEN]);
+    let file = home.path().join("iso/remote.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(okk(&["remote", "status"]).contains(&repo.root.display().to_string()));
+
+    let out = okk(&["init", "alpha", "beta", "--task", "remote work"]);
+    assert!(out.contains(" alpha  branch thread-") && out.contains(" beta  branch thread-"), "{out}");
+    let out = iso(&["init", "alpha"]);
+    assert_eq!(out.status.code(), Some(1), "a taken name fails as locally");
+    assert!(stderr(&out).contains("already named `alpha`"), "{}", stderr(&out));
+    let out = iso(&["init", "alpha", "delta"]);
+    assert_eq!(out.status.code(), Some(4), "bulk: partly failed, as locally: {}", stderr(&out));
+    okk(&["cleanup", "delta"]);
+    let listed: Value = serde_json::from_str(&okk(&["list", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(okk(&["ls"]).contains("-beta"));
+    okk(&["update", "alpha", "--task", "changed", "--pr", "12", "--status", "merged"]);
+    let st: Value = serde_json::from_str(&okk(&["status", "alpha", "--json"])).unwrap();
+    assert_eq!((st["task"].as_str(), st["pr"].as_u64(), st["status"].as_str()), (Some("changed"), Some(12), Some("merged")));
+    let out = iso(&["status", "gamma"]);
+    assert_eq!(out.status.code(), Some(3), "not found maps to exit 3: {}", stderr(&out));
+    okk(&["cleanup", "beta"]);
+    // The local view of the repository agrees with what went through the server.
+    let local = repo.threads();
+    assert_eq!(local.len(), 1);
+    assert_eq!(local[0]["task"], "changed");
+    // --local works on the directory it is run in (not a repository here).
+    let out = iso(&["--local", "list"]);
+    assert!(!out.status.success(), "--local must not go remote");
+
+    okk(&["remote", "disconnect"]);
+    assert!(!file.exists());
+    assert!(okk(&["remote", "status"]).contains("not connected"));
+    // ISO_API_URL / ISO_API_TOKEN alone are enough.
+    let out = iso_cmd_in(elsewhere.path(), &["list", "--json"])
+        .env("ISO_API_URL", &s.url)
+        .env("ISO_API_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(serde_json::from_str::<Value>(&stdout(&out)).unwrap().as_array().unwrap().len(), 1);
+}
+
+fn agent_repo(base: u16) -> (TestRepo, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("agent.sh");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+echo "agent in $(pwd) for $ISO_THREAD_NAME, api $API_URL"
+case "$ISO_THREAD_NAME" in
+  ok*) cat > agent-output.txt; echo "arg: $1" >> agent-output.txt; exit 0 ;;
+  bad*) echo "failing on purpose" >&2; exit 3 ;;
+  long*) echo started; exec sleep 300 ;;
+esac
+"#,
+    )
+    .unwrap();
+    let toml = format!("[agent]\ncommand = [\"sh\", \"{}\", \"{{prompt}}\"]\n", script.display());
+    (repo(base, &toml), dir)
+}
+
+#[test]
+fn spawn_runs_the_agent_and_records_how_it_ended() {
+    let (repo, _scripts) = agent_repo(32200);
+    repo.write("tpl.md", "Work on {{ thread.name }}; ticket {{ context.ticket }}.");
+
+    // Exit 0: the agent ran in the worktree with the thread's env and the prompt.
+    let out = repo.iso(&["spawn", "ok-1", "--template", "tpl.md", "--context", r#"{"ticket": "ISO-7"}"#, "--wait", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let run: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!((run["state"].as_str(), run["exit_code"].as_i64()), (Some("completed"), Some(0)), "{run}");
+    let wt = Path::new(run["worktree"].as_str().unwrap()).to_path_buf();
+    let written = std::fs::read_to_string(wt.join("agent-output.txt")).unwrap();
+    assert!(written.starts_with("Work on ok-1; ticket ISO-7."), "{written}");
+    assert!(written.contains("arg: Work on ok-1; ticket ISO-7."), "{{prompt}} in the command: {written}");
+    let log = repo.iso_ok(&["run-logs", "ok-1"]);
+    let t = &repo.iso_json(&["status", "ok-1"]);
+    let api = format!("api http://localhost:{}", t["ports"]["api"]);
+    assert!(log.contains(&format!("agent in {}", wt.display())) && log.contains(&api), "{log}");
+
+    // Exit 3: failed, with the code, and `iso spawn --wait` exits with it.
+    let out = repo.iso(&["spawn", "bad-1", "--wait", "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let run: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!((run["state"].as_str(), run["exit_code"].as_i64()), (Some("failed"), Some(3)));
+    assert!(repo.iso_ok(&["run-logs", "bad-1"]).contains("failing on purpose"));
+
+    // Long-running: running with a live pid until `iso stop`.
+    let run: Value = serde_json::from_str(&repo.iso_ok(&["spawn", "long-1", "--json"])).unwrap();
+    assert_eq!(run["state"], "running", "{run}");
+    let pid = run["pid"].as_u64().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let out = repo.iso(&["spawn", "long-1"]);
+    assert!(!out.status.success(), "the name is taken");
+    let stopped: Value = serde_json::from_str(&repo.iso_ok(&["stop", "long-1", "--json"])).unwrap();
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    wait_for("the agent to be gone", Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+    });
+    let out = repo.iso(&["stop", "long-1"]);
+    assert_eq!(out.status.code(), Some(3), "nothing left to stop: {}", stderr(&out));
+    assert!(repo.iso_ok(&["run-logs", "long-1"]).contains("started"));
+}
+
+#[test]
+fn agent_runs_through_the_api_survive_a_server_restart() {
+    let (repo, _scripts) = agent_repo(32500);
+    let s = Server::start(&repo, Some(TOKEN));
+    let t = ok("POST", &format!("{}/api/threads", s.url), Some(json!({"name": "long-api", "context": {"ticket": "X-1"}})));
+    let id = t["id"].as_u64().unwrap();
+    let run = ok("POST", &format!("{}/api/threads/{id}/start", s.url), Some(json!({})));
+    assert_eq!(run["state"], "running");
+    let prompt = std::fs::read_to_string(run["prompt"].as_str().unwrap()).unwrap();
+    assert!(prompt.contains("X-1"), "the context given at creation reaches the prompt: {prompt}");
+    let (st, v) = call("POST", &format!("{}/api/threads/{id}/start", s.url), Some(TOKEN), Some(b"{}"));
+    assert_eq!((st, v["error"]["code"].as_str()), (409, Some("already_running")));
+
+    // A new server knows the run (pid and start time are on disk).
+    drop(s);
+    let s = Server::start(&repo, Some(TOKEN));
+    let runs = ok("GET", &format!("{}/api/threads/{id}/runs", s.url), None);
+    assert_eq!(runs[0]["state"], "running", "{runs}");
+    assert_eq!(runs[0]["pid"], run["pid"]);
+    wait_for("the log", Duration::from_secs(10), || {
+        matches!(call("GET", &format!("{}/api/threads/{id}/logs", s.url), Some(TOKEN), None), (200, Value::String(ref t)) if t.contains("started"))
+    });
+    let stopped = ok("POST", &format!("{}/api/threads/{id}/stop", s.url), None);
+    assert_eq!(stopped["state"], "stopped");
+    // CLI remote spawn through this server, --wait, exit 0.
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(support::ISO)
+        .args(["spawn", "ok-remote", "--wait", "--json"])
+        .current_dir(home.path())
+        .env("ISO_REMOTE_FILE", "")
+        .env("ISO_API_URL", &s.url)
+        .env("ISO_API_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let run: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(run["state"], "completed", "{run}");
+    assert!(Path::new(run["worktree"].as_str().unwrap()).join("agent-output.txt").is_file());
+}

@@ -1,0 +1,378 @@
+//! End-to-end tests of per-thread Docker stacks against a real engine and
+//! the locally built test images (`.ci/install-deps`):
+//! `iso-test/pg-redis:1` (iso-postgres, iso-redis) and `iso-test/busybox:1`
+//! (busybox httpd).
+//!
+//! Isolation: each test repository has its own port base in 20000-29999
+//! and its own directory (so its own `iso.repo` label and resource names);
+//! a [`DockerGuard`] removes whatever carries its label when the test ends,
+//! pass or fail. Every resource also carries `iso.test=1`.
+
+mod support;
+#[path = "support/docker.rs"]
+mod docker_support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use docker_support::{docker_section, env_value, http_status, psql, redis_ping, tag, try_psql, DockerGuard};
+use support::{stderr, stdout, TestRepo};
+
+/// Postgres + Redis + an HTTP service, from the test images.
+const FULL_STACK: &str = r#"
+[services.postgres]
+image = "iso-test/pg-redis:1"
+command = ["iso-postgres"]
+port = 5432
+environment = { POSTGRES_DB = "app" }
+volumes = ["pgdata:/var/lib/iso-pg"]
+healthcheck = { command = ["pg_isready", "-U", "postgres", "-h", "127.0.0.1", "-q"] }
+export = { DATABASE_URL = "postgresql://postgres@{{ host }}:{{ port }}/app" }
+
+[services.redis]
+image = "iso-test/pg-redis:1"
+command = "iso-redis"
+port = 6379
+healthcheck = { tcp = true }
+export = { REDIS_URL = "redis://{{ host }}:{{ port }}" }
+
+[services.api]
+image = "iso-test/busybox:1"
+command = "busybox httpd -f -p 8080 -h /www"
+port = 8080
+depends_on = ["postgres", "redis"]
+healthcheck = { http = "/" }
+export = { API_URL = "http://{{ host }}:{{ port }}" }
+"#;
+
+/// Just the HTTP service: fast, for the tests that are not about Postgres.
+const WEB_STACK: &str = r#"
+[services.api]
+image = "iso-test/busybox:1"
+command = "busybox httpd -f -p 8080 -h /www"
+port = 8080
+healthcheck = { http = "/" }
+export = { API_URL = "http://{{ host }}:{{ port }}" }
+"#;
+
+/// A test repository with `stack`; resource names are `iso-<tag>-t<id>-*`.
+fn repo(port_base: u16, stack: &str) -> (TestRepo, DockerGuard, String) {
+    let t = tag(port_base);
+    let repo = TestRepo::new(port_base, &format!("{}{stack}", docker_section(&t, "")));
+    let guard = DockerGuard::new(&repo.root);
+    (repo, guard, t)
+}
+
+fn env_file(repo: &TestRepo, id: u32) -> std::path::PathBuf {
+    repo.path(&format!(".worktrees/thread-{id}/.env.thread"))
+}
+
+#[test]
+fn three_threads_get_isolated_stacks_and_cleanup_and_doctor_find_them_by_label() {
+    let (repo, docker, tag) = repo(21000, FULL_STACK);
+    let out = repo.iso_ok(&["init", "one", "two", "three"]);
+    // init ends by printing the connection details.
+    assert!(out.contains("DATABASE_URL=postgresql://postgres@127.0.0.1:21100/app"), "{out}");
+    assert!(out.contains("REDIS_URL=redis://127.0.0.1:21201"), "{out}");
+    assert!(out.contains("API_URL=http://127.0.0.1:21302"), "{out}");
+
+    let name = |id: u32, svc: &str| format!("iso-{tag}-t{id}-{svc}");
+    for id in 1..=3 {
+        assert_eq!(docker.names("container", Some(id)), [name(id, "api"), name(id, "postgres"), name(id, "redis")]);
+        assert_eq!(docker.names("volume", Some(id)), [name(id, "pgdata")]);
+        assert_eq!(docker.names("network", Some(id)), [format!("iso-{tag}-t{id}")]);
+        // Each thread's own DATABASE_URL, REDIS_URL and API_URL answer.
+        let env = env_file(&repo, id);
+        assert_eq!(psql(&env_value(&env, "DATABASE_URL"), "select 1"), "1");
+        assert_eq!(redis_ping(&env_value(&env, "REDIS_URL")), "+PONG");
+        assert_eq!(http_status(&env_value(&env, "API_URL")), 200);
+    }
+    // Published on 127.0.0.1 only.
+    let ports = Command::new("docker").args(["port", &name(1, "postgres"), "5432/tcp"]).output().unwrap();
+    assert_eq!(stdout(&ports).trim(), "127.0.0.1:21100");
+
+    // Databases are separate: a row in thread 1 is not in thread 2.
+    let db1 = env_value(&env_file(&repo, 1), "DATABASE_URL");
+    let db2 = env_value(&env_file(&repo, 2), "DATABASE_URL");
+    psql(&db1, "create table notes (body text); insert into notes values ('only in thread 1')");
+    assert_eq!(psql(&db1, "select body from notes"), "only in thread 1");
+    let (ok, text) = try_psql(&db2, "select body from notes");
+    assert!(!ok && text.contains("does not exist"), "thread 2 sees thread 1's table: {text}");
+
+    // list: running/total per thread; status: state, health and ports.
+    let list = repo.iso_ok(&["list"]);
+    assert!(list.contains("SERVICES") && list.matches("3/3").count() == 3, "{list}");
+    let status = repo.iso_json(&["status", "2"]);
+    let services = status["services"].as_array().expect("services in status --json");
+    assert_eq!(services.len(), 3, "{status}");
+    for s in services {
+        assert_eq!((s["state"].as_str(), s["health"].as_str()), (Some("running"), Some("healthy")), "{s}");
+    }
+    assert!(services.iter().any(|s| s["ports"][0] == "127.0.0.1:21201->6379/tcp"), "{status}");
+
+    // Cleanup of thread 2 removes its containers, volume and network; the
+    // others still answer.
+    let out = repo.iso_ok(&["cleanup", "2"]);
+    assert!(out.contains("removed thread 2"), "{out}");
+    assert!(docker.names("container", Some(2)).is_empty());
+    assert!(docker.names("volume", Some(2)).is_empty());
+    assert!(docker.names("network", Some(2)).is_empty());
+    for id in [1, 3] {
+        let env = env_file(&repo, id);
+        assert_eq!(psql(&env_value(&env, "DATABASE_URL"), "select 1"), "1");
+        assert_eq!(redis_ping(&env_value(&env, "REDIS_URL")), "+PONG");
+        assert_eq!(http_status(&env_value(&env, "API_URL")), 200);
+    }
+    assert_eq!(psql(&db1, "select body from notes"), "only in thread 1");
+
+    // Thread 3 deleted from the registry by hand: doctor finds its
+    // containers by label and --fix removes them.
+    let reg = repo.path(".git/iso/registry.toml");
+    let text = std::fs::read_to_string(&reg).unwrap();
+    let mut data: toml::Value = toml::from_str(&text).unwrap();
+    data["threads"].as_array_mut().unwrap().retain(|t| t["id"].as_integer() != Some(3));
+    std::fs::write(&reg, toml::to_string(&data).unwrap()).unwrap();
+    let out = repo.iso(&["doctor"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("thread 3 no longer exists") && text.contains(&name(3, "postgres")), "{text}");
+    repo.iso_ok(&["doctor", "--fix"]);
+    assert!(docker.names("container", Some(3)).is_empty());
+    assert!(docker.names("volume", Some(3)).is_empty());
+    assert!(docker.names("network", Some(3)).is_empty());
+    assert_eq!(docker.names("container", Some(1)).len(), 3, "thread 1 untouched");
+}
+
+#[test]
+fn unhealthy_service_rolls_back_everything_and_shows_its_logs() {
+    let stack = format!(
+        r#"{WEB_STACK}
+[services.broken]
+image = "iso-test/busybox:1"
+command = ["sh", "-c", "echo broken-service-started; echo no listener here >&2; sleep 600"]
+port = 8080
+slot = "worker"
+healthcheck = {{ http = "/" }}
+"#
+    );
+    let t = tag(22000);
+    let repo = TestRepo::new(22000, &format!("{}{stack}", docker_section(&t, "health_timeout = 3\n")));
+    let docker = DockerGuard::new(&repo.root);
+    let t0 = Instant::now();
+    let out = repo.iso(&["init", "sick"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("service `broken` did not become healthy within 3 s"), "{err}");
+    assert!(err.contains("broken-service-started") && err.contains("no listener here"), "last log lines shown: {err}");
+    assert!(err.contains(&format!("rolled back: services iso-{t}-t1")), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(30), "took {:?}", t0.elapsed());
+    // Every container, volume and network it created is gone, and so is the thread.
+    assert!(docker.names("container", None).is_empty(), "{:?}", docker.names("container", None));
+    assert!(docker.names("volume", None).is_empty());
+    assert!(docker.names("network", None).is_empty());
+    assert!(repo.threads().is_empty());
+    assert!(!repo.path(".worktrees/thread-1").exists());
+}
+
+#[test]
+fn missing_image_is_a_clear_error_and_nothing_is_created() {
+    let stack = WEB_STACK.replace("iso-test/busybox:1", "iso-test/not-built-here:0");
+    let (repo, docker, _) = repo(23000, &stack);
+    let out = repo.iso(&["init", "x"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("image `iso-test/not-built-here:0` for service `api` is not on the Docker engine"), "{err}");
+    assert!(err.contains("never pulls") && err.contains("docker pull iso-test/not-built-here:0"), "{err}");
+    assert!(docker.names("container", None).is_empty());
+    assert!(docker.names("network", None).is_empty());
+    assert!(repo.threads().is_empty());
+}
+
+#[test]
+fn unreachable_engine_is_a_clear_error_and_no_services_still_gives_a_thread() {
+    let repo = TestRepo::new(24000, &format!("{}{WEB_STACK}", docker_section(&tag(24000), "")));
+    let dead = repo.root.join("no-docker.sock");
+    let host = format!("unix://{}", dead.display());
+    let out = repo.iso_cmd(&["init", "x"]).env("DOCKER_HOST", &host).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot reach the Docker engine at {host}")), "{err}");
+    assert!(err.contains("start Docker") && err.contains("--no-services"), "{err}");
+    assert!(repo.threads().is_empty(), "rolled back");
+
+    // --no-services: worktree, ports and env file, no Docker at all.
+    let out = repo.iso_cmd(&["init", "x", "--no-services"]).env("DOCKER_HOST", &host).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("not started"), "{}", stdout(&out));
+    assert_eq!(env_value(&env_file(&repo, 1), "API_URL"), "http://127.0.0.1:24102");
+    // Cleanup of a thread that never had services does not need Docker.
+    let out = repo.iso_cmd(&["cleanup", "1"]).env("DOCKER_HOST", &host).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Without a stack iso never talks to Docker: a plain repository works
+    // with a dead DOCKER_HOST.
+    let plain = TestRepo::new(24500, "");
+    let out = plain.iso_cmd(&["init", "y"]).env("DOCKER_HOST", &host).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = plain.iso_cmd(&["list"]).env("DOCKER_HOST", &host).output().unwrap();
+    assert!(out.status.success() && !stdout(&out).contains("SERVICES"), "{}", stdout(&out));
+}
+
+#[test]
+fn down_up_logs_exec_compose_and_a_port_taken_meanwhile() {
+    let (repo, docker, tag) = repo(25000, WEB_STACK);
+    // A container of the same name that is not this thread's is never taken over.
+    let squatter = format!("iso-{tag}-t1-api");
+    let made = Command::new("docker").args(["create", "--name", &squatter, "--label", "iso.test=1", "iso-test/busybox:1", "true"]).output().unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let out = repo.iso(&["init", "web"]);
+    let _ = Command::new("docker").args(["rm", "-f", &squatter]).output();
+    assert!(stderr(&out).contains(&format!("container {squatter} already exists and is not this thread's")), "{}", stderr(&out));
+    repo.iso_ok(&["init", "web"]);
+    let api = env_value(&env_file(&repo, 1), "API_URL");
+    assert_eq!(http_status(&api), 200);
+
+    // exec: exit code and output come through.
+    let out = repo.iso(&["exec", "1", "api", "--", "sh", "-c", "echo hello-from-container; exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert!(stdout(&out).contains("hello-from-container"), "{}", stdout(&out));
+
+    // logs: what the container wrote (httpd logs nothing, so write some).
+    repo.iso_ok(&["exec", "1", "api", "--", "sh", "-c", "echo line-in-logs > /proc/1/fd/1"]);
+    let logs = repo.iso_ok(&["logs", "1", "api"]);
+    assert!(logs.contains("line-in-logs"), "{logs}");
+    let mut follow = repo.iso_cmd(&["logs", "1", "-f"]).stdout(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(follow.try_wait().unwrap().is_none(), "logs -f keeps running");
+    follow.kill().unwrap();
+    let _ = follow.wait();
+
+    // down stops without removing; up starts again.
+    repo.iso_ok(&["down", "1"]);
+    assert_eq!(http_status(&api), 0);
+    assert_eq!(docker.names("container", Some(1)), [format!("iso-{tag}-t1-api")]);
+    assert!(repo.iso_ok(&["list"]).contains("0/1"));
+    repo.iso_ok(&["up", "1"]);
+    assert_eq!(http_status(&api), 200);
+
+    // A port taken meanwhile: the error names it and its process.
+    repo.iso_ok(&["down", "1"]);
+    let holder = std::net::TcpListener::bind("127.0.0.1:25102").unwrap();
+    let out = repo.iso(&["up", "1"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("port 25102 for service `api` is already in use"), "{err}");
+    assert!(err.contains(&format!("pid {}", std::process::id())), "names the holder: {err}");
+    drop(holder);
+    repo.iso_ok(&["up", "1"]);
+
+    // compose export: docker-compose finds iso's containers with it.
+    let path = repo.iso_ok(&["compose", "1"]);
+    let path = std::path::PathBuf::from(path.trim());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(&format!("container_name: iso-{tag}-t1-api")) && text.contains("127.0.0.1:25102:8080"), "{text}");
+    assert!(text.contains("iso.thread: '1'") || text.contains("iso.thread: \"1\""), "{text}");
+    let wt = repo.path(".worktrees/thread-1");
+    assert_eq!(support::git_in(&wt, &["status", "--porcelain"]), "", "the export is excluded from git");
+    if Command::new("docker-compose").arg("version").output().is_ok_and(|o| o.status.success()) {
+        let out = Command::new("docker-compose")
+            .args(["-p", &format!("iso-{tag}-t1"), "-f", path.to_str().unwrap(), "ps"])
+            .current_dir(&wt)
+            .output()
+            .unwrap();
+        assert!(out.status.success() && stdout(&out).contains(&format!("iso-{tag}-t1-api")) && stdout(&out).contains("Up"), "{}{}", stdout(&out), stderr(&out));
+    }
+
+    // cleanup --keep-volumes keeps named volumes only.
+    repo.iso_ok(&["cleanup", "1"]);
+    assert!(docker.names("container", None).is_empty() && docker.names("network", None).is_empty());
+}
+
+#[test]
+fn compose_file_is_imported_per_thread_and_never_edited() {
+    let compose = r#"services:
+  web:
+    image: iso-test/busybox:1
+    container_name: fixed-name
+    command: busybox httpd -f -p 80 -h /www
+    ports: ["8080:80", "9999:9999"]
+    volumes: ["webdata:/data"]
+    networks: [front]
+  worker:
+    image: iso-test/busybox:1
+    command: ["sh", "-c", "echo $$GREETING; sleep 600"]
+    environment:
+      - GREETING=hello
+    depends_on: [web]
+networks:
+  front: {}
+volumes:
+  webdata: {}
+"#;
+    let (repo, docker, tag) = repo(26000, "[compose]\nfile = \"docker-compose.yml\"\nslots = { web = \"api\" }\n");
+    repo.write("docker-compose.yml", compose);
+    let out = repo.iso_ok(&["init", "c"]);
+    assert_eq!(repo.read("docker-compose.yml"), compose, "the user's file is untouched");
+    assert!(out.contains("services web worker healthy") || out.contains("services web worker"), "{out}");
+    assert_eq!(docker.names("container", Some(1)), [format!("iso-{tag}-t1-web"), format!("iso-{tag}-t1-worker")]);
+    assert_eq!(docker.names("volume", Some(1)), [format!("iso-{tag}-t1-webdata")]);
+    assert_eq!(docker.names("network", Some(1)), [format!("iso-{tag}-t1")]);
+    // Published ports moved into the thread's block: the `api` slot, then a free offset.
+    assert_eq!(http_status("http://127.0.0.1:26102"), 200);
+    let p = Command::new("docker").args(["port", &format!("iso-{tag}-t1-web")]).output().unwrap();
+    let ports = stdout(&p);
+    assert!(ports.contains("80/tcp -> 127.0.0.1:26102") && ports.contains("9999/tcp -> 127.0.0.1:26104"), "{ports}");
+    let logs = repo.iso_ok(&["logs", "1", "worker"]);
+    assert!(logs.contains("hello"), "{logs}");
+    repo.iso_ok(&["cleanup", "1"]);
+    assert!(docker.names("container", None).is_empty() && docker.names("volume", None).is_empty());
+}
+
+#[test]
+fn cleanup_kill_ports_names_and_ends_listeners_on_the_block() {
+    let repo = TestRepo::new(27000, "");
+    repo.iso_ok(&["init", "k"]);
+    // A dev server of this user still listening on the thread's block.
+    let mut server = Command::new("python3")
+        .args(["-c", "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',27150))\ns.listen()\nprint('ready',flush=True)\ntime.sleep(600)"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let out = repo.iso(&["cleanup", "1", "--kill-ports"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("ending pid {}", server.id())) && err.contains("port 27150"), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "listener still running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn init_killed_after_starting_services_is_undone_by_doctor_fix() {
+    let (repo, docker, _) = repo(28000, WEB_STACK);
+    let mut child = repo.iso_cmd(&["init", "doomed"]).env("ISO_FAULT_PAUSE", "services").stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(n > 0, "iso exited before the pause point");
+        if line.contains("paused at services") {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    assert_eq!(docker.names("container", Some(1)).len(), 1, "the stack was running when init died");
+    let out = repo.iso(&["doctor"]);
+    assert!(stdout(&out).contains("interrupted while being created"), "{}", stdout(&out));
+    repo.iso_ok(&["doctor", "--fix"]);
+    assert!(docker.names("container", None).is_empty());
+    assert!(docker.names("network", None).is_empty());
+    assert!(repo.threads().is_empty());
+}

@@ -1,0 +1,470 @@
+//! The Nushell plugin `nu_plugin_iso`, two ways:
+//!
+//! - `examples`: every command's documented examples run through
+//!   nu-plugin-test-support (with `where`, `get`, … from nu-command) in a real
+//!   repository laid out as the examples describe, and must give the results
+//!   they show.
+//! - the rest: the real `nu` 0.115.1 binary (`ISO_TEST_NU`, else `nu` on
+//!   PATH, else the one .ci/install-deps puts under /opt/iso-ci/nu; no nu is a failure, not
+//!   a skip) with the real plugin binary added to a throwaway plugin
+//!   registry, running real pipelines checked against what the real `iso`
+//!   CLI did in the same repository, and the reverse.
+//!
+//! Port bases: each nu binary test owns a window of 50 ports in 19500-19799
+//! (`threads.max = 3`, blocks of 10), below the kernel's ephemeral range so
+//! no client socket ever holds a port of a test block. The example tests use
+//! the default base 10000 because the examples show default port numbers,
+//! and take turns.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::Value as Json;
+use support::{stderr, stdout, TestRepo};
+
+const PLUGIN: &str = env!("CARGO_BIN_EXE_nu_plugin_iso");
+
+// ---- the real nu ------------------------------------------------------------
+
+/// The `nu` to test with. Failing (not skipping) when there is none keeps a
+/// CI machine without nu from passing silently.
+fn nu_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("ISO_TEST_NU").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "ISO_TEST_NU={} is not a file", p.display());
+        return p;
+    }
+    if let Some(p) = std::env::var_os("PATH").and_then(|path| std::env::split_paths(&path).map(|d| d.join("nu")).find(|p| p.is_file())) {
+        return p;
+    }
+    // The real binary first: node_modules/.bin/nu is npm's node wrapper
+    // around it, which adds node's start-up to every run.
+    let ci = ["/opt/iso-ci/nu/bin/nu", "/opt/iso-ci/nu/node_modules/@nushell/linux-x64/bin/nu", "/opt/iso-ci/nu/node_modules/.bin/nu"]
+        .map(PathBuf::from)
+        .into_iter()
+        .find(|p| p.is_file());
+    ci.expect(
+        "no Nushell found: set ISO_TEST_NU to a nu 0.115.x binary, put `nu` on PATH, or install it with \
+         `npm install --prefix /opt/iso-ci/nu nushell@0.115.1` (.ci/install-deps does this)",
+    )
+}
+
+/// A nu session setup: the plugin added to a throwaway plugin registry, and
+/// no user config, history or plugin registry touched.
+struct Nu {
+    bin: PathBuf,
+    home: tempfile::TempDir,
+}
+
+impl Nu {
+    fn new() -> Nu {
+        let nu = Nu { bin: nu_binary(), home: tempfile::Builder::new().prefix("iso-nu-").tempdir().unwrap() };
+        let version = nu.raw(nu.home.path(), "version | get version");
+        assert!(version.status.success(), "{} does not run: {}", nu.bin.display(), stderr(&version));
+        assert!(
+            stdout(&version).trim().starts_with("0.115."),
+            "nu_plugin_iso is built for Nushell 0.115.x, but {} is {}",
+            nu.bin.display(),
+            stdout(&version).trim()
+        );
+        let added = nu.raw(nu.home.path(), &format!("plugin add '{PLUGIN}'"));
+        assert!(added.status.success(), "plugin add failed: {}", stderr(&added));
+        assert!(nu.plugin_config().is_file(), "plugin add did not write {}", nu.plugin_config().display());
+        nu
+    }
+
+    fn plugin_config(&self) -> PathBuf {
+        self.home.path().join("plugin.msgpackz")
+    }
+
+    /// Run `script` in `dir` without loading the plugin.
+    fn raw(&self, dir: &Path, script: &str) -> Output {
+        let empty = self.home.path().join("empty.nu");
+        std::fs::write(&empty, "").unwrap();
+        Command::new(&self.bin)
+            .arg("--plugin-config")
+            .arg(self.plugin_config())
+            .arg("--config")
+            .arg(&empty)
+            .arg("--env-config")
+            .arg(&empty)
+            .arg("--no-history")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .env("HOME", self.home.path())
+            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
+            .env("XDG_DATA_HOME", self.home.path().join("data"))
+            .env("ISO_USER_CONFIG", "")
+            .env("NO_COLOR", "1")
+            .env_remove("ISO_PORTS_BASE")
+            .output()
+            .expect("run nu")
+    }
+
+    /// `plugin use iso; <script>` in `dir`.
+    fn run(&self, dir: &Path, script: &str) -> Output {
+        self.raw(dir, &format!("plugin use iso; {script}"))
+    }
+
+    /// Run and return stdout, failing the test with nu's stderr otherwise.
+    fn ok(&self, dir: &Path, script: &str) -> String {
+        let out = self.run(dir, script);
+        assert!(out.status.success(), "nu -c {script:?} failed ({:?}):\n{}{}", out.status.code(), stderr(&out), stdout(&out));
+        stdout(&out)
+    }
+
+    /// `<script> | to json`, parsed.
+    fn json(&self, dir: &Path, script: &str) -> Json {
+        let text = self.ok(dir, &format!("{script} | to json"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{script}: not JSON ({e}): {text}"))
+    }
+
+    /// Run a script that must fail; returns stderr.
+    fn err(&self, dir: &Path, script: &str) -> String {
+        let out = self.run(dir, script);
+        assert!(!out.status.success(), "nu -c {script:?} should have failed:\n{}", stdout(&out));
+        stderr(&out)
+    }
+}
+
+fn date(v: &Json) -> DateTime<FixedOffset> {
+    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a date: {v}"))).unwrap()
+}
+
+/// Fields of the CLI's JSON that `iso threads` rows leave to `iso thread`.
+const FULL_ONLY: [&str; 4] = ["created_branch", "owner", "steps", "history"];
+
+/// Every field the CLI's JSON has must be in the plugin's record with the
+/// same value (times compared as instants; the plugin adds explicit nulls).
+/// A row (`full == false`) leaves out [`FULL_ONLY`], and must not have them.
+fn assert_same_thread(cli: &Json, nu: &Json, full: bool) {
+    let cli = cli.as_object().unwrap();
+    if !full {
+        for key in FULL_ONLY {
+            assert!(nu.get(key).is_none(), "row has `{key}`: {nu}");
+        }
+    }
+    for (key, want) in cli {
+        if !full && FULL_ONLY.contains(&key.as_str()) {
+            continue;
+        }
+        let got = nu.get(key).unwrap_or_else(|| panic!("plugin record lacks `{key}`: {nu}"));
+        match key.as_str() {
+            "created" | "updated" => assert_eq!(date(got), date(want), "{key}"),
+            "history" => {
+                let (g, w) = (got.as_array().unwrap(), want.as_array().unwrap());
+                assert_eq!(g.len(), w.len(), "history: {got} vs {want}");
+                for (g, w) in g.iter().zip(w) {
+                    assert_eq!(date(&g["at"]), date(&w["at"]));
+                    assert_eq!(g["event"], w["event"]);
+                    assert_eq!(g["detail"].as_str().unwrap_or(""), w["detail"].as_str().unwrap_or(""));
+                }
+            }
+            _ => assert_eq!(got, want, "field `{key}`"),
+        }
+    }
+    for (key, got) in nu.as_object().unwrap() {
+        assert!(cli.contains_key(key) || got.is_null() || got == &Json::Array(vec![]), "plugin has `{key}` = {got} that the CLI does not");
+    }
+}
+
+/// Threads a (active), b (merged, pr 7), c (removed), made with the CLI.
+fn three_threads(base: u16) -> TestRepo {
+    let repo = TestRepo::new(base, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+    repo.iso_ok(&["init", "alpha", "--task", "first one"]);
+    repo.iso_ok(&["init", "beta", "--base", "dev"]);
+    repo.iso_ok(&["init", "gamma"]);
+    repo.iso_ok(&["update", "beta", "--status", "merged", "--pr", "7"]);
+    repo.iso_ok(&["cleanup", "gamma"]);
+    repo
+}
+
+#[test]
+fn pipelines_over_threads_agree_with_the_cli() {
+    let repo = three_threads(19500);
+    let nu = Nu::new();
+    let root = &repo.root;
+    let cli = repo.threads();
+    assert_eq!(cli.len(), 2);
+
+    // The whole table, field by field.
+    let table = nu.json(root, "iso threads");
+    let rows = table.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{table}");
+    for (c, n) in cli.iter().zip(rows) {
+        assert_same_thread(c, n, false);
+    }
+
+    // Real types: ints, records, datetimes.
+    assert_eq!(nu.ok(root, "iso threads | get id | describe").trim(), "list<int>");
+    assert_eq!(nu.ok(root, "iso threads | get created | describe").trim(), "list<datetime>");
+    assert_eq!(nu.ok(root, "iso thread alpha | get ports | describe").trim(), "record<api: int, postgres: int, redis: int, worker: int>");
+    assert_eq!(nu.ok(root, "iso threads | first | get pr | describe").trim(), "nothing");
+
+    // The pipelines of the issue.
+    assert_eq!(nu.json(root, "iso threads | where status == active | get name"), serde_json::json!(["alpha"]));
+    assert_eq!(nu.json(root, "iso threads | where status == merged | get pr"), serde_json::json!([7]));
+    let postgres: Vec<Json> = cli.iter().map(|t| t["ports"]["postgres"].clone()).collect();
+    assert_eq!(nu.json(root, "iso threads | get ports.postgres"), Json::Array(postgres.clone()));
+    assert_eq!(postgres, [serde_json::json!(19510), serde_json::json!(19520)]);
+    assert_eq!(nu.json(root, "iso threads | sort-by created | last | get name"), serde_json::json!("beta"));
+    assert_eq!(nu.json(root, "iso threads | sort-by id --reverse | get worktree"), serde_json::json!([cli[1]["worktree"], cli[0]["worktree"]]));
+    assert_eq!(nu.json(root, "iso threads | where created > ((date now) - 1hr) | length"), serde_json::json!(2));
+
+    // --all adds the removed thread, as `iso list --all` does.
+    let all_cli = repo.iso_json(&["list", "--all"]);
+    let all_nu = nu.json(root, "iso threads --all");
+    assert_eq!(all_nu.as_array().unwrap().len(), 3);
+    for (c, n) in all_cli.as_array().unwrap().iter().zip(all_nu.as_array().unwrap()) {
+        assert_same_thread(c, n, false);
+    }
+    assert_eq!(nu.json(root, "iso threads --all | where status == removed | get name"), serde_json::json!(["gamma"]));
+
+    // One thread: everything `iso status --json` has.
+    for sel in ["alpha", "2", "thread-2-beta"] {
+        let want = repo.iso_json(&["status", sel]);
+        assert_same_thread(&want, &nu.json(root, &format!("iso thread {sel}")), true);
+    }
+    assert_eq!(nu.json(root, "iso threads | get id | each {|id| iso thread $id | get name }"), serde_json::json!(["alpha", "beta"]));
+
+    // The port table.
+    let ports_cli = repo.iso_json(&["ports"]);
+    assert_eq!(nu.json(root, "iso ports"), ports_cli);
+}
+
+#[test]
+fn repository_is_found_from_the_engines_pwd() {
+    let repo = three_threads(19550);
+    let nu = Nu::new();
+    // nu (and so the plugin process) starts outside any repository; only
+    // $env.PWD leads to it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let script = format!("cd '{}'; iso threads | get name", repo.root.display());
+    assert_eq!(nu.json(elsewhere.path(), &script), serde_json::json!(["alpha", "beta"]));
+    // From inside a thread's worktree, and `cd (iso thread … | get worktree)`.
+    let script = format!("cd '{}'; cd (iso thread beta | get worktree); {{pwd: $env.PWD, names: (iso threads | get name)}}", repo.root.display());
+    let got = nu.json(elsewhere.path(), &script);
+    assert_eq!(got["pwd"], repo.threads()[1]["worktree"]);
+    assert_eq!(got["names"], serde_json::json!(["alpha", "beta"]));
+    // And outside a repository it says so.
+    let err = nu.err(elsewhere.path(), "iso threads");
+    assert!(err.contains("not inside a git repository"), "{err}");
+}
+
+#[test]
+fn init_from_nu_is_seen_by_the_cli() {
+    let repo = TestRepo::new(19600, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+    let nu = Nu::new();
+    let root = &repo.root;
+    let made = nu.json(root, "iso init one two --base dev --task 'from nu'");
+    let made = made.as_array().unwrap();
+    assert_eq!(made.len(), 2);
+
+    let cli = repo.threads();
+    assert_eq!(cli.len(), 2);
+    for (c, n) in cli.iter().zip(made) {
+        assert_same_thread(c, n, false);
+        assert_eq!(c["base"], "dev");
+        assert_eq!(c["task"], "from nu");
+        assert_eq!(c["status"], "active");
+        let wt = PathBuf::from(c["worktree"].as_str().unwrap());
+        assert!(wt.join(".env.thread").is_file(), "{}", wt.display());
+        assert_eq!(support::git_in(&wt, &["branch", "--show-current"]).trim(), c["branch"].as_str().unwrap());
+    }
+    assert_eq!(cli[0]["ports"]["postgres"], 19610);
+
+    // The record that init returns is the one later commands see.
+    assert_eq!(nu.json(root, "iso init three | get 0.id"), serde_json::json!(3));
+    assert_eq!(repo.iso_json(&["status", "three"])["id"], 3);
+}
+
+#[test]
+fn cleanup_from_nu_takes_arguments_or_piped_rows() {
+    let repo = TestRepo::new(19650, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+    repo.iso_ok(&["init", "a", "b", "c"]);
+    repo.iso_ok(&["update", "b", "--status", "merged"]);
+    repo.iso_ok(&["update", "c", "--status", "merged"]);
+    let nu = Nu::new();
+    let root = &repo.root;
+
+    let removed = nu.json(root, "iso threads | where status == merged | iso cleanup --delete-branch | get name");
+    assert_eq!(removed, serde_json::json!(["b", "c"]));
+    let left: Vec<Json> = repo.threads().iter().map(|t| t["name"].clone()).collect();
+    assert_eq!(left, [serde_json::json!("a")]);
+    assert!(repo.git(&["branch", "--list", "thread-2-b"]).trim().is_empty(), "branch deleted");
+
+    // Uncommitted work is refused, with the CLI's fix hint, unless --force.
+    std::fs::write(repo.path(".worktrees/thread-1/new.txt"), "work\n").unwrap();
+    let err = nu.err(root, "iso cleanup 1");
+    assert!(err.contains("would lose work") && err.contains("new.txt") && err.contains("--force"), "{err}");
+    assert_eq!(repo.threads().len(), 1);
+    assert_eq!(nu.json(root, "iso cleanup a --force | get 0.status"), serde_json::json!("removed"));
+    assert!(repo.threads().is_empty());
+    assert!(repo.git(&["branch", "--list", "thread-1-a"]).contains("thread-1-a"), "branch kept without --delete-branch");
+}
+
+#[test]
+fn wrong_arguments_are_labelled() {
+    let repo = TestRepo::new(19700, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+    repo.iso_ok(&["init", "taken"]);
+    let nu = Nu::new();
+    let root = &repo.root;
+
+    // Unknown thread: message, label under the argument, the hint in nu's words.
+    let err = nu.err(root, "iso thread nope");
+    assert!(err.contains("no thread `nope`"), "{err}");
+    assert!(err.contains("no such thread"), "label: {err}");
+    assert!(err.contains("iso threads") && !err.contains("iso list"), "hint: {err}");
+    assert_label_under(&err, "nope", "no such thread");
+
+    let err = nu.err(root, "iso init 'bad..name'");
+    assert!(err.contains("contains `..`"), "{err}");
+    assert_label_under(&err, "'bad..name'", "not a usable thread name");
+
+    let err = nu.err(root, "iso init taken");
+    assert!(err.contains("already named `taken`"), "{err}");
+    assert_label_under(&err, "taken", "already the name of thread 1");
+
+    let err = nu.err(root, "iso init x --base no-such-branch");
+    assert!(err.contains("base `no-such-branch` is not a branch"), "{err}");
+    assert_label_under(&err, "no-such-branch", "no such branch or commit");
+
+    // Several names: the good one is created, the error says so.
+    let err = nu.err(root, "iso init fine 'bad..' ");
+    assert!(err.contains("1 of 2 failed") && err.contains("fine"), "{err}");
+    assert_eq!(repo.threads().len(), 2);
+
+    // Errors are catchable with a code.
+    assert_eq!(nu.json(root, "try { iso thread 99 } catch {|e| $e.details.code }"), serde_json::json!("iso::not_found"));
+    assert_eq!(nu.json(root, "try { iso init ok-1 'bad..' } catch {|e| $e.details.code }"), serde_json::json!("iso::partial"));
+
+    // A thread is an int or a string (or a row of `iso threads`).
+    let err = nu.err(root, "iso thread 1.5");
+    assert!(err.contains("not by a float"), "{err}");
+    assert_label_under(&err, "1.5", "expected an int or a string");
+    let err = nu.err(root, "[{a: 1}] | iso cleanup");
+    assert!(err.contains("needs an `id` column"), "{err}");
+    let err = nu.err(root, "iso init");
+    assert!(err.contains("Missing required positional argument"), "{err}");
+    let err = nu.err(root, "iso cleanup");
+    assert!(err.contains("which threads?"), "{err}");
+}
+
+/// nu draws a label as `^^|^^` (`─┬─` with colour) under the argument and
+/// the text below it; check the text is there and the marker is under `arg`
+/// in the source line.
+fn assert_label_under(err: &str, arg: &str, label: &str) {
+    let lines: Vec<&str> = err.lines().collect();
+    let is_source = |l: &&str| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.contains(" | ") && l.contains(arg);
+    let src = lines.iter().position(|l| is_source(&l)).unwrap_or_else(|| panic!("`{arg}` not shown in:\n{err}"));
+    let col = lines[src].find(arg).unwrap();
+    let marker = lines[src + 1];
+    let under: String = marker.chars().skip(lines[src][..col].chars().count()).take(arg.chars().count()).collect();
+    assert!(!under.is_empty() && under.chars().all(|c| matches!(c, '^' | '|' | '─' | '┬')), "no label under `{arg}`:\n{err}");
+    assert!(err.contains(label), "label `{label}` missing:\n{err}");
+}
+
+#[test]
+fn commands_are_documented_in_nu_help() {
+    let repo = TestRepo::new(19750, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+    let nu = Nu::new();
+    let help = nu.ok(&repo.root, "help iso threads");
+    assert!(help.contains("List the repository's threads") && help.contains("--all") && help.contains("where status == active"), "{help}");
+    let overview = nu.ok(&repo.root, "iso");
+    for cmd in ["iso threads", "iso thread", "iso init", "iso cleanup", "iso ports"] {
+        assert!(overview.contains(cmd), "`iso` lists {cmd}: {overview}");
+    }
+    let found = nu.json(&repo.root, "help commands | where category == iso | get name | sort");
+    assert_eq!(found, serde_json::json!(["iso", "iso cleanup", "iso init", "iso ports", "iso thread", "iso threads"]));
+    assert_eq!(nu.json(&repo.root, "help commands | where name == 'iso threads' | get 0.search_terms"), serde_json::json!("list, ls, worktrees, status, iso list"));
+}
+
+// ---- examples through nu-plugin-test-support ---------------------------------
+
+mod examples {
+    use super::support::TestRepo;
+    use iso::nu::{Iso, IsoCleanup, IsoInit, IsoPlugin, IsoPorts, IsoThread, IsoThreads};
+    use nu_plugin::SimplePluginCommand;
+    use nu_plugin_test_support::PluginTest;
+    use nu_protocol::{ShellError, Value};
+
+    /// A plugin test whose engine sits in `repo` and has the nu-command
+    /// filters the examples use.
+    fn plugin_test(repo: &TestRepo) -> Result<PluginTest, ShellError> {
+        let mut test = PluginTest::new("iso", IsoPlugin.into())?;
+        let state = test.engine_state_mut();
+        state.add_env_var("PWD".into(), Value::test_string(repo.root.to_string_lossy()));
+        state.add_env_var("ISO_USER_CONFIG".into(), Value::test_string(""));
+        for decl in [
+            Box::new(nu_command::Where) as Box<dyn nu_protocol::engine::Command>,
+            Box::new(nu_command::Get),
+            Box::new(nu_command::Select),
+            Box::new(nu_command::SortBy),
+            Box::new(nu_command::First),
+            Box::new(nu_command::Last),
+            Box::new(nu_command::Length),
+            Box::new(nu_command::PathBasename),
+            Box::new(nu_command::StrContains),
+        ] {
+            test.add_decl(decl)?;
+        }
+        Ok(test)
+    }
+
+    /// The examples show iso's default ports (base 10000), so the three
+    /// example tests share that base and take turns: run together, one
+    /// test's port probe could make another skip a block.
+    static DEFAULT_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn default_ports() -> std::sync::MutexGuard<'static, ()> {
+        DEFAULT_PORTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The repository the read-only examples describe: 1 add-auth (active),
+    /// 2 fix-login (merged), old-spike cleaned up; default ports.
+    fn described_repo() -> TestRepo {
+        let repo = TestRepo::new(10000, "");
+        repo.iso_ok(&["init", "add-auth", "fix-login", "old-spike"]);
+        repo.iso_ok(&["update", "fix-login", "--status", "merged"]);
+        repo.iso_ok(&["cleanup", "old-spike"]);
+        repo
+    }
+
+    fn check(repo: &TestRepo, cmd: &impl SimplePluginCommand<Plugin = IsoPlugin>) {
+        let examples = cmd.examples();
+        assert!(!examples.is_empty() && examples.iter().all(|e| e.result.is_some()), "{}: every example has a result", cmd.name());
+        let sig = cmd.signature();
+        assert_eq!(sig.category, iso::nu::category(), "{}", cmd.name());
+        assert!(!cmd.description().is_empty() && !cmd.search_terms().is_empty(), "{}", cmd.name());
+        plugin_test(repo).and_then(|mut t| t.test_examples(&examples)).unwrap_or_else(|e| panic!("{} examples: {e:?}", cmd.name()));
+    }
+
+    #[test]
+    fn read_only_commands() {
+        let _turn = default_ports();
+        let repo = described_repo();
+        check(&repo, &IsoThreads);
+        check(&repo, &IsoThread);
+        check(&repo, &IsoPorts);
+        check(&repo, &Iso);
+    }
+
+    #[test]
+    fn init() {
+        let _turn = default_ports();
+        check(&TestRepo::new(10000, ""), &IsoInit);
+    }
+
+    #[test]
+    fn cleanup() {
+        let _turn = default_ports();
+        let repo = TestRepo::new(10000, "");
+        repo.iso_ok(&["init", "add-auth", "fix-login"]);
+        repo.iso_ok(&["update", "fix-login", "--status", "merged"]);
+        check(&repo, &IsoCleanup);
+    }
+}

@@ -178,6 +178,25 @@ fn refuses_a_public_address_without_a_token() {
 }
 
 #[test]
+fn without_a_configured_token_loopback_gets_a_generated_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = repo_max(32740, 1, "");
+    let s = Server::start(&repo, None);
+    let (status, _) = call("GET", &format!("{}/api/threads", s.url), None, None);
+    assert_eq!(status, 401, "no open API even on loopback");
+    let file = repo.path(".git/iso/api-token");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert_eq!(token.len(), 32, "{token}");
+    assert_eq!(call("GET", &format!("{}/api/threads", s.url), Some(&token), None).0, 200);
+    assert_eq!(call("GET", &format!("{}/api/threads", s.url), Some("not-it"), None).0, 401);
+    // A second server run makes a new one.
+    drop(s);
+    let _s2 = Server::start(&repo, None);
+    assert_ne!(std::fs::read_to_string(&file).unwrap().trim(), token);
+}
+
+#[test]
 fn twenty_concurrent_creates_get_distinct_threads_and_port_blocks() {
     let repo = repo_max(31200, 25, "");
     let s = Server::start(&repo, Some(TOKEN));

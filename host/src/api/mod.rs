@@ -6,8 +6,11 @@
 //! registry's file lock serialises it with CLI use beside the server.
 //!
 //! Security: every endpoint but `GET /api/health` requires
-//! `Authorization: Bearer <token>` when a token is set (compared in constant
-//! time); without a token the server only binds to loopback addresses.
+//! `Authorization: Bearer <token>` (compared in constant time). The token
+//! comes from `ISO_API_TOKEN` or `[api] token`; without one the server only
+//! binds to loopback addresses and makes up a random token for this run,
+//! printed on start and written (mode 0600) to `<git dir>/iso/api-token`,
+//! so that other local users cannot drive it either.
 //! Request bodies are limited to [`BODY_LIMIT`] bytes.
 
 mod auth;
@@ -89,22 +92,58 @@ pub(crate) struct Inner {
 
 pub(crate) type State = Arc<Inner>;
 
-/// Resolve the address and token, refusing a non-loopback address without a token.
-pub fn plan(opts: &ServeOptions, project: &Project) -> Result<(SocketAddr, Option<String>), ServeError> {
+/// The token a server checks, and whether it was made up for this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub value: String,
+    pub generated: bool,
+}
+
+/// Resolve the address and token, refusing a non-loopback address without a
+/// configured token; on loopback a missing token is generated.
+pub fn plan(opts: &ServeOptions, project: &Project) -> Result<(SocketAddr, Token), ServeError> {
     let bind = opts.bind.clone().or_else(|| project.config.api.bind.clone()).unwrap_or_else(|| DEFAULT_BIND.to_string());
     let addr: SocketAddr = bind.parse().map_err(|_| ServeError::BadAddress(bind.clone()))?;
     let token = opts.token.clone().filter(|t| !t.is_empty()).or_else(|| project.config.api.token.clone());
-    if token.is_none() && !addr.ip().is_loopback() {
-        return Err(ServeError::NeedToken(addr));
+    match token {
+        Some(value) => Ok((addr, Token { value, generated: false })),
+        None if !addr.ip().is_loopback() => Err(ServeError::NeedToken(addr)),
+        None => Ok((addr, Token { value: random_token()?, generated: true })),
     }
-    Ok((addr, token))
+}
+
+/// 32 hex digits from the kernel's random source.
+fn random_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Where a generated token is written for local clients to read.
+pub fn token_file(project: &Project) -> PathBuf {
+    project.git.common_dir().join("iso").join("api-token")
+}
+
+fn write_token_file(path: &std::path::Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    writeln!(f, "{token}")
 }
 
 /// Run the server until the process ends. `on_listen` is called with the
-/// bound address (the CLI prints `listening on http://ADDR`).
-pub fn serve(opts: ServeOptions, on_listen: impl FnOnce(SocketAddr, bool)) -> Result<(), ServeError> {
+/// bound address and the token (the CLI prints `listening on http://ADDR`).
+pub fn serve(opts: ServeOptions, on_listen: impl FnOnce(SocketAddr, &Token)) -> Result<(), ServeError> {
     let project = Project::discover(&opts.root)?;
     let (addr, token) = plan(&opts, &project)?;
+    if token.generated {
+        write_token_file(&token_file(&project), &token.value)?;
+    }
     let root = project.root().to_path_buf();
     drop(project);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -114,13 +153,13 @@ pub fn serve(opts: ServeOptions, on_listen: impl FnOnce(SocketAddr, bool)) -> Re
         let (events, _) = tokio::sync::broadcast::channel(1024);
         let state: State = Arc::new(Inner {
             root,
-            token,
+            token: Some(token.value.clone()),
             events,
             seq: Default::default(),
             iso_exe: opts.iso_exe,
             started: chrono::Utc::now(),
         });
-        on_listen(local, state.token.is_some());
+        on_listen(local, &token);
         axum::serve(listener, routes::router(state)).await?;
         Ok(())
     })

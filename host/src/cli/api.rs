@@ -127,11 +127,17 @@ fn serve(cwd: &Path, bind: Option<String>) -> i32 {
     let iso_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("iso"));
     let token = std::env::var("ISO_API_TOKEN").ok();
     let opts = crate::api::ServeOptions { root: cwd.to_path_buf(), bind, token, iso_exe };
-    let r = crate::api::serve(opts, |addr, has_token| {
+    let r = crate::api::serve(opts, |addr, token| {
         println!("listening on http://{addr}");
         let _ = std::io::stdout().flush();
-        if !has_token {
-            anstream::eprintln!("{}no token set (ISO_API_TOKEN or [api] token): any local user can use this API{}", DIM.render(), DIM.render_reset());
+        if token.generated {
+            anstream::eprintln!(
+                "{}no token configured (ISO_API_TOKEN or [api] token); this run's token: {}\n  connect with: iso remote connect http://{addr} --token {}{}",
+                DIM.render(),
+                token.value,
+                token.value,
+                DIM.render_reset()
+            );
         }
     });
     match r {

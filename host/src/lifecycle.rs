@@ -568,6 +568,13 @@ pub fn cleanup_opts(project: &Project, selector: &str, opts: CleanupOptions, sta
 
     let id = record.id;
     let record = set_status(project, id, ThreadStatus::Cleaning, Some(Owner::current()), "cleanup started")?;
+    // An agent still running in the worktree would go on writing into a
+    // directory that is about to disappear.
+    match crate::agent::stop(project, &id.to_string(), std::time::Duration::from_secs(5)) {
+        Ok(run) => progress.note(&format!("stopped agent run {} of thread {id} ({})", run.run, record.name)),
+        Err(crate::agent::AgentError::NoRun { .. }) => {}
+        Err(e) => progress.note(&format!("could not stop the agent of thread {id}: {e}")),
+    }
     if let Some(engine) = &engine {
         progress.step(&format!("{}: removing services", record.name));
         let removed = engine.teardown(project.root(), Some(id), stack.keep_volumes, stop_timeout(project))?;

@@ -479,6 +479,18 @@ fn spawn_runs_the_agent_and_records_how_it_ended() {
     let out = repo.iso(&["stop", "long-1"]);
     assert_eq!(out.status.code(), Some(3), "nothing left to stop: {}", stderr(&out));
     assert!(repo.iso_ok(&["run-logs", "long-1"]).contains("started"));
+
+    // Cleanup stops an agent that is still running in the thread.
+    let run: Value = serde_json::from_str(&repo.iso_ok(&["spawn", "long-2", "--json"])).unwrap();
+    let pid = run["pid"].as_u64().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let out = repo.iso(&["cleanup", "long-2", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stopped agent run 1"), "{}", stderr(&out));
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z ")),
+        "the agent is gone after cleanup"
+    );
 }
 
 #[test]

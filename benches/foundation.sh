@@ -5,13 +5,16 @@
 #   2. `iso list --json` with 200 threads in the registry (goal: < 20 ms).
 # Prints medians in milliseconds. Uses a release build of iso.
 #
-#   bash benches/foundation.sh [runs]
+#   bash benches/foundation.sh [runs]          (on disk, under /tmp)
+#   BENCH_DIR=/dev/shm bash benches/foundation.sh [runs]   (in memory)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RUNS=${1:-15}
 cargo build --release -q -p iso --bin iso
 ISO=$PWD/target/release/iso
-WORK=$(mktemp -d /tmp/iso-bench.XXXXXX)
+# BENCH_DIR=/dev/shm takes disk writeback (the noisiest part) out of the
+# comparison and leaves the work each tool does.
+WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/iso-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 export ISO_USER_CONFIG= NO_COLOR=1
 

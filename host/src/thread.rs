@@ -159,8 +159,7 @@ impl ThreadRecord {
 impl Owner {
     /// The current process.
     pub fn current() -> Owner {
-        let pid = std::process::id();
-        Owner { pid, start_ticks: process_start_ticks(pid) }
+        Owner::of(std::process::id())
     }
 
     /// Another process, by pid (its start time read now).

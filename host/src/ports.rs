@@ -116,21 +116,23 @@ mod tests {
 
     #[test]
     fn allocation_skips_held_and_busy_blocks() {
-        // A base of our own so parallel tests do not meet.
-        let l = layout(41000);
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 41201)).unwrap();
+        // A window of our own (11100-11699), below the kernel's ephemeral
+        // range (32768+) where a client socket of another test could hold
+        // one of these ports and make a block look busy.
+        let l = layout(11100);
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 11301)).unwrap();
         let held: BTreeSet<u32> = [1].into();
         let (id, block, skipped) = l.allocate(5, &held).unwrap();
         assert_eq!(id, 3, "1 is held, 2 has redis busy");
-        assert_eq!(block.range.start, 41300);
+        assert_eq!(block.range.start, 11400);
         assert_eq!(skipped.len(), 1);
-        assert_eq!((skipped[0].id, skipped[0].port, skipped[0].slot.as_str()), (2, 41201, "redis"));
+        assert_eq!((skipped[0].id, skipped[0].port, skipped[0].slot.as_str()), (2, 11301, "redis"));
         drop(listener);
     }
 
     #[test]
     fn exhaustion_says_how_many_are_held() {
-        let l = layout(42000);
+        let l = layout(11700);
         let held: BTreeSet<u32> = [1, 2].into();
         let err = l.allocate(2, &held).unwrap_err();
         assert_eq!(err, PortsError::Exhausted { max: 2, held: 2, busy: String::new() });

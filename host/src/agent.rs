@@ -10,6 +10,18 @@
 //!
 //! States: `running` → `completed` (exit 0) | `failed` (other exit, or the
 //! agent could not start) | `stopped` (ended by `iso stop`).
+//!
+//! The supervisor also appends `agent-started` (once the agent runs) and
+//! `agent-stopped` (however it ended) to the event log
+//! ([`crate::eventlog`]), so runs started by the CLI, the plugin or a server
+//! are all seen by `iso events` and every server's `GET /api/events`.
+//!
+//! Old runs are pruned: when a run starts, only the newest [`RUNS_KEPT`]
+//! finished runs of the thread are kept (running ones always are). When a
+//! thread is cleaned up its finished runs move to
+//! `runs/removed/<time>-thread-N-<name>/` (a later thread gets the same id
+//! and must start with no runs), where the runs of the last
+//! [`REMOVED_THREADS_KEPT`] cleaned-up threads stay for reading by hand.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,6 +33,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::eventlog;
 use crate::lifecycle::{self, Project};
 use crate::thread::{Owner, ThreadRecord};
 
@@ -126,8 +139,19 @@ pub struct StartOptions {
     pub context: Option<serde_json::Value>,
 }
 
+/// How many finished runs of a thread are kept when a new one starts
+/// (running runs are always kept).
+pub const RUNS_KEPT: usize = 20;
+/// How many cleaned-up threads keep their runs under `runs/removed/`.
+pub const REMOVED_THREADS_KEPT: usize = 20;
+
 fn runs_dir(project: &Project, id: u32) -> PathBuf {
     project.git.common_dir().join("iso").join("runs").join(format!("thread-{id}"))
+}
+
+/// Where the runs of cleaned-up threads are kept.
+fn removed_dir(project: &Project) -> PathBuf {
+    project.git.common_dir().join("iso").join("runs").join("removed")
 }
 
 fn context_path(project: &Project, id: u32) -> PathBuf {
@@ -217,6 +241,15 @@ pub fn start(project: &Project, selector: &str, opts: &StartOptions, iso_exe: &P
     if let Some(r) = existing.iter().find(|r| r.state == RunState::Running) {
         return Err(AgentError::AlreadyRunning { id: thread.id, run: r.run, pid: r.pid.unwrap_or(r.supervisor.pid) });
     }
+    // Pruning is best effort: old run files only take disk space.
+    let dir = runs_dir(project, thread.id);
+    if existing.iter().any(|r| r.started < thread.created) {
+        // Runs of an earlier thread with this id, removed without a
+        // post-cleanup (`iso doctor --fix`, an older iso).
+        let _ = retire_dir(&dir, &removed_dir(project), &format!("thread-{}", thread.id), Some(thread.created));
+    }
+    let _ = prune_dir(&dir, RUNS_KEPT);
+    let existing = runs_of(project, thread.id)?;
     let template = match (&opts.template, &project.config.agent.template) {
         (Some(t), _) => t.clone(),
         (None, Some(path)) => {
@@ -227,7 +260,6 @@ pub fn start(project: &Project, selector: &str, opts: &StartOptions, iso_exe: &P
     };
     let prompt = render_prompt(&template, &thread, opts.context.as_ref())?;
 
-    let dir = runs_dir(project, thread.id);
     std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
     // Claim the next run number with create_new, so two starts never share one.
     let mut n = existing.last().map_or(0, |r| r.run) + 1;
@@ -323,6 +355,7 @@ pub fn supervise(run_file: &Path) -> Result<i32, AgentError> {
         .stderr(log2)
         .process_group(0)
         .spawn();
+    let name = env.get("ISO_THREAD_NAME").cloned();
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -334,6 +367,7 @@ pub fn supervise(run_file: &Path) -> Result<i32, AgentError> {
             run.error = Some(msg);
             run.finished = Some(Utc::now());
             write_run(&run)?;
+            log_event(run_file, &run, "agent-stopped", name);
             return Ok(1);
         }
     };
@@ -341,6 +375,7 @@ pub fn supervise(run_file: &Path) -> Result<i32, AgentError> {
     run.pid = Some(agent.pid);
     run.start_ticks = agent.start_ticks;
     write_run(&run)?;
+    log_event(run_file, &run, "agent-started", name.clone());
 
     let status = child.wait().map_err(io("wait for the agent"))?;
     use std::os::unix::process::ExitStatusExt;
@@ -357,7 +392,28 @@ pub fn supervise(run_file: &Path) -> Result<i32, AgentError> {
         run.error = Some(format!("ended by signal {sig}"));
     }
     write_run(&run)?;
+    log_event(run_file, &run, "agent-stopped", name);
     Ok(0)
+}
+
+/// Append `agent-started` / `agent-stopped` for `run` to the event log of
+/// the repository the run file is in (`<iso dir>/runs/thread-N/<run>.json`).
+/// Logged after the run file is written, so a client that sees the event
+/// reads the run as it says. Never fails (see [`eventlog::append_quietly`]).
+fn log_event(run_file: &Path, run: &Run, event: &str, name: Option<String>) {
+    let Some(iso_dir) = run_file.parent().and_then(Path::parent).and_then(Path::parent) else { return };
+    let mut data = serde_json::json!({ "run": run.run, "state": run.state });
+    if let Some(pid) = run.pid {
+        data["pid"] = pid.into();
+    }
+    if let Some(code) = run.exit_code {
+        data["exit_code"] = code.into();
+    }
+    if let Some(error) = &run.error {
+        data["error"] = error.clone().into();
+    }
+    let new = eventlog::NewEvent { kind: eventlog::AGENT.into(), event: event.into(), thread: Some(run.thread), name, data };
+    eventlog::append_quietly(&eventlog::EventLog::new(iso_dir), new);
 }
 
 /// Stop the running agent of the thread named by `selector`: SIGTERM to its
@@ -425,6 +481,110 @@ pub fn reload(run: &Run) -> Result<Run, AgentError> {
     Ok(refreshed(read_run(&run.file())?))
 }
 
+// ---- pruning -------------------------------------------------------------
+
+/// The runs recorded in `dir` (unreadable records skipped), by run number.
+fn runs_in(dir: &Path) -> std::io::Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "json") && p.file_stem().is_some_and(|s| s.to_string_lossy().parse::<u32>().is_ok()) {
+            if let Ok(run) = read_run(&p) {
+                runs.push(refreshed(run));
+            }
+        }
+    }
+    runs.sort_by_key(|r| r.run);
+    Ok(runs)
+}
+
+/// The files of run `n` in `dir`: `<n>.json`, `.log`, `.prompt`, `.env.json`, `.stop`, ….
+fn files_of(dir: &Path, n: u32) -> std::io::Result<Vec<PathBuf>> {
+    let prefix = format!("{n}.");
+    Ok(std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect())
+}
+
+/// Delete the files of all but the newest `keep` finished runs in `dir`;
+/// running runs are never touched. Returns the run numbers deleted.
+fn prune_dir(dir: &Path, keep: usize) -> std::io::Result<Vec<u32>> {
+    let finished: Vec<u32> = match runs_in(dir) {
+        Ok(runs) => runs.iter().filter(|r| r.state != RunState::Running).map(|r| r.run).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let doomed = &finished[..finished.len().saturating_sub(keep)];
+    for &n in doomed {
+        // The record last, so a run is never left with a record and no log.
+        let mut files = files_of(dir, n)?;
+        files.sort_by_key(|p| p.extension().is_some_and(|e| e == "json") && p.file_stem().is_some_and(|s| !s.to_string_lossy().contains('.')));
+        for f in files {
+            std::fs::remove_file(&f)?;
+        }
+    }
+    Ok(doomed.to_vec())
+}
+
+/// Move the finished runs in `dir` (with `cutoff`, only those started before
+/// it) and the saved context (with `cutoff`, only if older) into a new
+/// directory `<removed>/<time>-<label>/`, their records pointing at their
+/// new place; then keep only the newest [`REMOVED_THREADS_KEPT`]
+/// directories in `removed`. Returns the new directory, if anything moved.
+fn retire_dir(dir: &Path, removed: &Path, label: &str, cutoff: Option<DateTime<Utc>>) -> std::io::Result<Option<PathBuf>> {
+    let runs: Vec<Run> = match runs_in(dir) {
+        Ok(runs) => runs.into_iter().filter(|r| r.state != RunState::Running && cutoff.is_none_or(|c| r.started < c)).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let context = dir.join("context.json");
+    let context_old = match (std::fs::metadata(&context), cutoff) {
+        (Err(_), _) => false,
+        (Ok(_), None) => true,
+        (Ok(m), Some(c)) => m.modified().is_ok_and(|t| DateTime::<Utc>::from(t) < c),
+    };
+    if runs.is_empty() && !context_old {
+        return Ok(None);
+    }
+    let target = removed.join(format!("{}-{label}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+    std::fs::create_dir_all(&target)?;
+    for run in runs {
+        let record = run.file();
+        for f in files_of(dir, run.run)? {
+            if f != record {
+                std::fs::rename(&f, target.join(f.file_name().expect("a file")))?;
+            }
+        }
+        let moved = Run { log: target.join(format!("{}.log", run.run)), prompt: target.join(format!("{}.prompt", run.run)), ..run };
+        write_run(&moved).map_err(|e| std::io::Error::other(e.to_string()))?;
+        std::fs::remove_file(&record)?;
+    }
+    if context_old {
+        std::fs::rename(&context, target.join("context.json"))?;
+    }
+    // Gone when nothing (no running run) is left in it.
+    let _ = std::fs::remove_dir(dir);
+    let mut kept: Vec<PathBuf> = std::fs::read_dir(removed)?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    kept.sort();
+    for old in &kept[..kept.len().saturating_sub(REMOVED_THREADS_KEPT)] {
+        std::fs::remove_dir_all(old)?;
+    }
+    Ok(Some(target))
+}
+
+/// After `thread` was cleaned up: move its finished runs and saved context
+/// out of `runs/thread-N/` (the next thread with that id starts with none)
+/// to `runs/removed/<time>-thread-N-<name>/`, where the last
+/// [`REMOVED_THREADS_KEPT`] cleaned-up threads' runs stay. A run still
+/// going (its agent could not be stopped) stays where its supervisor
+/// writes. Returns the directory the runs went to, if any.
+pub fn retire_runs(project: &Project, thread: &ThreadRecord) -> Result<Option<PathBuf>, AgentError> {
+    let label = format!("thread-{}-{}", thread.id, thread.name);
+    retire_dir(&runs_dir(project, thread.id), &removed_dir(project), &label, None).map_err(io(format!("retire the runs of thread {}", thread.id)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,5 +618,112 @@ mod tests {
         let p = render_prompt("{{ thread.name }}/{{ context.ticket }}", &t, Some(&ctx)).unwrap();
         assert_eq!(p, "auth/ISO-7");
         assert!(matches!(render_prompt("{% if %}", &t, None), Err(AgentError::Template(_))));
+    }
+
+    /// A recorded run `n` in `dir` with its log and prompt; `running` ones
+    /// are supervised by this (live) test process.
+    fn fake_run(dir: &Path, n: u32, state: RunState, started: DateTime<Utc>) -> Run {
+        let log = dir.join(format!("{n}.log"));
+        std::fs::write(&log, format!("output of run {n}\n")).unwrap();
+        std::fs::write(log.with_extension("prompt"), "prompt").unwrap();
+        std::fs::write(log.with_extension("env.json"), "{}").unwrap();
+        let run = Run {
+            run: n,
+            thread: 1,
+            state,
+            command: vec!["agent".into()],
+            started,
+            finished: (state != RunState::Running).then_some(started),
+            pid: None,
+            start_ticks: None,
+            supervisor: Owner::current(),
+            exit_code: None,
+            error: None,
+            prompt: log.with_extension("prompt"),
+            log,
+            worktree: "/tmp/wt".into(),
+        };
+        write_run(&run).unwrap();
+        run
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_finished_runs_and_every_running_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("thread-1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let now = Utc::now();
+        for n in 1..=12 {
+            let state = match n {
+                2 | 7 => RunState::Running,
+                n if n % 3 == 0 => RunState::Failed,
+                _ => RunState::Completed,
+            };
+            fake_run(&dir, n, state, now);
+        }
+        std::fs::write(dir.join("context.json"), "{}").unwrap();
+        // 10 finished runs (1 3 4 5 6 8 9 10 11 12); keep the newest 4.
+        let deleted = prune_dir(&dir, 4).unwrap();
+        assert_eq!(deleted, [1, 3, 4, 5, 6, 8]);
+        let left: Vec<u32> = runs_in(&dir).unwrap().iter().map(|r| r.run).collect();
+        assert_eq!(left, [2, 7, 9, 10, 11, 12], "running 2 and 7 stay, however old");
+        let files = names_in(&dir);
+        assert!(files.iter().all(|f| !f.starts_with("1.") && !f.starts_with("3.") && !f.starts_with("8.")), "every file of a pruned run goes: {files:?}");
+        assert!(files.contains(&"10.log".to_string()) && files.contains(&"12.prompt".to_string()) && files.contains(&"context.json".to_string()), "{files:?}");
+        assert!(prune_dir(&dir, 4).unwrap().is_empty(), "nothing more to prune");
+        assert!(prune_dir(&tmp.path().join("nowhere"), 4).unwrap().is_empty());
+    }
+
+    #[test]
+    fn retiring_moves_finished_runs_of_a_removed_thread_and_keeps_a_bounded_archive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("runs/thread-1");
+        let removed = tmp.path().join("runs/removed");
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = Utc::now() - chrono::Duration::hours(1);
+        fake_run(&dir, 1, RunState::Completed, old);
+        fake_run(&dir, 2, RunState::Failed, old);
+        fake_run(&dir, 3, RunState::Running, old);
+        std::fs::write(dir.join("context.json"), r#"{"ticket":"T-1"}"#).unwrap();
+
+        let target = retire_dir(&dir, &removed, "thread-1-auth", None).unwrap().expect("runs moved");
+        assert!(target.file_name().unwrap().to_string_lossy().ends_with("-thread-1-auth"));
+        // The finished runs and the context moved; the running one stayed.
+        assert_eq!(names_in(&dir), ["3.env.json", "3.json", "3.log", "3.prompt"]);
+        let moved = runs_in(&target).unwrap();
+        assert_eq!(moved.iter().map(|r| r.run).collect::<Vec<_>>(), [1, 2]);
+        // The moved records point at their logs' new place.
+        assert_eq!(read_log(&moved[0], 0).unwrap(), b"output of run 1\n");
+        assert_eq!(moved[1].prompt, target.join("2.prompt"));
+        assert!(target.join("context.json").is_file());
+        assert_eq!(retire_dir(&dir, &removed, "again", None).unwrap(), None, "nothing finished is left");
+
+        // With a cutoff (a new thread with the same id), only what is older goes.
+        let newer = fake_run(&dir, 4, RunState::Completed, Utc::now());
+        fake_run(&dir, 5, RunState::Completed, old);
+        std::fs::write(dir.join("context.json"), "{}").unwrap();
+        retire_dir(&dir, &removed, "thread-1", Some(newer.started - chrono::Duration::seconds(1))).unwrap().expect("run 5 moved");
+        let left: Vec<u32> = runs_in(&dir).unwrap().iter().map(|r| r.run).collect();
+        assert_eq!(left, [3, 4]);
+        assert!(dir.join("context.json").exists(), "a context saved after the cutoff belongs to the new thread");
+
+        // Only the newest REMOVED_THREADS_KEPT archives are kept.
+        for i in 0..REMOVED_THREADS_KEPT + 3 {
+            let d = tmp.path().join(format!("runs/thread-{}", 10 + i));
+            std::fs::create_dir_all(&d).unwrap();
+            fake_run(&d, 1, RunState::Completed, old);
+            retire_dir(&d, &removed, &format!("thread-{}", 10 + i), None).unwrap().unwrap();
+            assert!(!d.exists(), "an emptied thread directory is removed");
+        }
+        let archives = names_in(&removed);
+        assert_eq!(archives.len(), REMOVED_THREADS_KEPT);
+        assert!(archives.last().unwrap().ends_with(&format!("thread-{}", 10 + REMOVED_THREADS_KEPT + 2)), "{archives:?}");
+        assert!(!archives.iter().any(|a| a.ends_with("thread-1-auth")), "the oldest went first: {archives:?}");
     }
 }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod copyfiles;
 pub mod envfile;
+pub mod eventlog;
 pub mod events;
 pub mod lifecycle;
 pub mod listeners;

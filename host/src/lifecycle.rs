@@ -386,6 +386,7 @@ fn build(project: &Project, record: &mut ThreadRecord, base_oid: git2::Oid, stac
 /// Deliver `event` and apply what the receiver hands back.
 fn emit(project: &Project, record: &ThreadRecord, event: Event, hooks: &dyn EventReceiver, env: &BTreeMap<String, String>) -> Result<Outcome, Error> {
     let ctx = EventContext { event, thread: record, repo_root: project.root(), env };
+    crate::eventlog::observe(project, record, event);
     Ok(hooks.deliver(&ctx)?)
 }
 

@@ -411,3 +411,56 @@ fn doctor_finds_orphans_and_missing_worktrees() {
     assert!(repo.git(&["branch"]).contains("stray"), "branches are kept");
     assert!(repo.iso(&["doctor"]).status.success());
 }
+
+#[test]
+fn events_lists_and_follows_what_the_cli_did() {
+    let repo = TestRepo::new(19500, "[threads]\nmax = 4\n[ports]\nblock_size = 10\n");
+    let out = repo.iso(&["events"]);
+    assert!(out.status.success() && out.stdout.is_empty(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no events logged yet"), "{}", stderr(&out));
+
+    // A follower started first sees the events as they are logged.
+    let mut follower = repo.iso_cmd(&["events", "--follow", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
+    let lines = follower.stdout.take().unwrap();
+    let followed = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(lines).lines() {
+            let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let last = v["event"] == "post-cleanup";
+            seen.push(v);
+            if last {
+                break;
+            }
+        }
+        seen
+    });
+    repo.iso_ok(&["init", "one", "two"]);
+    repo.iso_ok(&["cleanup", "one"]);
+    let seen = followed.join().unwrap();
+    let _ = follower.kill();
+    let _ = follower.wait();
+
+    let all: Vec<Value> = repo.iso_ok(&["events", "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<(&str, u64)> = all.iter().map(|e| (e["event"].as_str().unwrap(), e["thread"].as_u64().unwrap())).collect();
+    assert_eq!(
+        names,
+        [("pre-init", 1), ("post-init", 1), ("post-up", 1), ("pre-init", 2), ("post-init", 2), ("post-up", 2), ("pre-cleanup", 1), ("post-cleanup", 1)]
+    );
+    assert_eq!(seen, all, "--follow printed the same events, once each");
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=8).collect::<Vec<u64>>());
+    assert!(all.iter().all(|e| e["kind"] == "lifecycle" && chrono_like(&e["at"])));
+
+    // The table, filtered by thread id or name, and --since.
+    let table = repo.iso_ok(&["events", "--thread", "2"]);
+    let lines: Vec<&str> = table.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["SEQ", "TIME", "KIND", "EVENT", "THREAD", "NAME"]);
+    assert_eq!(lines.len(), 4, "{table}");
+    let col = lines[0].find("THREAD").unwrap();
+    assert!(lines[1..].iter().all(|l| l[col..].starts_with("2 ") && l.ends_with("two")), "aligned: {table}");
+    assert_eq!(repo.iso_ok(&["events", "--thread", "one"]).lines().count(), 6);
+    assert_eq!(repo.iso_ok(&["events", "--since", "6", "--json"]).lines().count(), 2);
+    assert!(repo.path(".git/iso/events.jsonl").is_file());
+}

@@ -2,6 +2,7 @@
 //! into [`crate::lifecycle`] followed by printing.
 
 mod api;
+mod events;
 mod output;
 mod spinner;
 
@@ -190,6 +191,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the event log: lifecycle, agent and custom events (-f follows it)
+    #[command(after_help = "Examples:\n  iso events\n  iso events -f --thread 2\n  iso events --json --since 120")]
+    Events(events::EventsArgs),
     /// (internal) supervise one agent run
     #[command(hide = true)]
     AgentSupervise { run_file: PathBuf },
@@ -352,6 +356,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
             Ok(exit::OK)
         }
         Command::Setup { template, force } => setup(&project, template.as_deref(), force),
+        Command::Events(args) => events::run(&project, args),
         Command::Completions { .. } => unreachable!("handled above"),
         Command::Serve { .. } | Command::Remote(_) | Command::Spawn(_) | Command::RunLogs { .. } | Command::Stop { .. } | Command::AgentSupervise { .. } => {
             unreachable!("handled by api::dispatch")

@@ -43,26 +43,40 @@ pub fn styled(text: impl Into<String>, style: Style) -> Cell {
 /// Print rows under a bold header, columns separated by three spaces, the
 /// way `docker ps` does. The last column is not padded.
 pub fn print_table(header: &[&str], rows: &[Vec<Cell>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let widths = column_widths(header, rows, &[]);
+    let mut out = anstream::stdout().lock();
+    let _ = write_header(&mut out, header, &widths);
+    for row in rows {
+        let _ = write_row(&mut out, row, &widths);
+    }
+}
+
+/// The width of each column: its widest cell or header, at least `min[i]`.
+pub fn column_widths(header: &[&str], rows: &[Vec<Cell>], min: &[usize]) -> Vec<usize> {
+    let mut widths: Vec<usize> = header.iter().enumerate().map(|(i, h)| h.chars().count().max(min.get(i).copied().unwrap_or(0))).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.text.chars().count());
         }
     }
-    let mut out = anstream::stdout().lock();
-    let last = header.len() - 1;
-    let line = |out: &mut dyn Write, cells: &[Cell]| {
-        for (i, cell) in cells.iter().enumerate() {
-            let pad = if i == last { 0 } else { widths[i] - cell.text.chars().count() + 3 };
-            let _ = write!(out, "{}{}{}{}", cell.style.render(), cell.text, cell.style.render_reset(), " ".repeat(pad));
-        }
-        let _ = writeln!(out);
-    };
+    widths
+}
+
+/// The bold header line of a table with these column widths.
+pub fn write_header(out: &mut dyn Write, header: &[&str], widths: &[usize]) -> std::io::Result<()> {
     let head: Vec<Cell> = header.iter().map(|h| styled(*h, BOLD)).collect();
-    line(&mut out, &head);
-    for row in rows {
-        line(&mut out, row);
+    write_row(out, &head, widths)
+}
+
+/// One line of a table with these column widths (for tables printed as
+/// their rows arrive; a wider cell pushes the rest of its line along).
+pub fn write_row(out: &mut dyn Write, cells: &[Cell], widths: &[usize]) -> std::io::Result<()> {
+    let last = cells.len().saturating_sub(1);
+    for (i, cell) in cells.iter().enumerate() {
+        let pad = if i == last { 0 } else { widths[i].saturating_sub(cell.text.chars().count()) + 3 };
+        write!(out, "{}{}{}{}", cell.style.render(), cell.text, cell.style.render_reset(), " ".repeat(pad))?;
     }
+    writeln!(out)
 }
 
 /// "45s", "3m", "2h", "5d".

@@ -283,6 +283,170 @@ fn event_stream_carries_init_and_cleanup_in_order_and_custom_events() {
     assert_eq!(events[5].1["data"]["pr"], 9);
 }
 
+/// One server-sent event.
+#[derive(Debug)]
+struct Frame {
+    event: String,
+    id: String,
+    data: Value,
+}
+
+/// Read SSE frames from `r` until one named `until` (included).
+fn read_until(r: impl Read, until: &str) -> Vec<Frame> {
+    let mut out = Vec::new();
+    let (mut event, mut id, mut data) = (String::new(), String::new(), None);
+    for line in BufReader::new(r).lines() {
+        let line = line.unwrap();
+        if let Some(e) = line.strip_prefix("event: ") {
+            event = e.to_string();
+        } else if let Some(i) = line.strip_prefix("id: ") {
+            id = i.to_string();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            data = Some(serde_json::from_str(d).unwrap());
+        } else if line.is_empty() {
+            if let Some(data) = data.take() {
+                let done = event == until;
+                out.push(Frame { event: std::mem::take(&mut event), id: std::mem::take(&mut id), data });
+                if done {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Subscribe to the server's events (with `Last-Event-ID` if given) and
+/// read them on a thread until one named `until`.
+fn subscribe(url: &str, last_id: Option<u64>, until: &'static str) -> std::thread::JoinHandle<Vec<Frame>> {
+    let mut req = agent().get(format!("{url}/api/events")).header("Authorization", format!("Bearer {TOKEN}"));
+    if let Some(id) = last_id {
+        req = req.header("Last-Event-ID", id.to_string());
+    }
+    let resp = req.call().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    std::thread::spawn(move || read_until(resp.into_body().into_reader(), until))
+}
+
+/// `iso events --json <args>`: one event per line.
+fn logged_events(repo: &TestRepo, args: &[&str]) -> Vec<Value> {
+    let mut a = vec!["events", "--json"];
+    a.extend_from_slice(args);
+    repo.iso_ok(&a).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
+#[test]
+fn cli_lifecycle_beside_a_server_reaches_the_event_stream_once_each() {
+    let repo = repo_max(30240, 3, "");
+    let s = Server::start(&repo, Some(TOKEN));
+    let reader = subscribe(&s.url, None, "done");
+    wait_for("the subscriber", Duration::from_secs(10), || ok("GET", &format!("{}/api/status", s.url), None)["event_subscribers"] == 1);
+
+    // Plain local CLI commands, not through the server.
+    let watched = repo.iso_json(&["init", "watched"])[0]["id"].as_u64().unwrap();
+    let other = repo.iso_json(&["init", "other"])[0]["id"].as_u64().unwrap();
+    repo.iso_ok(&["cleanup", "watched"]);
+    // A sentinel after them: anything sent twice would come before it.
+    ok("POST", &format!("{}/api/events", s.url), Some(json!({"event": "done"})));
+
+    let frames = reader.join().unwrap();
+    let got: Vec<(&str, Option<u64>)> = frames.iter().map(|f| (f.event.as_str(), f.data["thread"].as_u64())).collect();
+    let (w, o) = (Some(watched), Some(other));
+    assert_eq!(
+        got,
+        [
+            ("pre-init", w),
+            ("post-init", w),
+            ("post-up", w),
+            ("pre-init", o),
+            ("post-init", o),
+            ("post-up", o),
+            ("pre-cleanup", w),
+            ("post-cleanup", w),
+            ("done", None)
+        ],
+        "each event once, in order"
+    );
+    let seqs: Vec<u64> = frames.iter().map(|f| f.data["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|p| p[0] < p[1]), "{seqs:?}");
+    for f in &frames {
+        assert_eq!(f.id, f.data["seq"].to_string(), "the SSE id is the seq");
+    }
+    assert_eq!(frames[0].data["name"], "watched");
+    assert_eq!(frames[0].data["kind"], "lifecycle");
+    assert_eq!(frames[2].data["data"]["branch"], format!("thread-{watched}-watched"));
+    assert_eq!(frames[7].data["data"]["status"], "removed");
+
+    // `iso events --json` shows the same events (the log began with them).
+    let data: Vec<Value> = frames.iter().map(|f| f.data.clone()).collect();
+    assert_eq!(logged_events(&repo, &[]), data);
+    assert_eq!(logged_events(&repo, &["--since", &seqs[6].to_string()]), data[7..]);
+    let by_name = logged_events(&repo, &["--thread", "other"]);
+    assert_eq!(by_name, data[3..6]);
+    // The table: a header and one aligned line per event of thread `watched`.
+    let table = repo.iso_ok(&["events", "--thread", &watched.to_string()]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 6, "{table}");
+    assert!(lines[0].starts_with("SEQ") && lines[0].contains("TIME") && lines[0].ends_with("NAME"), "{table}");
+    let col = lines[0].find("EVENT").unwrap();
+    let events: Vec<&str> = lines[1..].iter().map(|l| l[col..].split_whitespace().next().unwrap()).collect();
+    assert_eq!(events, ["pre-init", "post-init", "post-up", "pre-cleanup", "post-cleanup"], "{table}");
+    assert!(lines[1..].iter().all(|l| l.ends_with("watched") && l.contains("lifecycle")), "{table}");
+
+    // A client reconnecting with Last-Event-ID gets what it missed first, then new events, once each.
+    let again = subscribe(&s.url, Some(seqs[5]), "again");
+    ok("POST", &format!("{}/api/events", s.url), Some(json!({"event": "again"})));
+    let names: Vec<String> = again.join().unwrap().into_iter().map(|f| f.event).collect();
+    assert_eq!(names, ["pre-cleanup", "post-cleanup", "done", "again"]);
+}
+
+#[test]
+fn stops_on_sigterm_and_sigint_with_an_event_stream_open() {
+    let repo = repo_max(30540, 1, "");
+    let token_file = repo.path(".git/iso/api-token");
+    for signal in ["TERM", "INT"] {
+        let mut child = repo
+            .iso_cmd(&["serve", "--bind", "127.0.0.1:0"])
+            .env_remove("ISO_API_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
+        let token = std::fs::read_to_string(&token_file).expect("a generated token file").trim().to_string();
+        let resp = agent().get(format!("{url}/api/events")).header("Authorization", format!("Bearer {token}")).call().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = resp.into_body().into_reader().read_to_string(&mut text);
+        });
+        wait_for("the subscriber", Duration::from_secs(10), || {
+            call("GET", &format!("{url}/api/status"), Some(&token), None).1["event_subscribers"] == 1
+        });
+
+        let started = Instant::now();
+        let kill = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+        assert!(kill.success());
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if started.elapsed() > Duration::from_secs(5) {
+                let _ = child.kill();
+                panic!("SIG{signal}: iso serve still running after 5 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(status.code(), Some(0), "SIG{signal}: {err}");
+        assert!(err.lines().any(|l| l == "stopping"), "SIG{signal}: {err}");
+        assert!(!token_file.exists(), "SIG{signal}: the generated token file is removed");
+        reader.join().unwrap();
+    }
+}
+
 #[test]
 fn request_handling_rejects_bad_input_with_json_errors() {
     let repo = repo(31600, "");
@@ -480,6 +644,28 @@ fn spawn_runs_the_agent_and_records_how_it_ended() {
     assert_eq!(out.status.code(), Some(3), "nothing left to stop: {}", stderr(&out));
     assert!(repo.iso_ok(&["run-logs", "long-1"]).contains("started"));
 
+    // Every run was logged by its supervisor: started, then how it ended.
+    let agent_events = || -> Vec<(String, String, String)> {
+        logged_events(&repo, &[])
+            .iter()
+            .filter(|e| e["kind"] == "agent")
+            .map(|e| (e["name"].as_str().unwrap().to_string(), e["event"].as_str().unwrap().to_string(), e["data"]["state"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    wait_for("agent-stopped of long-1", Duration::from_secs(10), || agent_events().len() == 6);
+    let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        agent_events(),
+        [
+            s("ok-1", "agent-started", "running"),
+            s("ok-1", "agent-stopped", "completed"),
+            s("bad-1", "agent-started", "running"),
+            s("bad-1", "agent-stopped", "failed"),
+            s("long-1", "agent-started", "running"),
+            s("long-1", "agent-stopped", "stopped"),
+        ]
+    );
+
     // Cleanup stops an agent that is still running in the thread.
     let run: Value = serde_json::from_str(&repo.iso_ok(&["spawn", "long-2", "--json"])).unwrap();
     let pid = run["pid"].as_u64().unwrap();
@@ -491,6 +677,12 @@ fn spawn_runs_the_agent_and_records_how_it_ended() {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z ")),
         "the agent is gone after cleanup"
     );
+    // Its run records moved out of the way of the next thread with that id.
+    let id = run["thread"].as_u64().unwrap();
+    assert!(!repo.path(&format!(".git/iso/runs/thread-{id}")).exists());
+    let archived: Vec<_> = std::fs::read_dir(repo.path(".git/iso/runs/removed")).unwrap().flatten().map(|e| e.path()).collect();
+    let kept = archived.iter().find(|p| p.to_string_lossy().ends_with(&format!("-thread-{id}-long-2"))).expect("archived runs");
+    assert!(std::fs::read_to_string(kept.join("1.log")).unwrap().contains("started"));
 }
 
 #[test]

@@ -12,6 +12,16 @@
 //! printed on start and written (mode 0600) to `<git dir>/iso/api-token`,
 //! so that other local users cannot drive it either.
 //! Request bodies are limited to [`BODY_LIMIT`] bytes.
+//!
+//! Events: the server tails the repository's event log
+//! ([`crate::eventlog`]) and streams it on `GET /api/events`; it publishes
+//! nothing to its subscribers directly, so an event made here and one made
+//! by a CLI beside it arrive the same way, once each.
+//!
+//! Shutdown: on SIGINT or SIGTERM the server prints `stopping`, stops
+//! accepting connections, ends open event streams, lets requests in flight
+//! finish for up to [`SHUTDOWN_GRACE`], removes the token file it wrote,
+//! and returns.
 
 mod auth;
 mod error;
@@ -24,11 +34,14 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::eventlog::EventLog;
 use crate::lifecycle::{self, Project};
 
 pub use auth::constant_time_eq;
 pub use error::ApiError;
-pub use sse::{ApiEvent, Broadcaster};
+/// One event of `GET /api/events` (`Event` in docs/openapi.json): a line of
+/// the event log.
+pub use crate::eventlog::EventRecord as ApiEvent;
 
 /// Where `iso serve` listens by default.
 pub const DEFAULT_BIND: &str = "127.0.0.1:31337";
@@ -36,6 +49,8 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:31337";
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// The OpenAPI document served at `/api/openapi.json` (kept in docs/).
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+/// How long requests in flight may take to finish once a shutdown signal came.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -84,8 +99,11 @@ pub struct ServeOptions {
 pub(crate) struct Inner {
     pub root: PathBuf,
     pub token: Option<String>,
+    /// New lines of the event log, fed by [`sse::tail`].
     pub events: tokio::sync::broadcast::Sender<ApiEvent>,
-    pub seq: std::sync::atomic::AtomicU64,
+    pub log: EventLog,
+    /// Turns true when the server is stopping.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub iso_exe: PathBuf,
     pub started: chrono::DateTime<chrono::Utc>,
 }
@@ -136,31 +154,95 @@ fn write_token_file(path: &std::path::Path, token: &str) -> std::io::Result<()> 
     writeln!(f, "{token}")
 }
 
-/// Run the server until the process ends. `on_listen` is called with the
+/// Removes the token file a server generated when the server ends (also
+/// on errors after it was written), unless another server has since
+/// replaced it with its own token.
+struct TokenFile {
+    path: PathBuf,
+    token: String,
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        if std::fs::read_to_string(&self.path).is_ok_and(|t| t.trim() == self.token) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives (both handlers are installed
+/// before this returns), printing `stopping` on stderr.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("stopping");
+    })
+}
+
+/// Run the server until SIGINT or SIGTERM. `on_listen` is called with the
 /// bound address and the token (the CLI prints `listening on http://ADDR`).
 pub fn serve(opts: ServeOptions, on_listen: impl FnOnce(SocketAddr, &Token)) -> Result<(), ServeError> {
     let project = Project::discover(&opts.root)?;
     let (addr, token) = plan(&opts, &project)?;
-    if token.generated {
-        write_token_file(&token_file(&project), &token.value)?;
-    }
+    let _token_file = if token.generated {
+        let path = token_file(&project);
+        write_token_file(&path, &token.value)?;
+        Some(TokenFile { path, token: token.value.clone() })
+    } else {
+        None
+    };
     let root = project.root().to_path_buf();
+    let log = EventLog::of(&project);
+    // From the end of the log as it is now: events before the server started
+    // are not news (a client can ask for them with Last-Event-ID).
+    let tail = log.tail();
     drop(project);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
         let local = listener.local_addr()?;
+        let signal = stop_signal()?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (events, _) = tokio::sync::broadcast::channel(1024);
+        tokio::spawn(sse::tail(tail, events.clone(), stop_rx.clone()));
         let state: State = Arc::new(Inner {
             root,
             token: Some(token.value.clone()),
             events,
-            seq: Default::default(),
+            log,
+            shutdown: stop_rx.clone(),
             iso_exe: opts.iso_exe,
             started: chrono::Utc::now(),
         });
+        tokio::spawn(async move {
+            signal.await;
+            let _ = stop_tx.send(true);
+        });
         on_listen(local, &token);
-        axum::serve(listener, routes::router(state)).await?;
+        let mut stopping = stop_rx.clone();
+        let server = axum::serve(listener, routes::router(state)).with_graceful_shutdown(async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        });
+        let server = std::future::IntoFuture::into_future(server);
+        let mut stopping = stop_rx;
+        let deadline = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            r = server => r?,
+            _ = deadline => eprintln!("requests still running after {} s; stopping anyway", SHUTDOWN_GRACE.as_secs()),
+        }
         Ok(())
-    })
+    });
+    // Requests still running on the blocking pool (past the grace period)
+    // are abandoned, not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    result
 }

@@ -14,10 +14,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::sse::Broadcaster;
 use super::{State as AppState, BODY_LIMIT, OPENAPI};
 use crate::agent::{self, StartOptions};
-use crate::events::Event;
+use crate::eventlog::{NewEvent, CUSTOM};
+use crate::events::{Event, NoHooks};
 use crate::lifecycle::{self, CleanupOptions, InitRequest, Project, StackOptions, Update};
 use crate::progress::Silent;
 use crate::thread::{ThreadRecord, ThreadStatus};
@@ -170,10 +170,10 @@ async fn create(State(state): State<AppState>, body: Result<Bytes, BytesRejectio
         (None, Some(_)) => return Err(ApiError::unprocessable(format!("`names` must hold 1 to {MAX_NAMES} names"))),
         _ => return Err(ApiError::unprocessable("give either `name` or `names`")),
     };
-    let st = state.clone();
     let (base, task, context, no_services) = (b.base, b.task, b.context, b.no_services);
     let results = blocking(&state, move |p| {
-        let hooks = Broadcaster { state: st };
+        // The events reach subscribers through the event log, as the CLI's do.
+        let hooks = NoHooks;
         let stack = StackOptions { no_services, ..Default::default() };
         Ok(names
             .into_iter()
@@ -241,11 +241,10 @@ struct DeleteQuery {
 
 async fn delete(State(state): State<AppState>, Path(id): Path<String>, q: Result<Query<DeleteQuery>, QueryRejection>) -> ApiResult {
     let q = query(q)?;
-    let st = state.clone();
     let t = blocking(&state, move |p| {
         let opts = CleanupOptions { delete_branch: q.delete_branch, force: q.force };
         let stack = StackOptions { keep_volumes: q.keep_volumes, kill_ports: q.kill_ports, ..Default::default() };
-        Ok(lifecycle::cleanup_opts(p, &id, opts, &stack, &Broadcaster { state: st }, &Silent)?)
+        Ok(lifecycle::cleanup_opts(p, &id, opts, &stack, &NoHooks, &Silent)?)
     })
     .await?;
     Ok(json(StatusCode::OK, &t))
@@ -262,26 +261,18 @@ struct StartBody {
 async fn start(State(state): State<AppState>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let b: StartBody = parse(body)?;
     let exe = state.iso_exe.clone();
-    let st = state.clone();
+    // agent-started / agent-stopped are logged by the run's supervisor.
     let run = blocking(&state, move |p| {
         let t = p.find(&id)?;
         let context = b.context.or_else(|| agent::load_context(p, t.id));
-        let run = agent::start(p, &id, &StartOptions { template: b.template, context }, &exe)?;
-        Broadcaster::publish(&st, "agent", "agent-started", Some(t.id), Some(t.name), serde_json::json!({ "run": run.run, "pid": run.pid }));
-        Ok(run)
+        Ok(agent::start(p, &id, &StartOptions { template: b.template, context }, &exe)?)
     })
     .await?;
     Ok(json(StatusCode::CREATED, &run))
 }
 
 async fn stop(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    let st = state.clone();
-    let run = blocking(&state, move |p| {
-        let run = agent::stop(p, &id, std::time::Duration::from_secs(5))?;
-        Broadcaster::publish(&st, "agent", "agent-stopped", Some(run.thread), None, serde_json::json!({ "run": run.run, "exit_code": run.exit_code }));
-        Ok(run)
-    })
-    .await?;
+    let run = blocking(&state, move |p| Ok(agent::stop(p, &id, std::time::Duration::from_secs(5))?)).await?;
     Ok(json(StatusCode::OK, &run))
 }
 
@@ -334,8 +325,11 @@ async fn logs(State(state): State<AppState>, Path(id): Path<String>, q: Result<Q
     Ok(r)
 }
 
-async fn events(State(state): State<AppState>) -> Response {
-    super::sse::stream(&state).into_response()
+/// The event stream; a reconnecting client's `Last-Event-ID` (a seq) first
+/// replays the logged events after it.
+async fn events(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    super::sse::stream(&state, last_id).await.into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,6 +359,12 @@ async fn publish(State(state): State<AppState>, body: Result<Bytes, BytesRejecti
             b.event
         )));
     }
-    let e = Broadcaster::publish(&state, "custom", &b.event, b.thread, None, b.data);
+    // Logged like every other event; the log is what subscribers are sent.
+    let log = state.log.clone();
+    let new = NewEvent { kind: CUSTOM.into(), event: b.event, thread: b.thread, name: None, data: b.data };
+    let e = tokio::task::spawn_blocking(move || log.append(new))
+        .await
+        .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("cannot write the event log: {e}")))?;
     Ok(json(StatusCode::ACCEPTED, &e))
 }

@@ -1,77 +1,93 @@
-//! Lifecycle events as server-sent events, and custom events published by clients.
+//! `GET /api/events`: the repository's event log ([`crate::eventlog`]) as
+//! server-sent events.
+//!
+//! One task tails `events.jsonl` (from its end at server start) and
+//! broadcasts each new line to the subscribers. Every event, whoever made
+//! it (this server, the CLI, the plugin, an agent's supervisor, another
+//! server), reaches them the same way: once, in `seq` order. A subscriber
+//! that reconnects with `Last-Event-ID` first gets the events after that
+//! `seq` still in the log.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use chrono::{DateTime, Utc};
-use futures_util::Stream;
-use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::{broadcast, watch};
 
-use crate::events::{EventContext, EventReceiver, HookError, Outcome};
+use crate::eventlog::{EventRecord, Tail};
 
-/// One event on `GET /api/events`: a lifecycle event (`kind: "lifecycle"`)
-/// or one a client published with `POST /api/events` (`kind: "custom"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ApiEvent {
-    /// Increasing per server run (the SSE `id`).
-    pub seq: u64,
-    pub kind: String,
-    pub event: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thread: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    pub at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub data: serde_json::Value,
-}
+/// How often the log is looked at for new lines.
+pub const POLL: Duration = Duration::from_millis(150);
 
-/// An [`EventReceiver`] that publishes every lifecycle event to the SSE
-/// subscribers. It never refuses.
-pub struct Broadcaster {
-    pub(crate) state: super::State,
-}
-
-impl Broadcaster {
-    pub(crate) fn publish(state: &super::State, kind: &str, event: &str, thread: Option<u32>, name: Option<String>, data: serde_json::Value) -> ApiEvent {
-        let e = ApiEvent {
-            seq: state.seq.fetch_add(1, Ordering::SeqCst) + 1,
-            kind: kind.to_string(),
-            event: event.to_string(),
-            thread,
-            name,
-            at: Utc::now(),
-            data,
+/// Follow `tail` and send every new event to `tx` until `stop` turns true.
+pub(crate) async fn tail(mut tail: Tail, tx: broadcast::Sender<EventRecord>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let Ok((t, events)) = tokio::task::spawn_blocking(move || {
+            let events = tail.poll();
+            (tail, events)
+        })
+        .await
+        else {
+            return;
         };
-        // No subscriber is not an error.
-        let _ = state.events.send(e.clone());
-        e
+        tail = t;
+        for e in events {
+            // No subscriber is not an error.
+            let _ = tx.send(e);
+        }
     }
 }
 
-impl EventReceiver for Broadcaster {
-    fn deliver(&self, ctx: &EventContext<'_>) -> Result<Outcome, HookError> {
-        let data = serde_json::json!({ "branch": ctx.thread.branch, "status": ctx.thread.status, "ports": ctx.thread.port_block });
-        Broadcaster::publish(&self.state, "lifecycle", ctx.event.as_str(), Some(ctx.thread.id), Some(ctx.thread.name.clone()), data);
-        Ok(Outcome::default())
-    }
+fn frame(e: &EventRecord) -> SseEvent {
+    let json = serde_json::to_string(e).unwrap_or_default();
+    SseEvent::default().event(e.event.clone()).id(e.seq.to_string()).data(json)
 }
 
-/// The SSE stream: `event: <name>`, `id: <seq>`, `data: <ApiEvent JSON>`.
-pub(crate) fn stream(state: &super::State) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+/// The SSE stream: `event: <name>`, `id: <seq>`, `data: <event JSON>`;
+/// with `last_id`, first the logged events after it. It ends when the
+/// server shuts down, so open streams never hold up the shutdown.
+pub(crate) async fn stream(state: &super::State, last_id: Option<u64>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    // Subscribe before reading the log: an event is then in the replay, or
+    // arrives on the channel (or both; the seq tells).
     let rx = state.events.subscribe();
-    let s = futures_util::stream::unfold(rx, |mut rx| async move {
+    let replay = match last_id {
+        Some(after) => {
+            let log = state.log.clone();
+            tokio::task::spawn_blocking(move || log.read_after(after)).await.ok().and_then(Result::ok).unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    let mut seen = replay.last().map(|e| e.seq).or(last_id).unwrap_or(0);
+    let replay = futures_util::stream::iter(replay.iter().map(frame).map(Ok).collect::<Vec<_>>());
+    let live = futures_util::stream::unfold(rx, |mut rx| async move {
         let ev = match rx.recv().await {
-            Ok(e) => {
-                let json = serde_json::to_string(&e).unwrap_or_default();
-                SseEvent::default().event(e.event.clone()).id(e.seq.to_string()).data(json)
-            }
-            Err(broadcast::error::RecvError::Lagged(n)) => SseEvent::default().event("lagged").data(format!("{{\"missed\":{n}}}")),
+            Ok(e) => Ok(e),
+            Err(broadcast::error::RecvError::Lagged(n)) => Err(n),
             Err(broadcast::error::RecvError::Closed) => return None,
         };
-        Some((Ok(ev), rx))
+        Some((ev, rx))
+    })
+    .filter_map(move |ev| {
+        let out = match ev {
+            Ok(e) if e.seq <= seen => None,
+            Ok(e) => {
+                seen = e.seq;
+                Some(Ok(frame(&e)))
+            }
+            Err(n) => Some(Ok(SseEvent::default().event("lagged").data(format!("{{\"missed\":{n}}}")))),
+        };
+        std::future::ready(out)
     });
-    Sse::new(s).keep_alive(KeepAlive::default())
+    let mut stop = state.shutdown.clone();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    Sse::new(replay.chain(live).take_until(stopped)).keep_alive(KeepAlive::default())
 }

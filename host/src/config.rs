@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use toml::Spanned;
 
+use crate::hooks::manifest::{HookDefaults, HookSpec};
 use crate::services::spec::{check_service, check_stack, ComposeSpec, DockerSettings, ServiceSpec};
 
 /// The file name teams check in at the repository root.
@@ -42,6 +43,12 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[agent]`: the agent `iso spawn` starts in a thread.
     pub agent: AgentConfig,
+    /// `[[hooks]]`: hook plugins and scripts, in the order they run. The
+    /// user config's entries come after the team's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookSpec>,
+    /// `[hook_defaults]`: the discovered scripts' directory, default limits.
+    pub hook_defaults: HookDefaults,
     /// The files that contributed, in the order they were applied.
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
@@ -126,6 +133,8 @@ impl Default for Config {
             docker: DockerSettings::default(),
             api: ApiConfig::default(),
             agent: AgentConfig::default(),
+            hooks: Vec::new(),
+            hook_defaults: HookDefaults::default(),
             sources: Vec::new(),
         }
     }
@@ -167,6 +176,8 @@ struct FileConfig {
     docker: Option<DockerSection>,
     api: Option<ApiSection>,
     agent: Option<AgentSection>,
+    hooks: Option<Vec<Spanned<HookSpec>>>,
+    hook_defaults: Option<Spanned<HookDefaults>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -431,6 +442,29 @@ impl Config {
                 }
                 self.agent.template = Some(p);
             }
+        }
+        if let Some(list) = file.hooks {
+            let first = self.hooks.len();
+            for (i, spec) in list.into_iter().enumerate() {
+                let (span, spec) = (spec.span(), spec.into_inner());
+                if let Err(p) = spec.check() {
+                    return Err(at(key_span(src, span, p.key)).error(&format!("hooks[{}].{}", first + i, p.key), p.message, p.hint));
+                }
+                self.hooks.push(spec);
+            }
+        }
+        if let Some(d) = file.hook_defaults {
+            let (span, d) = (d.span(), d.into_inner());
+            if let Some(Err(m)) = d.timeout.as_ref().map(|t| t.duration()) {
+                return Err(at(key_span(src, span, "timeout")).error("hook_defaults.timeout", m, "e.g. timeout = \"30s\""));
+            }
+            if let Some(Err(m)) = d.memory.as_ref().map(|t| t.bytes()) {
+                return Err(at(key_span(src, span, "memory")).error("hook_defaults.memory", m, "e.g. memory = \"256MiB\""));
+            }
+            if d.dir.is_absolute() || d.dir.components().any(|c| matches!(c, Component::ParentDir)) {
+                return Err(at(key_span(src, span, "dir")).error("hook_defaults.dir", "must be a directory inside the repository", "e.g. dir = \"hooks\""));
+            }
+            self.hook_defaults = d;
         }
         Ok(())
     }

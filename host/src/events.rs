@@ -65,6 +65,26 @@ impl std::str::FromStr for Event {
     }
 }
 
+/// Where one service of a thread's stack answers on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEndpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// What a thread's branch holds beyond its base (sent with pre-cleanup).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitSummary {
+    pub commits_ahead: u32,
+    /// `<short id> <subject>`, newest first (at most 100).
+    pub commits: Vec<String>,
+    /// Paths changed between the base and the branch (at most 1000).
+    pub files_changed: Vec<String>,
+    /// Paths with uncommitted changes in the worktree.
+    pub uncommitted: Vec<String>,
+}
+
 /// What a receiver is told.
 #[derive(Debug, Clone)]
 pub struct EventContext<'a> {
@@ -73,6 +93,10 @@ pub struct EventContext<'a> {
     pub repo_root: &'a Path,
     /// The variables written to `.env.thread`.
     pub env: &'a BTreeMap<String, String>,
+    /// The thread's services (empty without a stack).
+    pub services: &'a [ServiceEndpoint],
+    /// Set for pre-cleanup.
+    pub git: Option<&'a GitSummary>,
 }
 
 /// What receivers hand back: messages for the user and variables to add to

@@ -14,6 +14,7 @@ pub mod copyfiles;
 pub mod envfile;
 pub mod eventlog;
 pub mod events;
+pub mod hooks;
 pub mod lifecycle;
 pub mod listeners;
 pub mod names;

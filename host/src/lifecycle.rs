@@ -21,7 +21,7 @@ use thiserror::Error;
 use crate::config::{Config, ConfigError};
 use crate::copyfiles::{self, CopyError};
 use crate::envfile::{self, EnvFileError};
-use crate::events::{Event, EventContext, EventReceiver, HookError, Outcome};
+use crate::events::{Event, EventContext, EventReceiver, GitSummary, HookError, Outcome, ServiceEndpoint};
 use crate::names::{self, NameError};
 use crate::ports::{PortLayout, PortsError};
 use crate::progress::Progress;
@@ -63,6 +63,8 @@ pub enum Error {
     Copy(#[from] CopyError),
     #[error(transparent)]
     Hook(#[from] HookError),
+    #[error(transparent)]
+    Hooks(crate::hooks::HookFailure),
     #[error("thread {id} is already named `{name}`\n  fix: pick another name, or free it with `iso cleanup {id}`")]
     NameTaken { name: String, id: u32 },
     #[error("branch `{branch}` already belongs to thread {id}\n  fix: pick another name")]
@@ -118,6 +120,7 @@ impl Error {
             Error::NotFound { .. } => 3,
             Error::WouldLoseWork { .. } | Error::Busy { .. } => 5,
             Error::Hook(HookError::Refused { .. }) => 5,
+            Error::Hooks(f) if f.refused => 5,
             Error::InitFailed { source, .. } => source.exit_code(),
             Error::Config(_) => 78, // EX_CONFIG
             _ => 1,
@@ -294,7 +297,8 @@ fn build(project: &Project, record: &mut ThreadRecord, base_oid: git2::Oid, stac
     let name = record.name.clone();
     let at = |step: &'static str| move |e: Error| (step, e);
 
-    emit(project, record, Event::PreInit, hooks, &BTreeMap::new()).map_err(at("pre-init hook"))?;
+    let pre_env = thread_env(project, record).unwrap_or_default();
+    emit(project, record, Event::PreInit, hooks, &EventData { env: Some(&pre_env), ..Default::default() }).map_err(at("pre-init hook"))?;
 
     // Branch: reuse an existing one, otherwise create it from the base.
     progress.step(&format!("{name}: branch {}", record.branch));
@@ -336,7 +340,8 @@ fn build(project: &Project, record: &mut ThreadRecord, base_oid: git2::Oid, stac
     // Planned once: the env file takes its connection details, the stack
     // below is started from it.
     let plan = if project.config.has_stack() { Some(stack_plan(project, record).map_err(at("env file"))?) } else { None };
-    let env = write_env(project, record, plan.as_ref()).map_err(at("env file"))?;
+    let mut env = write_env(project, record, plan.as_ref()).map_err(at("env file"))?;
+    let services = plan.as_ref().map(endpoints).unwrap_or_default();
 
     // The Docker stack: journaled before anything is created, so a failed
     // or killed init removes it by label.
@@ -374,20 +379,131 @@ fn build(project: &Project, record: &mut ThreadRecord, base_oid: git2::Oid, stac
 
     // Post events do not undo the thread; a failure marks it failed.
     for event in [Event::PostInit, Event::PostUp] {
-        if let Err(e) = emit(project, record, event, hooks, &env) {
-            mark_failed(project, record, &e.to_string());
-            progress.note(&format!("{name}: {e}"));
-            break;
+        let data = EventData { env: Some(&env), services: services.clone(), git: None };
+        match emit(project, record, event, hooks, &data) {
+            Ok(outcome) => apply_outcome(project, record, event, &outcome, &mut env, progress),
+            Err(e) => {
+                mark_failed(project, record, &e.to_string());
+                progress.note(&format!("{name}: {e}"));
+                break;
+            }
         }
     }
     Ok(())
 }
 
-/// Deliver `event` and apply what the receiver hands back.
-fn emit(project: &Project, record: &ThreadRecord, event: Event, hooks: &dyn EventReceiver, env: &BTreeMap<String, String>) -> Result<Outcome, Error> {
-    let ctx = EventContext { event, thread: record, repo_root: project.root(), env };
+/// What the receiver of an event is told besides the thread.
+#[derive(Default)]
+struct EventData<'a> {
+    env: Option<&'a BTreeMap<String, String>>,
+    services: Vec<ServiceEndpoint>,
+    git: Option<GitSummary>,
+}
+
+/// Deliver `event`; the caller applies what the receiver hands back.
+fn emit(project: &Project, record: &ThreadRecord, event: Event, hooks: &dyn EventReceiver, data: &EventData<'_>) -> Result<Outcome, Error> {
+    let empty = BTreeMap::new();
+    let ctx = EventContext { event, thread: record, repo_root: project.root(), env: data.env.unwrap_or(&empty), services: &data.services, git: data.git.as_ref() };
     crate::eventlog::observe(project, record, event);
     Ok(hooks.deliver(&ctx)?)
+}
+
+/// Show the hooks' messages, keep them in the thread's history, and add
+/// the variables they returned to `.env.thread` (and to `env`).
+fn apply_outcome(project: &Project, record: &mut ThreadRecord, event: Event, outcome: &Outcome, env: &mut BTreeMap<String, String>, progress: &dyn Progress) {
+    for m in &outcome.messages {
+        progress.note(m);
+    }
+    let mut entries: Vec<(String, String)> = outcome.messages.iter().map(|m| (format!("{event} hook"), m.clone())).collect();
+    if !outcome.env.is_empty() && matches!(event, Event::PostInit | Event::PostUp) {
+        env.extend(outcome.env.clone());
+        let header = format!("Written by iso for thread {} ({}), with variables from hooks.", record.id, record.name);
+        match envfile::write(&record.env_file, &header, env) {
+            Ok(()) => entries.push((format!("{event} hook"), format!("added {} to {ENV_FILE}", outcome.env.keys().cloned().collect::<Vec<_>>().join(", ")))),
+            Err(e) => progress.note(&format!("could not add the hooks' variables to {ENV_FILE}: {e}")),
+        }
+    }
+    if entries.is_empty() {
+        return;
+    }
+    let id = record.id;
+    let _ = project.registry.update(|d| {
+        if let Some(t) = d.thread_mut(id) {
+            for (ev, detail) in &entries {
+                t.record(ev, detail.clone());
+            }
+            *record = t.clone();
+        }
+        Ok::<_, Error>(())
+    });
+}
+
+fn apply_progress(progress: &dyn Progress, report: &crate::hooks::RunReport) {
+    for r in &report.runs {
+        progress.note(&format!("{}: {} ({} ms)", r.name, r.result, r.millis));
+    }
+}
+
+/// Where each service of a planned stack answers on the host.
+fn endpoints(plan: &services::Plan) -> Vec<ServiceEndpoint> {
+    plan.services
+        .iter()
+        .filter_map(|s| s.ports.first().map(|(_, host)| ServiceEndpoint { name: s.name.clone(), host: plan.connect_host.clone(), port: *host }))
+        .collect()
+}
+
+/// The services of `record`'s stack, if the repository has one.
+fn thread_services(project: &Project, record: &ThreadRecord) -> Vec<ServiceEndpoint> {
+    if !project.config.has_stack() {
+        return Vec::new();
+    }
+    stack_plan(project, record).map(|p| endpoints(&p)).unwrap_or_default()
+}
+
+/// What pre-cleanup hooks are told about the branch.
+fn git_summary(project: &Project, record: &ThreadRecord) -> GitSummary {
+    let commits = project.git.unmerged_commits(&record.branch, &record.base).unwrap_or_default();
+    let uncommitted = if record.worktree.exists() { worktree::uncommitted_files(&record.worktree).unwrap_or_default() } else { Vec::new() };
+    let files_changed = project.git.changed_files(&record.base, &record.branch, 1000).unwrap_or_default();
+    GitSummary { commits_ahead: commits.len() as u32, commits: commits.into_iter().take(100).collect(), files_changed, uncommitted }
+}
+
+/// The repository's hooks: its `[[hooks]]` and the discovered scripts.
+pub fn hooks(project: &Project) -> crate::hooks::Hooks {
+    crate::hooks::Hooks::new(project.root(), &project.config.hooks, &project.config.hook_defaults)
+}
+
+/// Run the hooks of `event` (one of iso's or a custom one) for a live
+/// thread now: `iso hooks run`, and custom events published to the API.
+/// Variables returned by post-init/post-up hooks are added to
+/// `.env.thread`, as in init.
+pub fn run_hooks(project: &Project, selector: &str, event: &str, custom: Option<String>, hooks: &crate::hooks::Hooks, progress: &dyn Progress) -> Result<(ThreadRecord, crate::hooks::RunReport), Error> {
+    let mut record = project.find(selector)?;
+    if record.status == ThreadStatus::Removed || !record.worktree.exists() {
+        return Err(Error::Hooks(crate::hooks::HookFailure {
+            plugin: "iso".into(),
+            event: event.into(),
+            message: format!("thread {} has no worktree (status {}); hooks run against live threads", record.id, record.status),
+            refused: false,
+        }));
+    }
+    let mut env = thread_env(project, &record)?;
+    if let Ok(text) = std::fs::read_to_string(&record.env_file) {
+        // Variables hooks added earlier live only in the file.
+        for (k, v) in text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once('=')) {
+            env.entry(k.trim().to_string()).or_insert_with(|| v.trim().trim_matches('"').to_string());
+        }
+    }
+    let services = thread_services(project, &record);
+    let git = (event == Event::PreCleanup.as_str()).then(|| git_summary(project, &record));
+    let payload = crate::hooks::payload(event, &record, project.root(), &env, &services, git.as_ref(), custom);
+    let report = hooks.run(payload).map_err(Error::Hooks)?;
+    if let Ok(ev) = event.parse::<Event>() {
+        let outcome = Outcome { messages: report.messages.clone(), env: report.env.clone() };
+        apply_outcome(project, &mut record, ev, &outcome, &mut env, &crate::progress::Silent);
+    }
+    apply_progress(progress, &report);
+    Ok((record, report))
 }
 
 fn mark_failed(project: &Project, record: &mut ThreadRecord, message: &str) {
@@ -553,7 +669,8 @@ pub fn cleanup_opts(project: &Project, selector: &str, opts: CleanupOptions, sta
         }
     }
     let env = thread_env(project, &record).unwrap_or_default();
-    match emit(project, &record, Event::PreCleanup, hooks, &env) {
+    let data = EventData { env: Some(&env), services: thread_services(project, &record), git: Some(git_summary(project, &record)) };
+    match emit(project, &record, Event::PreCleanup, hooks, &data) {
         Err(e) if !opts.force => return Err(e),
         Err(e) => progress.note(&format!("ignoring because of --force: {e}")),
         Ok(_) => {}
@@ -614,7 +731,8 @@ pub fn cleanup_opts(project: &Project, selector: &str, opts: CleanupOptions, sta
         d.archive(t.clone());
         Ok::<_, Error>(t)
     })?;
-    if let Err(e) = emit(project, &removed, Event::PostCleanup, hooks, &env) {
+    let data = EventData { env: Some(&env), services: data.services, git: None };
+    if let Err(e) = emit(project, &removed, Event::PostCleanup, hooks, &data) {
         progress.note(&e.to_string());
     }
     Ok(removed)

@@ -215,6 +215,23 @@ impl Git {
         Ok(pruned)
     }
 
+    /// Paths that differ between the merge base of `base` and `branch` and
+    /// the tip of `branch` (what `git diff --name-only base...branch`
+    /// shows), at most `limit`.
+    pub fn changed_files(&self, base: &str, branch: &str, limit: usize) -> Result<Vec<String>, GitError> {
+        let tip = self.repo.revparse_single(branch).and_then(|o| o.peel_to_commit()).map_err(git(format!("read branch {branch}")))?;
+        let Ok(base) = self.repo.revparse_single(base).and_then(|o| o.peel_to_commit()) else { return Ok(Vec::new()) };
+        let mb = self.repo.merge_base(base.id(), tip.id()).map_err(git("find merge base"))?;
+        let old = self.repo.find_commit(mb).and_then(|c| c.tree()).map_err(git("read merge base"))?;
+        let new = tip.tree().map_err(git("read branch tree"))?;
+        let diff = self.repo.diff_tree_to_tree(Some(&old), Some(&new), None).map_err(git("diff branch"))?;
+        Ok(diff
+            .deltas()
+            .filter_map(|d| d.new_file().path().or(d.old_file().path()).map(|p| p.to_string_lossy().to_string()))
+            .take(limit)
+            .collect())
+    }
+
     /// Commits on `branch` that are neither on `base` nor on the branch's
     /// upstream: what `--delete-branch` would throw away. One line each.
     pub fn unmerged_commits(&self, branch: &str, base: &str) -> Result<Vec<String>, GitError> {

@@ -8,7 +8,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -723,4 +723,32 @@ fn agent_runs_through_the_api_survive_a_server_restart() {
     let run: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(run["state"], "completed", "{run}");
     assert!(Path::new(run["worktree"].as_str().unwrap()).join("agent-output.txt").is_file());
+}
+
+#[test]
+fn custom_events_run_the_hooks_that_subscribe_to_them() {
+    let hook = "\n[[hooks]]\nevent = \"deploy.requested\"\nrhai = \"hooks/deploy.rhai\"\n";
+    let repo = repo_max(31450, 3, hook);
+    repo.write(
+        "hooks/deploy.rhai",
+        "let d = parse_json(payload);\nwrite_file(\"deployed.txt\", `${event} to ${d.env} for ${thread.name}`);\nmessage(\"deployed\");",
+    );
+    let s = Server::start(&repo, Some(TOKEN));
+    let t = ok("POST", &format!("{}/api/threads", s.url), Some(json!({"name": "shop"})));
+    let marker = PathBuf::from(t["worktree"].as_str().unwrap()).join("deployed.txt");
+    ok("POST", &format!("{}/api/events", s.url), Some(json!({"event": "deploy.requested", "thread": t["id"], "data": {"env": "staging"}})));
+    wait_for("the hook's file", Duration::from_secs(20), || marker.exists());
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "deploy.requested to staging for shop");
+    // How the hooks did is logged, and so reaches subscribers.
+    let mut result = None;
+    wait_for("the hook event", Duration::from_secs(10), || {
+        result = logged_events(&repo, &[]).into_iter().find(|e| e["kind"] == "hook");
+        result.is_some()
+    });
+    let r = result.unwrap();
+    assert_eq!(r["event"], "deploy.requested");
+    assert_eq!(r["data"]["ok"], true, "{r}");
+    assert_eq!(r["data"]["messages"][0], "deploy: deployed", "{r}");
+    // An event no hook listens to runs nothing.
+    ok("POST", &format!("{}/api/events", s.url), Some(json!({"event": "nobody.listens", "thread": t["id"]})));
 }

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::{State as AppState, BODY_LIMIT, OPENAPI};
 use crate::agent::{self, StartOptions};
 use crate::eventlog::{NewEvent, CUSTOM};
-use crate::events::{Event, NoHooks};
+use crate::events::Event;
 use crate::lifecycle::{self, CleanupOptions, InitRequest, Project, StackOptions, Update};
 use crate::progress::Silent;
 use crate::thread::{ThreadRecord, ThreadStatus};
@@ -173,7 +173,7 @@ async fn create(State(state): State<AppState>, body: Result<Bytes, BytesRejectio
     let (base, task, context, no_services) = (b.base, b.task, b.context, b.no_services);
     let results = blocking(&state, move |p| {
         // The events reach subscribers through the event log, as the CLI's do.
-        let hooks = NoHooks;
+        let hooks = lifecycle::hooks(p).with_log(crate::hooks::stderr_sink());
         let stack = StackOptions { no_services, ..Default::default() };
         Ok(names
             .into_iter()
@@ -244,7 +244,8 @@ async fn delete(State(state): State<AppState>, Path(id): Path<String>, q: Result
     let t = blocking(&state, move |p| {
         let opts = CleanupOptions { delete_branch: q.delete_branch, force: q.force };
         let stack = StackOptions { keep_volumes: q.keep_volumes, kill_ports: q.kill_ports, ..Default::default() };
-        Ok(lifecycle::cleanup_opts(p, &id, opts, &stack, &NoHooks, &Silent)?)
+        let hooks = lifecycle::hooks(p).with_log(crate::hooks::stderr_sink());
+        Ok(lifecycle::cleanup_opts(p, &id, opts, &stack, &hooks, &Silent)?)
     })
     .await?;
     Ok(json(StatusCode::OK, &t))
@@ -361,10 +362,32 @@ async fn publish(State(state): State<AppState>, body: Result<Bytes, BytesRejecti
     }
     // Logged like every other event; the log is what subscribers are sent.
     let log = state.log.clone();
+    let (event, thread, data) = (b.event.clone(), b.thread, b.data.clone());
     let new = NewEvent { kind: CUSTOM.into(), event: b.event, thread: b.thread, name: None, data: b.data };
     let e = tokio::task::spawn_blocking(move || log.append(new))
         .await
         .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
         .map_err(|e| ApiError::internal(format!("cannot write the event log: {e}")))?;
+    // Hooks subscribed to this event run for the thread after the answer;
+    // how they did is logged as a `hook` event.
+    if let Some(thread) = thread {
+        let (root, log) = (state.root.clone(), state.log.clone());
+        tokio::task::spawn_blocking(move || run_custom_hooks(&root, &log, thread, &event, data));
+    }
     Ok(json(StatusCode::ACCEPTED, &e))
+}
+
+/// Run the hooks of custom `event` for `thread` and log the result.
+fn run_custom_hooks(root: &std::path::Path, log: &crate::eventlog::EventLog, thread: u32, event: &str, data: serde_json::Value) {
+    let Ok(project) = Project::discover(root) else { return };
+    let hooks = lifecycle::hooks(&project).with_log(crate::hooks::stderr_sink());
+    if !hooks.wants(event) {
+        return;
+    }
+    let payload = (!data.is_null()).then(|| data.to_string());
+    let data = match lifecycle::run_hooks(&project, &thread.to_string(), event, payload, &hooks, &Silent) {
+        Ok((_, report)) => serde_json::json!({ "ok": true, "messages": report.messages, "runs": report.runs }),
+        Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+    };
+    crate::eventlog::append_quietly(log, NewEvent { kind: "hook".into(), event: event.to_string(), thread: Some(thread), name: None, data });
 }

@@ -14,7 +14,6 @@ use serde_json::{json, Value};
 use super::output::{print_json, print_table, Cell};
 use super::{exit, Cli, Command, GREEN, RED, DIM};
 use crate::agent::{self, Run, RunState, StartOptions};
-use crate::events::NoHooks;
 use crate::lifecycle::{self, InitRequest, Project};
 use crate::progress::Silent;
 use crate::remote::{self, Client, Connection, RemoteError};
@@ -446,7 +445,8 @@ fn spawn(cwd: &Path, a: &SpawnArgs, conn: Option<&Connection>) -> i32 {
                 return fail_agent(agent::AgentError::NoCommand);
             }
             let req = InitRequest { name: a.name.clone(), base: a.base.clone(), task: a.task.clone() };
-            let t = match lifecycle::init(&project, &req, &NoHooks, &Silent) {
+            let hooks = lifecycle::hooks(&project).with_log(crate::hooks::stderr_sink());
+            let t = match lifecycle::init(&project, &req, &hooks, &Silent) {
                 Ok(t) => t,
                 Err(e) => return fail_life(e),
             };

@@ -3,6 +3,7 @@
 
 mod api;
 mod events;
+mod hooks;
 mod output;
 mod spinner;
 
@@ -12,7 +13,6 @@ use std::path::{Path, PathBuf};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::events::NoHooks;
 use crate::lifecycle::{self, CleanupOptions, Error, InitRequest, Project, Update};
 use crate::thread::{Owner, ThreadRecord, ThreadStatus};
 use output::{age, print_json, print_table, status_style, styled, Cell, BOLD, DIM, GREEN, RED, YELLOW};
@@ -194,6 +194,12 @@ pub enum Command {
     /// Print the event log: lifecycle, agent and custom events (-f follows it)
     #[command(after_help = "Examples:\n  iso events\n  iso events -f --thread 2\n  iso events --json --since 120")]
     Events(events::EventsArgs),
+    /// List hooks, or run one event's hooks against a live thread now
+    #[command(subcommand)]
+    Hooks(hooks::HooksCommand),
+    /// Inspect WASM hook plugins
+    #[command(subcommand)]
+    Plugin(hooks::PluginCommand),
     /// (internal) supervise one agent run
     #[command(hide = true)]
     AgentSupervise { run_file: PathBuf },
@@ -318,6 +324,10 @@ fn run(cli: Cli) -> Result<i32, Error> {
         completions(shell);
         return Ok(exit::OK);
     }
+    // Needs no repository.
+    if let Command::Plugin(c) = &cli.command {
+        return Ok(hooks::plugin(c, &cwd));
+    }
     if let Some(code) = api::dispatch(&cli, &cwd) {
         return Ok(code);
     }
@@ -357,6 +367,8 @@ fn run(cli: Cli) -> Result<i32, Error> {
         }
         Command::Setup { template, force } => setup(&project, template.as_deref(), force),
         Command::Events(args) => events::run(&project, args),
+        Command::Hooks(c) => hooks::run(&project, c, quiet),
+        Command::Plugin(c) => Ok(hooks::plugin(&c, &cwd)),
         Command::Completions { .. } => unreachable!("handled above"),
         Command::Serve { .. } | Command::Remote(_) | Command::Spawn(_) | Command::RunLogs { .. } | Command::Stop { .. } | Command::AgentSupervise { .. } => {
             unreachable!("handled by api::dispatch")
@@ -390,7 +402,7 @@ fn init(project: &Project, args: InitArgs, quiet: bool) -> Result<i32, Error> {
     for name in &args.names {
         let req = InitRequest { name: name.clone(), base: args.base.clone(), task: args.task.clone() };
         let stack = lifecycle::StackOptions { no_services: args.no_services, ..Default::default() };
-        match lifecycle::init_opts(project, &req, &stack, &NoHooks, &spinner) {
+        match lifecycle::init_opts(project, &req, &stack, &hooks::receiver(project, quiet), &spinner) {
             Ok(t) => created.push(t),
             Err(e) => failed.push((name.clone(), e)),
         }
@@ -663,7 +675,7 @@ fn cleanup(project: &Project, args: CleanupArgs, quiet: bool) -> Result<i32, Err
     let mut failed = Vec::new();
     for sel in &args.threads {
         let stack = lifecycle::StackOptions { keep_volumes: args.keep_volumes, kill_ports: args.kill_ports, ..Default::default() };
-        match lifecycle::cleanup_opts(project, sel, opts, &stack, &NoHooks, &spinner) {
+        match lifecycle::cleanup_opts(project, sel, opts, &stack, &hooks::receiver(project, quiet), &spinner) {
             Ok(t) => removed.push(t),
             Err(e) => failed.push((sel.clone(), e)),
         }

@@ -5,7 +5,6 @@ use nu_protocol::{Example, LabeledError, Signature, Spanned, SyntaxShape, Type, 
 
 use super::value::{thread_value, Detail, Extras};
 use super::{IsoPlugin, Spans};
-use crate::events::NoHooks;
 use crate::lifecycle::{self, CleanupOptions};
 use crate::progress::Silent;
 
@@ -83,7 +82,7 @@ impl SimplePluginCommand for IsoCleanup {
         let mut removed = Vec::new();
         let mut failed = Vec::new();
         for sel in &selectors {
-            match lifecycle::cleanup(&project, &sel.item, opts, &NoHooks, &Silent) {
+            match lifecycle::cleanup(&project, &sel.item, opts, &lifecycle::hooks(&project), &Silent) {
                 Ok(t) => removed.push(t),
                 Err(e) => failed.push(super::error(&e, head, Spans { subject: Some(sel.span), ..Default::default() })),
             }

@@ -5,7 +5,6 @@ use nu_protocol::{Example, LabeledError, ShellError, Signature, Spanned, SyntaxS
 
 use super::value::{thread_value, Detail, Extras};
 use super::{IsoPlugin, Spans};
-use crate::events::NoHooks;
 use crate::lifecycle::{self, InitRequest};
 use crate::progress::Silent;
 
@@ -85,7 +84,7 @@ impl SimplePluginCommand for IsoInit {
         let mut failed = Vec::new();
         for name in &names {
             let req = InitRequest { name: name.item.clone(), base: base.as_ref().map(|b| b.item.clone()), task: task.clone() };
-            match lifecycle::init(&project, &req, &NoHooks, &Silent) {
+            match lifecycle::init(&project, &req, &lifecycle::hooks(&project), &Silent) {
                 Ok(t) => created.push(t),
                 Err(e) => failed.push(super::error(&e, head, Spans { subject: Some(name.span), base: base.as_ref().map(|b| b.span) })),
             }

@@ -94,7 +94,8 @@ impl Guest for PrSummary {
         let (status, answer) = post(&target, &config.headers, &body).map_err(|e| match e {
             PostError::Config(message) => failed(message),
             PostError::Transport(message) => failed(format!(
-                "could not reach {url}: {message} — is its host in allow.hosts?"
+                "could not reach the webhook at {}: {message} — is its host in allow.hosts?",
+                target.host
             )),
         })?;
         if !(200..300).contains(&status) {
@@ -103,7 +104,11 @@ impl Guest for PrSummary {
                 "" => "(empty body)",
                 text => text,
             };
-            return Err(failed(format!("webhook {url} answered {status}: {answer}")));
+            // Only the host: webhook URLs often carry a secret in the path.
+            return Err(failed(format!(
+                "the webhook at {} answered {status}: {answer}",
+                target.host
+            )));
         }
         Ok(Outcome {
             messages: vec![format!(

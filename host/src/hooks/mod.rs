@@ -1,0 +1,280 @@
+//! Lifecycle hooks: WASM components ([`wasm`]) and Rhai scripts ([`rhai`])
+//! that iso calls on lifecycle and custom events, each inside the
+//! [`sandbox::Grants`] its `[[hooks]]` entry gives it.
+//!
+//! Which hooks run for an event: the `[[hooks]]` entries that list it, in
+//! the order they are declared, then `<hook_defaults.dir>/<event>.rhai`
+//! (discovered; default `hooks/post-up.rhai` and so on) unless an entry
+//! already names that script. Each hook gets the thread, the env and the
+//! messages of the hooks before it; what it returns is passed on. A hook
+//! that refuses or fails stops the chain, unless it is `optional` and only
+//! failed.
+
+pub mod manifest;
+pub mod payload;
+pub mod rhai;
+pub mod sandbox;
+pub mod wasm;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::events::{Event, EventContext, EventReceiver, GitSummary, HookError, Outcome, ServiceEndpoint};
+use crate::thread::ThreadRecord;
+use manifest::{HookDefaults, HookSpec, OneOrMany};
+use payload::{CallError, Level, LogLine, LogSink, Payload, ThreadInfo};
+use sandbox::Grants;
+
+/// What a hook is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Wasm,
+    Rhai,
+}
+
+/// One hook, ready to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hook {
+    pub name: String,
+    pub events: Vec<String>,
+    pub kind: Kind,
+    /// Absolute path of the plugin or script.
+    pub path: PathBuf,
+    /// Found in the hooks directory rather than declared in `iso.toml`.
+    pub discovered: bool,
+    #[serde(skip)]
+    pub spec: HookSpec,
+}
+
+/// A hook that refused or failed.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("hook `{plugin}` {} {event}: {message}", if *.refused { "refused" } else { "failed on" })]
+pub struct HookFailure {
+    pub plugin: String,
+    pub event: String,
+    pub message: String,
+    /// The hook asked to refuse the operation (rather than failing).
+    pub refused: bool,
+}
+
+/// One hook's run, for reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookRun {
+    pub name: String,
+    pub millis: u64,
+    /// `ok`, `failed (optional)`.
+    pub result: String,
+}
+
+/// What all hooks of one event produced.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    pub messages: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub runs: Vec<HookRun>,
+}
+
+/// The hooks of one repository.
+#[derive(Clone)]
+pub struct Hooks {
+    hooks: Vec<Hook>,
+    defaults: HookDefaults,
+    repo_root: PathBuf,
+    sink: Option<LogSink>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks").field("hooks", &self.hooks).finish()
+    }
+}
+
+impl Hooks {
+    /// The hooks declared in `specs` plus the scripts discovered in the
+    /// hooks directory of `repo_root`.
+    pub fn new(repo_root: &Path, specs: &[HookSpec], defaults: &HookDefaults) -> Hooks {
+        let mut hooks: Vec<Hook> = specs
+            .iter()
+            .map(|s| {
+                let (kind, rel) = match (&s.wasm, &s.rhai) {
+                    (Some(w), _) => (Kind::Wasm, w),
+                    (None, Some(r)) => (Kind::Rhai, r),
+                    (None, None) => (Kind::Rhai, &s.rhai.clone().unwrap_or_default()),
+                };
+                let path = if rel.is_absolute() { rel.clone() } else { repo_root.join(rel) };
+                Hook { name: s.display_name(), events: s.event.names().iter().map(|e| e.to_string()).collect(), kind, path, discovered: false, spec: s.clone() }
+            })
+            .collect();
+        if defaults.discover {
+            let dir = repo_root.join(&defaults.dir);
+            for event in Event::ALL {
+                let file = dir.join(format!("{event}.rhai"));
+                if !file.is_file() || hooks.iter().any(|h| same_file(&h.path, &file)) {
+                    continue;
+                }
+                let rel = defaults.dir.join(format!("{event}.rhai"));
+                let spec = HookSpec {
+                    name: None,
+                    event: OneOrMany::One(event.as_str().into()),
+                    wasm: None,
+                    rhai: Some(rel),
+                    optional: false,
+                    timeout: None,
+                    memory: None,
+                    allow: Default::default(),
+                    config: Default::default(),
+                };
+                hooks.push(Hook { name: format!("{}/{event}.rhai", defaults.dir.display()), events: vec![event.as_str().into()], kind: Kind::Rhai, path: file, discovered: true, spec });
+            }
+        }
+        Hooks { hooks, defaults: defaults.clone(), repo_root: repo_root.to_path_buf(), sink: None }
+    }
+
+    /// Send the hooks' log lines to `sink`.
+    pub fn with_log(mut self, sink: LogSink) -> Hooks {
+        self.sink = Some(sink);
+        self
+    }
+
+    pub fn list(&self) -> &[Hook] {
+        &self.hooks
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hooks.is_empty()
+    }
+
+    /// Whether any hook listens to `event`.
+    pub fn wants(&self, event: &str) -> bool {
+        self.hooks.iter().any(|h| h.events.iter().any(|e| e == event))
+    }
+
+    /// Run every hook of `payload.event`, in order, passing each one's
+    /// messages and env on to the next.
+    pub fn run(&self, mut payload: Payload) -> Result<RunReport, HookFailure> {
+        let event = payload.event.clone();
+        let mut report = RunReport::default();
+        let worktree = PathBuf::from(&payload.thread.worktree_path);
+        for hook in self.hooks.iter().filter(|h| h.events.iter().any(|e| *e == event)) {
+            payload.messages = report.messages.clone();
+            let mut env = payload.thread.env.clone();
+            env.extend(report.env.clone());
+            payload.thread.env = env.clone();
+            let fail = |message: String, refused: bool| HookFailure { plugin: hook.name.clone(), event: event.clone(), message, refused };
+            let started = Instant::now();
+            let result = match Grants::resolve(&hook.spec, &self.defaults, &worktree, &self.repo_root, env) {
+                Err(m) => Err(CallError::Failed(format!("its grants cannot be given: {m}"))),
+                Ok(grants) => {
+                    let log = self.log_for(&hook.name, &event);
+                    let config = hook.spec.config_json();
+                    match hook.kind {
+                        Kind::Wasm => wasm::call(&hook.path, &payload, &grants, &config, log),
+                        Kind::Rhai => {
+                            let display = hook.path.strip_prefix(&self.repo_root).unwrap_or(&hook.path).display().to_string();
+                            rhai::call(&hook.path, &display, &self.repo_root.join(&self.defaults.dir), &payload, &grants, &config, log)
+                        }
+                    }
+                }
+            };
+            let millis = started.elapsed().as_millis() as u64;
+            match result {
+                Ok(o) => {
+                    report.messages.extend(o.messages.into_iter().map(|m| format!("{}: {m}", hook.name)));
+                    report.env.extend(o.env);
+                    report.runs.push(HookRun { name: hook.name.clone(), millis, result: "ok".into() });
+                }
+                Err(CallError::Refused(m)) => return Err(fail(m, true)),
+                Err(CallError::Failed(m)) if hook.spec.optional => {
+                    self.emit_log(&hook.name, &event, Level::Warn, &format!("failed, ignored because the hook is optional: {m}"));
+                    report.runs.push(HookRun { name: hook.name.clone(), millis, result: "failed (optional)".into() });
+                }
+                Err(CallError::Failed(m)) => return Err(fail(m, false)),
+            }
+        }
+        Ok(report)
+    }
+
+    fn log_for(&self, plugin: &str, event: &str) -> Arc<dyn Fn(Level, &str) + Send + Sync> {
+        let sink = self.sink.clone();
+        let (plugin, event) = (plugin.to_string(), event.to_string());
+        Arc::new(move |level, message| {
+            if let Some(s) = &sink {
+                s(&LogLine { plugin: plugin.clone(), event: event.clone(), level, message: message.to_string() });
+            }
+        })
+    }
+
+    fn emit_log(&self, plugin: &str, event: &str, level: Level, message: &str) {
+        (self.log_for(plugin, event))(level, message)
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// The payload of `event` for `thread`.
+pub fn payload(
+    event: &str,
+    thread: &ThreadRecord,
+    repo_root: &Path,
+    env: &BTreeMap<String, String>,
+    services: &[ServiceEndpoint],
+    git: Option<&GitSummary>,
+    custom: Option<String>,
+) -> Payload {
+    Payload {
+        event: event.to_string(),
+        thread: ThreadInfo {
+            id: thread.id,
+            name: thread.name.clone(),
+            branch: thread.branch.clone(),
+            base: thread.base.clone(),
+            status: thread.status.as_str().to_string(),
+            repo_path: repo_root.display().to_string(),
+            worktree_path: thread.worktree.display().to_string(),
+            ports: thread.ports.clone(),
+            env: env.clone(),
+            task: thread.task.clone(),
+            pr: thread.pr,
+            services: services.to_vec(),
+        },
+        git: git.cloned(),
+        payload: custom,
+        messages: Vec::new(),
+    }
+}
+
+impl EventReceiver for Hooks {
+    fn deliver(&self, ctx: &EventContext<'_>) -> Result<Outcome, HookError> {
+        let name = ctx.event.as_str();
+        if !self.wants(name) {
+            return Ok(Outcome::default());
+        }
+        let p = payload(name, ctx.thread, ctx.repo_root, ctx.env, ctx.services, ctx.git, None);
+        match self.run(p) {
+            Ok(r) => Ok(Outcome { messages: r.messages, env: r.env }),
+            Err(f) if f.refused && ctx.event.can_refuse() => Err(HookError::Refused { plugin: f.plugin, event: ctx.event, message: f.message }),
+            Err(f) => Err(HookError::Failed { plugin: f.plugin, event: ctx.event, message: f.message }),
+        }
+    }
+}
+
+/// A log sink that prints `[hook NAME] event: message` lines on stderr.
+pub fn stderr_sink() -> LogSink {
+    Arc::new(|l: &LogLine| {
+        let prefix = match l.level {
+            Level::Debug => "debug: ",
+            Level::Info => "",
+            Level::Warn => "warning: ",
+            Level::Error => "error: ",
+        };
+        eprintln!("[hook {}] {}: {prefix}{}", l.plugin, l.event, l.message);
+    })
+}

@@ -1,0 +1,406 @@
+//! The Rhai host: hook scripts with the same powers as WASM plugins.
+//!
+//! A script sees these constants: `event` (the event's name), `thread` (a
+//! map like the WIT `thread` record), `config` (its `config` table),
+//! `git` (pre-cleanup: a map, else `()`), `payload` (custom events: the
+//! JSON text, else `()`) and `messages` (of earlier hooks). It may call:
+//!
+//! | function | does |
+//! |---|---|
+//! | `log(text)`, `log(level, text)` | a line in iso's log (`print`/`debug` land there too) |
+//! | `message(text)` | a message for the user and the thread's history |
+//! | `env_set(name, value)` | a variable for `.env.thread` (post-init, post-up) |
+//! | `exec(program, [args])` | run an `allow.exec` program: `#{code, stdout, stderr}` |
+//! | `read_file(path)`, `write_file(path, text)`, `file_exists(path)`, `remove_file(path)`, `rename_file(from, to)` | files in granted directories (relative paths start at the worktree) |
+//! | `http_post(url, body)` | POST a string or map (as JSON) to an `allow.hosts` host: `#{status, body}` |
+//! | `parse_json(text)` | a map/array from JSON |
+//! | `refuse(reason)` | refuse the operation (pre-init, pre-cleanup) |
+//! | `throw "…"` | fail |
+//!
+//! Limits: operations, call depth, expression depth, string/array/map
+//! sizes, and the hook's timeout as a wall-clock limit. There is no `eval`,
+//! and `import` only loads scripts from inside the hooks directory.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rhai::module_resolvers::FileModuleResolver;
+use rhai::{Dynamic, Engine, EvalAltResult, Map, ModuleResolver, Position, Scope};
+
+use super::payload::{CallError, CallOutcome, Level, Payload};
+use super::sandbox::Grants;
+
+/// Operations one call may take (a guard besides the wall clock).
+const MAX_OPERATIONS: u64 = 2_000_000_000;
+
+/// What `refuse()` throws, so it can be told from other errors.
+const REFUSE_MARK: &str = "__iso_refuse__";
+
+#[derive(Default)]
+struct Collected {
+    messages: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+type Log = Arc<dyn Fn(Level, &str) + Send + Sync>;
+
+/// Run the script at `path` for one event. `hooks_dir` bounds `import`.
+pub fn call(path: &Path, display: &str, hooks_dir: &Path, payload: &Payload, grants: &Grants, config_json: &str, log: Log) -> Result<CallOutcome, CallError> {
+    let source = std::fs::read_to_string(path).map_err(|e| CallError::Failed(format!("cannot read {}: {e}", path.display())))?;
+    let deadline = Instant::now() + grants.timeout;
+    let collected = Rc::new(RefCell::new(Collected::default()));
+    let engine = engine(grants, hooks_dir, deadline, log.clone(), collected.clone());
+
+    let ast = engine.compile(&source).map_err(|e| CallError::Failed(format!("{display}:{}: {}", at(e.position()), e.err_type())))?;
+    let mut scope = Scope::new();
+    let to_dyn = |v: &dyn erased::Ser| v.to_dynamic();
+    scope.push_constant("event", payload.event.clone());
+    scope.push_constant("thread", to_dyn(&payload.thread));
+    scope.push_constant("git", payload.git.as_ref().map_or(Dynamic::UNIT, |g| to_dyn(g)));
+    scope.push_constant("payload", payload.payload.clone().map_or(Dynamic::UNIT, Dynamic::from));
+    scope.push_constant("messages", to_dyn(&payload.messages));
+    let config: serde_json::Value = serde_json::from_str(config_json).unwrap_or_default();
+    scope.push_constant("config", to_dyn(&config));
+
+    match engine.run_ast_with_scope(&mut scope, &ast) {
+        Ok(()) => {
+            let c = std::mem::take(&mut *collected.borrow_mut());
+            Ok(CallOutcome { messages: c.messages, env: c.env })
+        }
+        Err(e) => Err(describe(display, *e, grants)),
+    }
+}
+
+/// Serialisable values as Rhai values.
+mod erased {
+    pub trait Ser {
+        fn to_dynamic(&self) -> rhai::Dynamic;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn to_dynamic(&self) -> rhai::Dynamic {
+            rhai::serde::to_dynamic(self).unwrap_or(rhai::Dynamic::UNIT)
+        }
+    }
+}
+
+fn at(p: Position) -> String {
+    match (p.line(), p.position()) {
+        (Some(l), Some(c)) => format!("{l}:{c}"),
+        (Some(l), None) => format!("{l}"),
+        _ => "?".into(),
+    }
+}
+
+/// An error of the script in words, with script, line and column.
+fn describe(display: &str, e: EvalAltResult, grants: &Grants) -> CallError {
+    let pos = e.position();
+    match e {
+        EvalAltResult::ErrorRuntime(v, _) if v.is_map() => {
+            let m = v.cast::<Map>();
+            match m.get(REFUSE_MARK) {
+                Some(reason) => CallError::Refused(reason.to_string()),
+                None => CallError::Failed(format!("{display}:{}: {m:?}", at(pos))),
+            }
+        }
+        EvalAltResult::ErrorRuntime(v, _) => CallError::Failed(format!("{display}:{}: {v}", at(pos))),
+        EvalAltResult::ErrorTerminated(_, _) => {
+            CallError::Failed(format!("timeout: {display} still running after {} ms (its `timeout`) at {}; it was stopped", grants.timeout.as_millis(), at(pos)))
+        }
+        EvalAltResult::ErrorTooManyOperations(_) => CallError::Failed(format!("{display}:{}: stopped after {MAX_OPERATIONS} operations", at(pos))),
+        EvalAltResult::ErrorDataTooLarge(what, _) => {
+            CallError::Failed(format!("out of memory: {display}:{}: {what} grew past its limit ({} MiB, the hook's `memory`)", at(pos), grants.memory >> 20))
+        }
+        EvalAltResult::ErrorInFunctionCall(f, src, inner, _) => {
+            let inner = describe(display, *inner, grants);
+            let wrap = |m: String| format!("{m} (in `{f}`{})", if src.is_empty() { String::new() } else { format!(" of {src}") });
+            match inner {
+                CallError::Refused(m) => CallError::Refused(m),
+                CallError::Failed(m) => CallError::Failed(wrap(m)),
+            }
+        }
+        other => CallError::Failed(format!("{display}:{}: {}", at(pos), other.unwrap_inner())),
+    }
+}
+
+fn runtime(msg: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(msg.into()), Position::NONE))
+}
+
+fn engine(grants: &Grants, hooks_dir: &Path, deadline: Instant, log: Log, collected: Rc<RefCell<Collected>>) -> Engine {
+    let mut e = Engine::new();
+    let big = usize::try_from(grants.memory).unwrap_or(usize::MAX);
+    e.set_max_operations(MAX_OPERATIONS)
+        .set_max_call_levels(64)
+        .set_max_expr_depths(64, 64)
+        .set_max_string_size(big.min(64 << 20))
+        .set_max_array_size(1_000_000)
+        .set_max_map_size(100_000)
+        .set_max_modules(32);
+    e.disable_symbol("eval");
+    // `thread` is reserved in Rhai for a future feature; hooks know the
+    // thread by that name (as in the WIT world), so it is made a plain
+    // identifier again.
+    #[allow(deprecated)]
+    e.on_parse_token(|token, _, _| match token {
+        rhai::Token::Reserved(s) if s.as_str() == "thread" => rhai::Token::Identifier(s),
+        t => t,
+    });
+    e.set_module_resolver(Confined::new(hooks_dir));
+    e.on_progress(move |_| (Instant::now() >= deadline).then(|| Dynamic::from("timeout")));
+    {
+        let log = log.clone();
+        e.on_print(move |s| log(Level::Info, s));
+    }
+    {
+        let log = log.clone();
+        e.on_debug(move |s, _, _| log(Level::Debug, s));
+    }
+    {
+        let log = log.clone();
+        e.register_fn("log", move |s: &str| log(Level::Info, s));
+    }
+    {
+        let log = log.clone();
+        e.register_fn("log", move |level: &str, s: &str| {
+            let level = match level {
+                "debug" => Level::Debug,
+                "warn" | "warning" => Level::Warn,
+                "error" => Level::Error,
+                _ => Level::Info,
+            };
+            log(level, s)
+        });
+    }
+    {
+        let c = collected.clone();
+        e.register_fn("message", move |s: &str| c.borrow_mut().messages.push(s.to_string()));
+    }
+    {
+        let c = collected.clone();
+        e.register_fn("env_set", move |k: &str, v: Dynamic| -> Result<(), Box<EvalAltResult>> {
+            let ok = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !k.starts_with(|c: char| c.is_ascii_digit());
+            if !ok {
+                return Err(runtime(format!("env_set: `{k}` is not a variable name (letters, digits and _)")));
+            }
+            c.borrow_mut().env.push((k.to_string(), v.to_string()));
+            Ok(())
+        });
+    }
+    e.register_fn("refuse", |reason: &str| -> Result<(), Box<EvalAltResult>> {
+        let mut m = Map::new();
+        m.insert(REFUSE_MARK.into(), Dynamic::from(reason.to_string()));
+        Err(Box::new(EvalAltResult::ErrorRuntime(Dynamic::from_map(m), Position::NONE)))
+    });
+    e.register_fn("parse_json", |s: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+        let v: serde_json::Value = serde_json::from_str(s).map_err(|e| runtime(format!("parse_json: {e}")))?;
+        rhai::serde::to_dynamic(v)
+    });
+
+    let g = Rc::new(grants.clone());
+    {
+        let g = g.clone();
+        let log = log.clone();
+        e.register_fn("exec", move |program: &str, args: rhai::Array| -> Result<Map, Box<EvalAltResult>> {
+            let args: Vec<String> = args.into_iter().map(|a| a.to_string()).collect();
+            let out = g.run(program, &args, deadline).inspect_err(|m| log(Level::Warn, &format!("denied: {m}"))).map_err(runtime)?;
+            let mut m = Map::new();
+            m.insert("code".into(), Dynamic::from(out.exit_code as i64));
+            m.insert("stdout".into(), Dynamic::from(out.stdout));
+            m.insert("stderr".into(), Dynamic::from(out.stderr));
+            Ok(m)
+        });
+    }
+    let checked = |g: &Grants, log: &Log, path: &str, write: bool| -> Result<PathBuf, Box<EvalAltResult>> {
+        g.check_path(path, write).inspect_err(|m| log(Level::Warn, &format!("denied: {m}"))).map_err(runtime)
+    };
+    {
+        let (g, log) = (g.clone(), log.clone());
+        e.register_fn("read_file", move |path: &str| -> Result<String, Box<EvalAltResult>> {
+            let p = checked(&g, &log, path, false)?;
+            std::fs::read_to_string(&p).map_err(|e| runtime(format!("read_file `{path}`: {e}")))
+        });
+    }
+    {
+        let (g, log) = (g.clone(), log.clone());
+        e.register_fn("write_file", move |path: &str, text: &str| -> Result<(), Box<EvalAltResult>> {
+            let p = checked(&g, &log, path, true)?;
+            std::fs::write(&p, text).map_err(|e| runtime(format!("write_file `{path}`: {e}")))
+        });
+    }
+    {
+        let (g, log) = (g.clone(), log.clone());
+        e.register_fn("file_exists", move |path: &str| -> Result<bool, Box<EvalAltResult>> {
+            let p = checked(&g, &log, path, false)?;
+            Ok(p.exists())
+        });
+    }
+    {
+        let (g, log) = (g.clone(), log.clone());
+        e.register_fn("remove_file", move |path: &str| -> Result<(), Box<EvalAltResult>> {
+            let p = checked(&g, &log, path, true)?;
+            std::fs::remove_file(&p).map_err(|e| runtime(format!("remove_file `{path}`: {e}")))
+        });
+    }
+    {
+        let (g, log) = (g.clone(), log.clone());
+        e.register_fn("rename_file", move |from: &str, to: &str| -> Result<(), Box<EvalAltResult>> {
+            let a = checked(&g, &log, from, true)?;
+            let b = checked(&g, &log, to, true)?;
+            std::fs::rename(&a, &b).map_err(|e| runtime(format!("rename_file `{from}` → `{to}`: {e}")))
+        });
+    }
+    {
+        let (g, log) = (g.clone(), log.clone());
+        let post = move |url: &str, body: String| -> Result<Map, Box<EvalAltResult>> {
+            http_post(&g, url, body, deadline).inspect_err(|m| log(Level::Warn, &format!("denied: {m}"))).map_err(runtime)
+        };
+        let post2 = post.clone();
+        e.register_fn("http_post", move |url: &str, body: &str| post(url, body.to_string()));
+        e.register_fn("http_post", move |url: &str, body: Map| {
+            let json = serde_json::to_string(&Dynamic::from_map(body)).map_err(|e| runtime(format!("http_post: {e}")))?;
+            post2(url, json)
+        });
+    }
+    e
+}
+
+/// POST `body` to `url` if its host is allowed; JSON content type when the
+/// body looks like JSON.
+fn http_post(g: &Grants, url: &str, body: String, deadline: Instant) -> Result<Map, String> {
+    let uri: http::Uri = url.parse().map_err(|_| format!("http_post: `{url}` is not a URL"))?;
+    let host = uri.host().ok_or_else(|| format!("http_post: `{url}` has no host"))?;
+    let port = uri.port_u16().or(if uri.scheme_str() == Some("https") { Some(443) } else { Some(80) });
+    if !g.allows_host(host, port) {
+        return Err(format!("http_post: {host} is not in this hook's allow.hosts"));
+    }
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(left)).http_status_as_error(false).build().into();
+    let ct = if body.trim_start().starts_with(['{', '[']) { "application/json" } else { "text/plain; charset=utf-8" };
+    let mut res = agent.post(url).header("content-type", ct).send(body).map_err(|e| format!("http_post {url}: {e}"))?;
+    let status = res.status().as_u16();
+    let text = res.body_mut().with_config().limit(1 << 20).read_to_string().unwrap_or_default();
+    let mut m = Map::new();
+    m.insert("status".into(), Dynamic::from(status as i64));
+    m.insert("body".into(), Dynamic::from(text));
+    Ok(m)
+}
+
+/// Loads `import`ed scripts only from inside the hooks directory.
+struct Confined {
+    dir: PathBuf,
+    inner: FileModuleResolver,
+}
+
+impl Confined {
+    fn new(dir: &Path) -> Confined {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        Confined { inner: FileModuleResolver::new_with_path(&dir), dir }
+    }
+}
+
+impl ModuleResolver for Confined {
+    fn resolve(&self, engine: &Engine, source: Option<&str>, path: &str, pos: Position) -> Result<rhai::Shared<rhai::Module>, Box<EvalAltResult>> {
+        let file = self.dir.join(format!("{path}.rhai"));
+        let inside = file.canonicalize().map(|f| f.starts_with(&self.dir)).unwrap_or(false);
+        if !inside {
+            let message = format!("import \"{path}\": scripts may only import from {}", self.dir.display());
+            return Err(Box::new(EvalAltResult::ErrorRuntime(message.into(), pos)));
+        }
+        self.inner.resolve(engine, source, path, pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::manifest::{HookDefaults, HookSpec};
+    use crate::hooks::payload::ThreadInfo;
+    use std::collections::BTreeMap;
+
+    fn fixture(src: &str, extra: &str) -> (tempfile::TempDir, PathBuf, Grants, Payload) {
+        let dir = tempfile::tempdir().unwrap();
+        let wt = dir.path().join("repo/.worktrees/thread-1");
+        std::fs::create_dir_all(&wt).unwrap();
+        let script = dir.path().join("repo/hooks/x.rhai");
+        std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+        std::fs::write(&script, src).unwrap();
+        let spec: HookSpec = toml::from_str(&format!("event = \"post-up\"\nrhai = \"hooks/x.rhai\"\n{extra}")).unwrap();
+        let grants = Grants::resolve(&spec, &HookDefaults::default(), &wt, &dir.path().join("repo"), BTreeMap::new()).unwrap();
+        let payload = Payload {
+            event: "post-up".into(),
+            thread: ThreadInfo {
+                id: 3,
+                name: "web".into(),
+                branch: "thread-3-web".into(),
+                base: "main".into(),
+                status: "active".into(),
+                repo_path: dir.path().join("repo").display().to_string(),
+                worktree_path: wt.display().to_string(),
+                ports: [("api".to_string(), 10302u16)].into_iter().collect(),
+                env: BTreeMap::new(),
+                task: None,
+                pr: Some(12),
+                services: Vec::new(),
+            },
+            git: None,
+            payload: None,
+            messages: vec!["before".into()],
+        };
+        (dir, script, grants, payload)
+    }
+
+    fn run(src: &str, extra: &str) -> Result<CallOutcome, CallError> {
+        let (dir, script, grants, payload) = fixture(src, extra);
+        let r = call(&script, "hooks/x.rhai", &dir.path().join("repo/hooks"), &payload, &grants, r#"{"key":"K"}"#, Arc::new(|_, _| {}));
+        drop(dir);
+        r
+    }
+
+    #[test]
+    fn scripts_see_the_thread_and_hand_back_env_and_messages() {
+        let o = run("env_set(config.key, `http://localhost:${thread.ports.api}`);\nmessage(`${thread.name} pr ${thread.pr} after ${messages[0]}`);", "").unwrap();
+        assert_eq!(o.env, vec![("K".to_string(), "http://localhost:10302".to_string())]);
+        assert_eq!(o.messages, vec!["web pr 12 after before".to_string()]);
+    }
+
+    #[test]
+    fn refusal_failure_and_limits_are_told_apart() {
+        assert_eq!(run("refuse(\"no\");", ""), Err(CallError::Refused("no".into())));
+        match run("let x = 1;\nthrow \"bad\";", "") {
+            Err(CallError::Failed(m)) => assert_eq!(m, "hooks/x.rhai:2:1: bad"),
+            other => panic!("{other:?}"),
+        }
+        match run("loop {}", "timeout = \"100ms\"") {
+            Err(CallError::Failed(m)) => assert!(m.starts_with("timeout"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        match run("fn f(n) { f(n + 1) }\nf(0);", "") {
+            Err(CallError::Failed(m)) => assert!(m.contains("x.rhai"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        match run("let x = ", "") {
+            Err(CallError::Failed(m)) => assert!(m.starts_with("hooks/x.rhai:1:"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Every script iso ships parses.
+    #[test]
+    fn shipped_scripts_compile() {
+        let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hooks");
+        let (dir, _, grants, _) = fixture("", "");
+        let e = engine(&grants, dir.path(), Instant::now() + Duration::from_secs(5), Arc::new(|_, _| {}), Rc::default());
+        let mut n = 0;
+        for sub in [hooks.clone(), hooks.join("examples")] {
+            for f in std::fs::read_dir(&sub).unwrap().flatten().filter(|f| f.path().extension().is_some_and(|x| x == "rhai")) {
+                let src = std::fs::read_to_string(f.path()).unwrap();
+                e.compile(&src).unwrap_or_else(|err| panic!("{}: {err}", f.path().display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 5, "{n} scripts");
+    }
+}

@@ -90,15 +90,12 @@ impl Amount {
         let d = match self {
             Amount::Number(s) => Duration::from_secs(*s),
             Amount::Text(t) => {
-                let t = t.trim();
-                let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-                let (n, unit) = t.split_at(split);
-                let n: u64 = n.parse().map_err(|_| format!("`{t}` is not a duration"))?;
-                match unit.trim() {
+                let (n, unit) = number_and_unit(t, "duration")?;
+                match unit {
                     "ms" => Duration::from_millis(n),
                     "" | "s" => Duration::from_secs(n),
                     "m" | "min" => Duration::from_secs(n * 60),
-                    other => return Err(format!("unknown unit `{other}` in `{t}`")),
+                    other => return Err(format!("unknown unit `{other}` in `{t}`; use ms, s or m")),
                 }
             }
         };
@@ -113,15 +110,12 @@ impl Amount {
         let b = match self {
             Amount::Number(m) => m * MIB,
             Amount::Text(t) => {
-                let t = t.trim();
-                let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-                let (n, unit) = t.split_at(split);
-                let n: u64 = n.parse().map_err(|_| format!("`{t}` is not a size"))?;
-                match unit.trim() {
+                let (n, unit) = number_and_unit(t, "size")?;
+                match unit {
                     "" | "MiB" | "M" | "MB" => n * MIB,
                     "KiB" | "K" | "KB" => n * 1024,
                     "GiB" | "G" | "GB" => n * 1024 * MIB,
-                    other => return Err(format!("unknown unit `{other}` in `{t}`")),
+                    other => return Err(format!("unknown unit `{other}` in `{t}`; use KiB, MiB or GiB")),
                 }
             }
         };
@@ -130,6 +124,14 @@ impl Amount {
         }
         Ok(b)
     }
+}
+
+/// `"30s"` → (30, "s").
+fn number_and_unit<'a>(text: &'a str, what: &str) -> Result<(u64, &'a str), String> {
+    let t = text.trim();
+    let (n, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n = n.parse().map_err(|_| format!("`{t}` is not a {what}"))?;
+    Ok((n, unit.trim()))
 }
 
 /// What a hook may touch besides its own memory.

@@ -2,8 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{BranchType, Repository, StatusOptions, WorktreeAddOptions, WorktreePruneOptions};
+use git2::{BranchType, Repository, StatusOptions, WorktreePruneOptions};
 use thiserror::Error;
+
+mod checkout;
 
 #[derive(Debug, Error)]
 pub enum GitError {
@@ -159,10 +161,12 @@ impl Git {
     }
 
     /// Add worktree `name` at `path` with `branch` checked out, and lock it
-    /// with `reason` so `git worktree prune` leaves it alone.
+    /// with `reason` so `git worktree prune` leaves it alone. The checkout is
+    /// our own when that gives what git gives, otherwise libgit2's (see
+    /// `worktree/checkout.rs` for why and when).
     pub fn add_worktree(&self, name: &str, path: &Path, branch: &str, reason: &str) -> Result<(), GitError> {
         // Stale metadata of a worktree whose directory is gone would make
-        // libgit2 refuse the name.
+        // the name unusable.
         if let Ok(old) = self.repo.find_worktree(name) {
             if old.validate().is_err() {
                 let _ = old.unlock();
@@ -177,9 +181,15 @@ impl Git {
             .find_branch(branch, BranchType::Local)
             .map_err(git(format!("find branch {branch}")))?
             .into_reference();
-        let mut opts = WorktreeAddOptions::new();
-        opts.reference(Some(&reference));
-        let wt = self.repo.worktree(name, path, Some(&opts)).map_err(git(format!("add worktree {}", path.display())))?;
+        // libgit2's worktree add refuses a branch checked out elsewhere too.
+        if let Ok(Some(at)) = self.branch_checked_out_at(branch) {
+            return Err(GitError::BranchInUse { branch: branch.to_string(), path: at });
+        }
+        let tree = reference.peel_to_tree().map_err(git(format!("read the tree of {branch}")))?;
+        let gitdir = checkout::create_worktree(&self.common_dir, name, path, reference.name_bytes())?;
+        let wt = Repository::open(path).map_err(git(format!("open worktree {}", path.display())))?;
+        checkout::check_out(&self.repo, &wt, &tree, &gitdir)?;
+        let wt = self.repo.find_worktree(name).map_err(git(format!("find worktree {name}")))?;
         wt.lock(Some(reason)).map_err(git("lock worktree"))?;
         Ok(())
     }

@@ -44,7 +44,7 @@ wasmtime::component::bindgen!({
     require_store_data_send: true,
 });
 
-use iso::hooks::{host as wit_host, types as wit};
+use self::iso::hooks::{host as wit_host, types as wit};
 
 /// The contract version this host implements.
 pub const WORLD_VERSION: &str = "0.1.0";

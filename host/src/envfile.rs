@@ -47,6 +47,35 @@ pub fn write(path: &Path, header: &str, vars: &BTreeMap<String, String>) -> Resu
     std::fs::write(path, text).map_err(|source| EnvFileError::Write { path: path.to_path_buf(), source })
 }
 
+/// The variables of a file [`write`] wrote (comments skipped, quoting
+/// undone). A missing or unreadable file gives none.
+pub fn read(path: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), unquote(v.trim())))
+        .collect()
+}
+
+fn unquote(value: &str) -> String {
+    let Some(inner) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else { return value.to_string() };
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 fn quote(value: &str) -> String {
     let plain = !value.is_empty()
         && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+,=?&".contains(c));
@@ -78,5 +107,16 @@ mod tests {
         assert_eq!(quote("two words"), "\"two words\"");
         assert_eq!(quote("a\"b$c"), "\"a\\\"b\\$c\"");
         assert_eq!(quote(""), "\"\"");
+    }
+
+    #[test]
+    fn read_undoes_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join(".env.thread");
+        let vars: BTreeMap<String, String> =
+            [("A".into(), "plain".into()), ("B".into(), "two words".into()), ("C".into(), "a\"b$c\\d\ne".into()), ("D".into(), "".into())].into();
+        write(&f, "header", &vars).unwrap();
+        assert_eq!(read(&f), vars);
+        assert!(read(&dir.path().join("missing")).is_empty());
     }
 }

@@ -488,11 +488,9 @@ pub fn run_hooks(project: &Project, selector: &str, event: &str, custom: Option<
         }));
     }
     let mut env = thread_env(project, &record)?;
-    if let Ok(text) = std::fs::read_to_string(&record.env_file) {
-        // Variables hooks added earlier live only in the file.
-        for (k, v) in text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once('=')) {
-            env.entry(k.trim().to_string()).or_insert_with(|| v.trim().trim_matches('"').to_string());
-        }
+    // Variables hooks added earlier live only in the file.
+    for (k, v) in envfile::read(&record.env_file) {
+        env.entry(k).or_insert(v);
     }
     let services = thread_services(project, &record);
     let git = (event == Event::PreCleanup.as_str()).then(|| git_summary(project, &record));

@@ -17,7 +17,6 @@ use super::error::ApiError;
 use super::{State as AppState, BODY_LIMIT, OPENAPI};
 use crate::agent::{self, StartOptions};
 use crate::eventlog::{NewEvent, CUSTOM};
-use crate::events::Event;
 use crate::lifecycle::{self, CleanupOptions, InitRequest, Project, StackOptions, Update};
 use crate::progress::Silent;
 use crate::thread::{ThreadRecord, ThreadStatus};
@@ -342,19 +341,9 @@ struct PublishBody {
     data: serde_json::Value,
 }
 
-/// Whether `name` may be used for a custom event: 1-64 of `a-z 0-9 . _ -`,
-/// starting with a letter, and not one of iso's own event names.
-pub fn valid_custom_event(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
-        && name.parse::<Event>().is_err()
-        && !name.starts_with("agent-")
-}
-
 async fn publish(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let b: PublishBody = parse(body)?;
-    if !valid_custom_event(&b.event) {
+    if !crate::hooks::manifest::valid_custom_event(&b.event) {
         return Err(ApiError::unprocessable(format!(
             "`{}` is not a custom event name: use 1-64 of a-z 0-9 . _ -, starting with a letter, and none of iso's own (pre-init, …, agent-*)",
             b.event

@@ -56,7 +56,6 @@ pub fn call(path: &Path, display: &str, hooks_dir: &Path, payload: &Payload, gra
 
     let ast = engine.compile(&source).map_err(|e| CallError::Failed(format!("{display}:{}: {}", at(e.position()), e.err_type())))?;
     let mut scope = Scope::new();
-    let to_dyn = |v: &dyn erased::Ser| v.to_dynamic();
     scope.push_constant("event", payload.event.clone());
     scope.push_constant("thread", to_dyn(&payload.thread));
     scope.push_constant("git", payload.git.as_ref().map_or(Dynamic::UNIT, |g| to_dyn(g)));
@@ -74,16 +73,9 @@ pub fn call(path: &Path, display: &str, hooks_dir: &Path, payload: &Payload, gra
     }
 }
 
-/// Serialisable values as Rhai values.
-mod erased {
-    pub trait Ser {
-        fn to_dynamic(&self) -> rhai::Dynamic;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn to_dynamic(&self) -> rhai::Dynamic {
-            rhai::serde::to_dynamic(self).unwrap_or(rhai::Dynamic::UNIT)
-        }
-    }
+/// A serialisable value as a Rhai value.
+fn to_dyn(v: &impl serde::Serialize) -> Dynamic {
+    rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
 }
 
 fn at(p: Position) -> String {

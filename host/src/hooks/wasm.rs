@@ -174,14 +174,20 @@ pub fn inspect(path: &Path) -> Result<Inspection, String> {
     let host = host()?;
     let (component, _) = load(path)?;
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(&host.engine).map(|(n, _)| n.to_string()).collect();
+    let (exports, world_version) = exports_of(host, &component);
     let imports: Vec<String> = ty.imports(&host.engine).map(|(n, _)| n.to_string()).collect();
-    let world_version = exports.iter().find_map(|e| e.strip_prefix("iso:hooks/handler@").map(str::to_string));
     let compatible = world_problem(&world_version, &exports).map_or_else(
         || host.linker.instantiate_pre(&component).map(|_| ()).map_err(|e| format!("it imports something iso does not provide: {e:#}")),
         Err,
     );
     Ok(Inspection { world_version, exports, imports, compatible })
+}
+
+/// A component's export names, and the `iso:hooks` version of its handler.
+fn exports_of(host: &Host, component: &Component) -> (Vec<String>, Option<String>) {
+    let exports: Vec<String> = component.component_type().exports(&host.engine).map(|(n, _)| n.to_string()).collect();
+    let version = exports.iter().find_map(|e| e.strip_prefix("iso:hooks/handler@").map(str::to_string));
+    (exports, version)
 }
 
 /// Why a component with these exports is not a hook for this host.
@@ -326,8 +332,7 @@ pub fn call(path: &Path, payload: &Payload, grants: &Grants, config_json: &str, 
     let failed = |m: String| CallError::Failed(m);
     let host = host().map_err(failed)?;
     let (component, _) = load(path).map_err(failed)?;
-    let exports: Vec<String> = component.component_type().exports(&host.engine).map(|(n, _)| n.to_string()).collect();
-    let version = exports.iter().find_map(|e| e.strip_prefix("iso:hooks/handler@").map(str::to_string));
+    let (exports, version) = exports_of(host, &component);
     if let Some(problem) = world_problem(&version, &exports) {
         return Err(failed(format!("{} is not a hook plugin for this iso: {problem}", path.display())));
     }

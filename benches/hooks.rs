@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use iso::hooks::manifest::{HookDefaults, HookSpec};
+use iso::config::hooks::{HookDefaults, HookSpec};
 use iso::hooks::payload::{Level, Payload, ThreadInfo};
 use iso::hooks::sandbox::Grants;
 use iso::hooks::{rhai, wasm};

@@ -11,10 +11,15 @@
 //! States: `running` → `completed` (exit 0) | `failed` (other exit, or the
 //! agent could not start) | `stopped` (ended by `iso stop`).
 //!
-//! The supervisor also appends `agent-started` (once the agent runs) and
-//! `agent-stopped` (however it ended) to the event log
-//! ([`crate::eventlog`]), so runs started by the CLI, the plugin or a server
-//! are all seen by `iso events` and every server's `GET /api/events`.
+//! The supervisor also reports `agent-started` (once the agent runs) and
+//! `agent-stopped` (however it ended) to a callback its caller gives
+//! ([`supervise`]; the lifecycle appends them to the event log), so runs
+//! started by the CLI, the plugin or a server are all seen by `iso events`
+//! and every server's `GET /api/events`.
+//!
+//! This module knows nothing of the registry, the configuration or the
+//! lifecycle: it is handed the thread record, the command, the prompt and
+//! the environment of a run ([`Runs::start`]).
 //!
 //! Old runs are pruned: when a run starts, only the newest [`RUNS_KEPT`]
 //! finished runs of the thread are kept (running ones always are). When a
@@ -33,8 +38,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::eventlog;
-use crate::lifecycle::{self, Project};
+use crate::error::{Diagnostic, ErrorKind};
 use crate::thread::{Owner, ThreadRecord};
 
 /// The prompt used when neither `--template` nor `[agent] template` is given.
@@ -45,11 +49,9 @@ on branch {{ thread.branch }} in {{ thread.worktree }}.\n\
 
 #[derive(Debug, Error)]
 pub enum AgentError {
-    #[error(transparent)]
-    Lifecycle(Box<lifecycle::Error>),
-    #[error("no agent command is configured\n  fix: add [agent] command = [\"claude\", \"-p\", \"{{prompt}}\"] to iso.toml")]
+    #[error("no agent command is configured")]
     NoCommand,
-    #[error("thread {id} already has a running agent (run {run}, pid {pid})\n  fix: `iso stop {id}` first")]
+    #[error("thread {id} already has a running agent (run {run}, pid {pid})")]
     AlreadyRunning { id: u32, run: u32, pid: u32 },
     #[error("thread {id} has no agent run{}", if *.running { " in progress" } else { "" })]
     NoRun { id: u32, running: bool },
@@ -61,21 +63,33 @@ pub enum AgentError {
     Corrupt { path: PathBuf, message: String },
 }
 
-impl From<lifecycle::Error> for AgentError {
-    fn from(e: lifecycle::Error) -> AgentError {
-        AgentError::Lifecycle(Box::new(e))
-    }
-}
-
-impl AgentError {
-    /// The process exit code (README, "Exit codes").
-    pub fn exit_code(&self) -> i32 {
+impl Diagnostic for AgentError {
+    fn kind(&self) -> ErrorKind {
         match self {
-            AgentError::Lifecycle(e) => e.exit_code(),
-            AgentError::NoCommand | AgentError::Template(_) => 78,
-            AgentError::AlreadyRunning { .. } => 5,
-            AgentError::NoRun { .. } => 3,
-            _ => 1,
+            AgentError::NoCommand => ErrorKind::Config,
+            AgentError::AlreadyRunning { .. } => ErrorKind::Busy,
+            AgentError::NoRun { .. } => ErrorKind::NotFound,
+            AgentError::Template(_) => ErrorKind::Invalid,
+            AgentError::Io { .. } | AgentError::Corrupt { .. } => ErrorKind::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            AgentError::NoCommand => Some("add [agent] command = [\"claude\", \"-p\", \"{prompt}\"] to iso.toml".into()),
+            AgentError::AlreadyRunning { id, .. } => Some(format!("`iso stop {id}` first")),
+            AgentError::Template(_) => Some("check the prompt template: it is minijinja, with thread.* and context.*".into()),
+            _ => None,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            AgentError::NoCommand => "no_agent",
+            AgentError::AlreadyRunning { .. } => "already_running",
+            AgentError::NoRun { .. } => "no_run",
+            AgentError::Template(_) => "template",
+            AgentError::Io { .. } | AgentError::Corrupt { .. } => "internal",
         }
     }
 }
@@ -131,43 +145,186 @@ impl Run {
     }
 }
 
-/// What to start: the prompt template text (else `[agent] template`, else
-/// [`DEFAULT_TEMPLATE`]) and the context handed to it.
-#[derive(Debug, Clone, Default)]
-pub struct StartOptions {
-    pub template: Option<String>,
-    pub context: Option<serde_json::Value>,
-}
-
 /// How many finished runs of a thread are kept when a new one starts
 /// (running runs are always kept).
 pub const RUNS_KEPT: usize = 20;
 /// How many cleaned-up threads keep their runs under `runs/removed/`.
 pub const REMOVED_THREADS_KEPT: usize = 20;
 
-fn runs_dir(project: &Project, id: u32) -> PathBuf {
-    project.git.common_dir().join("iso").join("runs").join(format!("thread-{id}"))
+/// What to start in a thread: everything the caller resolved.
+#[derive(Debug, Clone)]
+pub struct StartSpec<'a> {
+    pub thread: &'a ThreadRecord,
+    /// The program and its arguments; `{prompt}` in an argument is replaced
+    /// by the prompt.
+    pub command: Vec<String>,
+    /// The rendered prompt (also the agent's stdin and `ISO_PROMPT_FILE`).
+    pub prompt: String,
+    /// The agent's whole environment (nothing else is inherited).
+    pub env: BTreeMap<String, String>,
+    /// The iso binary that supervises the run (`iso agent-supervise`).
+    pub iso_exe: &'a Path,
 }
 
-/// Where the runs of cleaned-up threads are kept.
-fn removed_dir(project: &Project) -> PathBuf {
-    project.git.common_dir().join("iso").join("runs").join("removed")
+/// The agent runs of one repository, kept under `<iso dir>/runs/`.
+#[derive(Debug, Clone)]
+pub struct Runs {
+    dir: PathBuf,
 }
 
-fn context_path(project: &Project, id: u32) -> PathBuf {
-    runs_dir(project, id).join("context.json")
-}
+impl Runs {
+    /// The runs kept in `<iso_dir>/runs/`.
+    pub fn new(iso_dir: &Path) -> Runs {
+        Runs { dir: iso_dir.join("runs") }
+    }
 
-/// Keep `context` with thread `id` (given at creation, used by its runs).
-pub fn save_context(project: &Project, id: u32, context: &serde_json::Value) -> Result<(), AgentError> {
-    let path = context_path(project, id);
-    std::fs::create_dir_all(path.parent().expect("has a parent")).map_err(io("create the runs directory"))?;
-    std::fs::write(&path, context.to_string()).map_err(io(format!("write {}", path.display())))
-}
+    fn thread_dir(&self, id: u32) -> PathBuf {
+        self.dir.join(format!("thread-{id}"))
+    }
 
-/// The context kept with thread `id`, if any.
-pub fn load_context(project: &Project, id: u32) -> Option<serde_json::Value> {
-    std::fs::read_to_string(context_path(project, id)).ok().and_then(|t| serde_json::from_str(&t).ok())
+    /// Where the runs of cleaned-up threads are kept.
+    fn removed_dir(&self) -> PathBuf {
+        self.dir.join("removed")
+    }
+
+    fn context_path(&self, id: u32) -> PathBuf {
+        self.thread_dir(id).join("context.json")
+    }
+
+    /// Keep `context` with thread `id` (given at creation, used by its runs).
+    pub fn save_context(&self, id: u32, context: &serde_json::Value) -> Result<(), AgentError> {
+        let path = self.context_path(id);
+        std::fs::create_dir_all(path.parent().expect("has a parent")).map_err(io("create the runs directory"))?;
+        std::fs::write(&path, context.to_string()).map_err(io(format!("write {}", path.display())))
+    }
+
+    /// The context kept with thread `id`, if any.
+    pub fn load_context(&self, id: u32) -> Option<serde_json::Value> {
+        std::fs::read_to_string(self.context_path(id)).ok().and_then(|t| serde_json::from_str(&t).ok())
+    }
+
+    /// All runs of thread `id`, oldest first.
+    pub fn of(&self, id: u32) -> Result<Vec<Run>, AgentError> {
+        let dir = self.thread_dir(id);
+        match runs_in(&dir) {
+            Ok(runs) => Ok(runs),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(AgentError::Io { action: format!("read {}", dir.display()), source: e }),
+        }
+    }
+
+    /// The running run of thread `id`, if there is one.
+    pub fn running(&self, id: u32) -> Result<Option<Run>, AgentError> {
+        Ok(self.of(id)?.into_iter().rev().find(|r| r.state == RunState::Running))
+    }
+
+    /// Start `spec.command` in the thread's worktree under a detached
+    /// supervisor; returns once the supervisor has recorded the agent's pid
+    /// (or after 5 s).
+    pub fn start(&self, spec: &StartSpec<'_>) -> Result<Run, AgentError> {
+        let thread = spec.thread;
+        if spec.command.is_empty() {
+            return Err(AgentError::NoCommand);
+        }
+        let existing = self.of(thread.id)?;
+        if let Some(r) = existing.iter().find(|r| r.state == RunState::Running) {
+            return Err(AgentError::AlreadyRunning { id: thread.id, run: r.run, pid: r.pid.unwrap_or(r.supervisor.pid) });
+        }
+        // Pruning is best effort: old run files only take disk space.
+        let dir = self.thread_dir(thread.id);
+        if existing.iter().any(|r| r.started < thread.created) {
+            // Runs of an earlier thread with this id, removed without a
+            // post-cleanup (`iso doctor --fix`, an older iso).
+            let _ = retire_dir(&dir, &self.removed_dir(), &format!("thread-{}", thread.id), Some(thread.created));
+        }
+        let _ = prune_dir(&dir, RUNS_KEPT);
+        let existing = self.of(thread.id)?;
+
+        std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+        // Claim the next run number with create_new, so two starts never share one.
+        let mut n = existing.last().map_or(0, |r| r.run) + 1;
+        let log = loop {
+            let log = dir.join(format!("{n}.log"));
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&log) {
+                Ok(_) => break log,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => return Err(AgentError::Io { action: format!("create {}", log.display()), source: e }),
+            }
+        };
+        let prompt_path = log.with_extension("prompt");
+        std::fs::write(&prompt_path, &spec.prompt).map_err(io(format!("write {}", prompt_path.display())))?;
+        let mut run = Run {
+            run: n,
+            thread: thread.id,
+            state: RunState::Running,
+            command: spec.command.clone(),
+            started: Utc::now(),
+            finished: None,
+            pid: None,
+            start_ticks: None,
+            supervisor: Owner::current(),
+            exit_code: None,
+            error: None,
+            log,
+            prompt: prompt_path,
+            worktree: thread.worktree.clone(),
+        };
+        write_run(&run)?;
+
+        let mut env = spec.env.clone();
+        env.insert("ISO_PROMPT_FILE".into(), run.prompt.display().to_string());
+        env.insert("ISO_RUN".into(), n.to_string());
+        let env_path = run.log.with_extension("env.json");
+        write_private(&env_path, serde_json::to_string(&env).expect("env serialises").as_bytes()).map_err(io(format!("write {}", env_path.display())))?;
+
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(spec.iso_exe)
+            .arg("agent-supervise")
+            .arg(run.file())
+            .current_dir(&thread.worktree)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(io(format!("start the supervisor {}", spec.iso_exe.display())))?;
+        run.supervisor = Owner::of(child.id());
+        // The supervisor rewrites the file with the agent's pid; wait for it
+        // briefly so the answer names the agent process.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = read_run(&run.file())?;
+            if now.pid.is_some() || now.state != RunState::Running || Instant::now() > deadline {
+                run = now;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Reap the supervisor in the background when it ends (it is our child).
+        let mut child = child;
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        Ok(run)
+    }
+
+    /// Stop the running agent of thread `id`: SIGTERM to its process group,
+    /// SIGKILL after `grace`. Returns the run as it ended.
+    pub fn stop(&self, id: u32, grace: Duration) -> Result<Run, AgentError> {
+        let run = self.running(id)?.ok_or(AgentError::NoRun { id, running: true })?;
+        stop_run(run, id, grace)
+    }
+
+    /// After `thread` was cleaned up: move its finished runs and saved
+    /// context out of `runs/thread-N/` (the next thread with that id starts
+    /// with none) to `runs/removed/<time>-thread-N-<name>/`, where the last
+    /// [`REMOVED_THREADS_KEPT`] cleaned-up threads' runs stay. A run still
+    /// going (its agent could not be stopped) stays where its supervisor
+    /// writes. Returns the directory the runs went to, if any.
+    pub fn retire(&self, thread: &ThreadRecord) -> Result<Option<PathBuf>, AgentError> {
+        let label = format!("thread-{}-{}", thread.id, thread.name);
+        retire_dir(&self.thread_dir(thread.id), &self.removed_dir(), &label, None).map_err(io(format!("retire the runs of thread {}", thread.id)))
+    }
 }
 
 /// Render the prompt for `thread` with `context`.
@@ -194,6 +351,14 @@ fn write_run(run: &Run) -> Result<(), AgentError> {
     std::fs::rename(&tmp, &path).map_err(io(format!("rename {}", path.display())))
 }
 
+/// Write a file only its owner can read (it may hold secrets from the
+/// agent's environment).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)
+}
+
 /// A run as it is now: a `running` run whose supervisor is gone (killed, or
 /// the machine rebooted) reads as failed.
 fn refreshed(mut run: Run) -> Run {
@@ -204,134 +369,39 @@ fn refreshed(mut run: Run) -> Run {
     run
 }
 
-/// All runs of thread `id`, oldest first.
-pub fn runs_of(project: &Project, id: u32) -> Result<Vec<Run>, AgentError> {
-    let dir = runs_dir(project, id);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(AgentError::Io { action: format!("read {}", dir.display()), source: e }),
-    };
-    let mut runs = Vec::new();
-    for entry in entries.flatten() {
-        let p = entry.path();
-        if p.extension().is_some_and(|e| e == "json") && p.file_stem().is_some_and(|s| s.to_string_lossy().parse::<u32>().is_ok()) {
-            runs.push(refreshed(read_run(&p)?));
-        }
-    }
-    runs.sort_by_key(|r| r.run);
-    Ok(runs)
+/// What a supervisor reports as the run goes: `agent-started` once the agent
+/// runs, `agent-stopped` however it ended (each after the run file says so).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEvent<'a> {
+    /// `agent-started` or `agent-stopped`.
+    pub event: &'static str,
+    pub run: &'a Run,
+    /// The thread's name (from the run's environment).
+    pub name: Option<String>,
 }
 
-/// The latest run of the thread named by `selector`.
-pub fn latest(project: &Project, selector: &str) -> Result<Run, AgentError> {
-    let t = project.find(selector)?;
-    runs_of(project, t.id)?.pop().ok_or(AgentError::NoRun { id: t.id, running: false })
-}
-
-/// Start the agent in the thread named by `selector`. `iso_exe` is the iso
-/// binary that will supervise the run.
-pub fn start(project: &Project, selector: &str, opts: &StartOptions, iso_exe: &Path) -> Result<Run, AgentError> {
-    let command = project.config.agent.command.clone();
-    if command.is_empty() {
-        return Err(AgentError::NoCommand);
-    }
-    let thread = project.find(selector)?;
-    let existing = runs_of(project, thread.id)?;
-    if let Some(r) = existing.iter().find(|r| r.state == RunState::Running) {
-        return Err(AgentError::AlreadyRunning { id: thread.id, run: r.run, pid: r.pid.unwrap_or(r.supervisor.pid) });
-    }
-    // Pruning is best effort: old run files only take disk space.
-    let dir = runs_dir(project, thread.id);
-    if existing.iter().any(|r| r.started < thread.created) {
-        // Runs of an earlier thread with this id, removed without a
-        // post-cleanup (`iso doctor --fix`, an older iso).
-        let _ = retire_dir(&dir, &removed_dir(project), &format!("thread-{}", thread.id), Some(thread.created));
-    }
-    let _ = prune_dir(&dir, RUNS_KEPT);
-    let existing = runs_of(project, thread.id)?;
-    let template = match (&opts.template, &project.config.agent.template) {
-        (Some(t), _) => t.clone(),
-        (None, Some(path)) => {
-            let p = project.root().join(path);
-            std::fs::read_to_string(&p).map_err(io(format!("read the prompt template {}", p.display())))?
+impl RunEvent<'_> {
+    /// The event's data as logged: run, state, pid, exit code, error.
+    pub fn data(&self) -> serde_json::Value {
+        let run = self.run;
+        let mut data = serde_json::json!({ "run": run.run, "state": run.state });
+        if let Some(pid) = run.pid {
+            data["pid"] = pid.into();
         }
-        (None, None) => DEFAULT_TEMPLATE.to_string(),
-    };
-    let prompt = render_prompt(&template, &thread, opts.context.as_ref())?;
-
-    std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
-    // Claim the next run number with create_new, so two starts never share one.
-    let mut n = existing.last().map_or(0, |r| r.run) + 1;
-    let log = loop {
-        let log = dir.join(format!("{n}.log"));
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&log) {
-            Ok(_) => break log,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
-            Err(e) => return Err(AgentError::Io { action: format!("create {}", log.display()), source: e }),
+        if let Some(code) = run.exit_code {
+            data["exit_code"] = code.into();
         }
-    };
-    let prompt_path = log.with_extension("prompt");
-    std::fs::write(&prompt_path, &prompt).map_err(io(format!("write {}", prompt_path.display())))?;
-    let mut run = Run {
-        run: n,
-        thread: thread.id,
-        state: RunState::Running,
-        command,
-        started: Utc::now(),
-        finished: None,
-        pid: None,
-        start_ticks: None,
-        supervisor: Owner::current(),
-        exit_code: None,
-        error: None,
-        log,
-        prompt: prompt_path,
-        worktree: thread.worktree.clone(),
-    };
-    write_run(&run)?;
-
-    // The thread's environment, as in .env.thread, plus the prompt.
-    let mut env = lifecycle::thread_env(project, &thread)?;
-    env.insert("ISO_PROMPT_FILE".into(), run.prompt.display().to_string());
-    env.insert("ISO_RUN".into(), n.to_string());
-    let env_path = run.log.with_extension("env.json");
-    std::fs::write(&env_path, serde_json::to_string(&env).expect("env serialises")).map_err(io(format!("write {}", env_path.display())))?;
-
-    use std::os::unix::process::CommandExt;
-    let child = Command::new(iso_exe)
-        .arg("agent-supervise")
-        .arg(run.file())
-        .current_dir(&thread.worktree)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(io(format!("start the supervisor {}", iso_exe.display())))?;
-    run.supervisor = Owner::of(child.id());
-    // The supervisor rewrites the file with the agent's pid; wait for it
-    // briefly so the answer names the agent process.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = read_run(&run.file())?;
-        if now.pid.is_some() || now.state != RunState::Running || Instant::now() > deadline {
-            run = now;
-            break;
+        if let Some(error) = &run.error {
+            data["error"] = error.clone().into();
         }
-        std::thread::sleep(Duration::from_millis(20));
+        data
     }
-    // Reap the supervisor in the background when it ends (it is our child).
-    let mut child = child;
-    std::thread::spawn(move || {
-        let _ = child.wait();
-    });
-    Ok(run)
 }
 
 /// The body of `iso agent-supervise RUN_FILE`: start the agent, record its
-/// pid, wait, record how it ended. Returns the exit code to exit with.
-pub fn supervise(run_file: &Path) -> Result<i32, AgentError> {
+/// pid, wait, record how it ended, telling `report` at the start and the
+/// end. Returns the exit code to exit with.
+pub fn supervise(run_file: &Path, report: &dyn Fn(&RunEvent<'_>)) -> Result<i32, AgentError> {
     let mut run = read_run(run_file)?;
     run.supervisor = Owner::current();
     let env_path = run.log.with_extension("env.json");
@@ -367,7 +437,7 @@ pub fn supervise(run_file: &Path) -> Result<i32, AgentError> {
             run.error = Some(msg);
             run.finished = Some(Utc::now());
             write_run(&run)?;
-            log_event(run_file, &run, "agent-stopped", name);
+            report(&RunEvent { event: "agent-stopped", run: &run, name });
             return Ok(1);
         }
     };
@@ -375,7 +445,7 @@ pub fn supervise(run_file: &Path) -> Result<i32, AgentError> {
     run.pid = Some(agent.pid);
     run.start_ticks = agent.start_ticks;
     write_run(&run)?;
-    log_event(run_file, &run, "agent-started", name.clone());
+    report(&RunEvent { event: "agent-started", run: &run, name: name.clone() });
 
     let status = child.wait().map_err(io("wait for the agent"))?;
     use std::os::unix::process::ExitStatusExt;
@@ -392,39 +462,12 @@ pub fn supervise(run_file: &Path) -> Result<i32, AgentError> {
         run.error = Some(format!("ended by signal {sig}"));
     }
     write_run(&run)?;
-    log_event(run_file, &run, "agent-stopped", name);
+    report(&RunEvent { event: "agent-stopped", run: &run, name });
     Ok(0)
 }
 
-/// Append `agent-started` / `agent-stopped` for `run` to the event log of
-/// the repository the run file is in (`<iso dir>/runs/thread-N/<run>.json`).
-/// Logged after the run file is written, so a client that sees the event
-/// reads the run as it says. Never fails (see [`eventlog::append_quietly`]).
-fn log_event(run_file: &Path, run: &Run, event: &str, name: Option<String>) {
-    let Some(iso_dir) = run_file.parent().and_then(Path::parent).and_then(Path::parent) else { return };
-    let mut data = serde_json::json!({ "run": run.run, "state": run.state });
-    if let Some(pid) = run.pid {
-        data["pid"] = pid.into();
-    }
-    if let Some(code) = run.exit_code {
-        data["exit_code"] = code.into();
-    }
-    if let Some(error) = &run.error {
-        data["error"] = error.clone().into();
-    }
-    let new = eventlog::NewEvent { kind: eventlog::AGENT.into(), event: event.into(), thread: Some(run.thread), name, data };
-    eventlog::append_quietly(&eventlog::EventLog::new(iso_dir), new);
-}
-
-/// Stop the running agent of the thread named by `selector`: SIGTERM to its
-/// process group, SIGKILL after `grace`. Returns the run as it ended.
-pub fn stop(project: &Project, selector: &str, grace: Duration) -> Result<Run, AgentError> {
-    let t = project.find(selector)?;
-    let run = runs_of(project, t.id)?
-        .into_iter()
-        .rev()
-        .find(|r| r.state == RunState::Running)
-        .ok_or(AgentError::NoRun { id: t.id, running: true })?;
+/// SIGTERM to the process group of `run`'s agent, SIGKILL after `grace`.
+fn stop_run(run: Run, id: u32, grace: Duration) -> Result<Run, AgentError> {
     std::fs::write(run.stop_marker(), b"").map_err(io("write the stop marker"))?;
     let file = run.file();
     let wait_until_done = |limit: Duration| -> Result<Option<Run>, AgentError> {
@@ -449,7 +492,7 @@ pub fn stop(project: &Project, selector: &str, grace: Duration) -> Result<Run, A
         }
     };
     let Some(pid) = run.pid else {
-        return Err(AgentError::NoRun { id: t.id, running: true });
+        return Err(AgentError::NoRun { id, running: true });
     };
     let agent = Owner { pid, start_ticks: run.start_ticks };
     if agent.is_alive() {
@@ -572,17 +615,6 @@ fn retire_dir(dir: &Path, removed: &Path, label: &str, cutoff: Option<DateTime<U
         std::fs::remove_dir_all(old)?;
     }
     Ok(Some(target))
-}
-
-/// After `thread` was cleaned up: move its finished runs and saved context
-/// out of `runs/thread-N/` (the next thread with that id starts with none)
-/// to `runs/removed/<time>-thread-N-<name>/`, where the last
-/// [`REMOVED_THREADS_KEPT`] cleaned-up threads' runs stay. A run still
-/// going (its agent could not be stopped) stays where its supervisor
-/// writes. Returns the directory the runs went to, if any.
-pub fn retire_runs(project: &Project, thread: &ThreadRecord) -> Result<Option<PathBuf>, AgentError> {
-    let label = format!("thread-{}-{}", thread.id, thread.name);
-    retire_dir(&runs_dir(project, thread.id), &removed_dir(project), &label, None).map_err(io(format!("retire the runs of thread {}", thread.id)))
 }
 
 #[cfg(test)]

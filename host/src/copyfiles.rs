@@ -5,18 +5,36 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{Diagnostic, ErrorKind};
 use thiserror::Error;
 
 pub const INCLUDE_FILE: &str = ".worktreeinclude";
 
 #[derive(Debug, Error)]
 pub enum CopyError {
-    #[error("copy pattern `{pattern}` is not a valid glob: {message}\n  fix: correct it in iso.toml threads.copy or {INCLUDE_FILE}")]
+    #[error("copy pattern `{pattern}` is not a valid glob: {message}")]
     Pattern { pattern: String, message: String },
-    #[error("copy pattern `{pattern}` reaches outside the repository\n  fix: use a path relative to the repository root")]
+    #[error("copy pattern `{pattern}` reaches outside the repository")]
     Outside { pattern: String },
     #[error("copy {} to {}: {source}", from.display(), to.display())]
     Io { from: PathBuf, to: PathBuf, source: std::io::Error },
+}
+
+impl Diagnostic for CopyError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            CopyError::Pattern { .. } | CopyError::Outside { .. } => ErrorKind::Config,
+            CopyError::Io { .. } => ErrorKind::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            CopyError::Pattern { .. } => Some(format!("correct it in iso.toml threads.copy or {INCLUDE_FILE}")),
+            CopyError::Outside { .. } => Some("use a path relative to the repository root".into()),
+            CopyError::Io { .. } => None,
+        }
+    }
 }
 
 /// The patterns to copy: the configured ones, then `.worktreeinclude`'s.

@@ -4,14 +4,31 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
+use crate::error::{Diagnostic, ErrorKind};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum EnvFileError {
-    #[error("env template for `{key}` failed: {message}\n  fix: check [env] in iso.toml; available values are thread.*, ports.*, repo.*")]
+    #[error("env template for `{key}` failed: {message}")]
     Template { key: String, message: String },
     #[error("write {}: {source}", path.display())]
     Write { path: std::path::PathBuf, source: std::io::Error },
+}
+
+impl Diagnostic for EnvFileError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            EnvFileError::Template { .. } => ErrorKind::Config,
+            EnvFileError::Write { .. } => ErrorKind::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            EnvFileError::Template { .. } => Some("check [env] in iso.toml; available values are thread.*, ports.*, repo.*".into()),
+            EnvFileError::Write { .. } => None,
+        }
+    }
 }
 
 /// Render every template in `templates` against `context`. Undefined

@@ -19,10 +19,10 @@
 //! `events.jsonl.1` (replacing the previous one) and a new log is started:
 //! at most about twice that is kept.
 //!
-//! Writing the log must never make a lifecycle operation fail, so the
-//! helpers that the lifecycle and agent runs call ([`observe`],
-//! [`append_quietly`]) ignore errors; [`EventLog::append`] reports them to
-//! callers that can (`POST /api/events`).
+//! Writing the log must never make a lifecycle operation fail, so
+//! [`append_quietly`] (what the lifecycle and agent runs call) ignores
+//! errors; [`EventLog::append`] reports them to callers that can
+//! (`POST /api/events`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -32,9 +32,6 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::events::Event;
-use crate::lifecycle::Project;
-use crate::thread::ThreadRecord;
 
 /// The log file, in the registry's directory.
 pub const LOG_FILE: &str = "events.jsonl";
@@ -93,11 +90,6 @@ impl EventLog {
     /// The log kept in `dir` (created on first append).
     pub fn new(dir: impl Into<PathBuf>) -> EventLog {
         EventLog { dir: dir.into(), rotate_at: ROTATE_BYTES }
-    }
-
-    /// The log of `project`'s repository: `<git common dir>/iso/events.jsonl`.
-    pub fn of(project: &Project) -> EventLog {
-        EventLog::new(project.git.common_dir().join("iso"))
     }
 
     /// Rotate at `bytes` instead of [`ROTATE_BYTES`] (tests).
@@ -318,22 +310,6 @@ fn last_record(path: &Path) -> std::io::Result<Option<EventRecord>> {
 /// fail, and it only loses observers an event.
 pub fn append_quietly(log: &EventLog, new: NewEvent) {
     let _ = log.append(new);
-}
-
-/// What iso itself does on every lifecycle event, whatever hooks are
-/// configured (called from the lifecycle as each event is emitted): log it
-/// and, after a cleanup, retire the thread's finished agent runs (see
-/// [`crate::agent::retire_runs`]). Never fails: see [`append_quietly`].
-pub fn observe(project: &Project, thread: &ThreadRecord, event: Event) {
-    let data = serde_json::json!({ "branch": thread.branch, "status": thread.status, "ports": thread.port_block });
-    append_quietly(
-        &EventLog::of(project),
-        NewEvent { kind: LIFECYCLE.into(), event: event.as_str().into(), thread: Some(thread.id), name: Some(thread.name.clone()), data },
-    );
-    if event == Event::PostCleanup {
-        // Best effort as well: leftover run files only take disk space.
-        let _ = crate::agent::retire_runs(project, thread);
-    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::error::{Diagnostic, ErrorKind};
 use crate::thread::ThreadRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -107,16 +108,44 @@ pub struct Outcome {
     pub env: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum HookError {
-    #[error("hook `{plugin}` refused {event}: {message}")]
-    Refused { plugin: String, event: Event, message: String },
-    #[error("hook `{plugin}` failed on {event}: {message}")]
-    Failed { plugin: String, event: Event, message: String },
+/// A hook that refused the operation or failed (from [`EventReceiver::deliver`]
+/// and from running hooks by hand).
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("hook `{plugin}` {} {event}: {message}", if *.refused { "refused" } else { "failed on" })]
+pub struct HookFailure {
+    pub plugin: String,
+    /// The event's name: one of iso's ([`Event`]) or a custom one.
+    pub event: String,
+    pub message: String,
+    /// The hook refused (only `pre-*` events can be refused; a refusal of
+    /// any other event is reported as a failure).
+    pub refused: bool,
+}
+
+impl Diagnostic for HookFailure {
+    fn kind(&self) -> ErrorKind {
+        if self.refused {
+            ErrorKind::Refused
+        } else {
+            ErrorKind::Internal
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        (!self.refused).then(|| format!("run it again with `iso hooks run {} <thread>` to see its log, or fix `{}`", self.event, self.plugin))
+    }
+
+    fn code(&self) -> &'static str {
+        if self.refused {
+            "refused"
+        } else {
+            "hook_failed"
+        }
+    }
 }
 
 pub trait EventReceiver {
-    fn deliver(&self, ctx: &EventContext<'_>) -> Result<Outcome, HookError>;
+    fn deliver(&self, ctx: &EventContext<'_>) -> Result<Outcome, HookFailure>;
 }
 
 /// The receiver used when no hooks are configured.
@@ -124,7 +153,7 @@ pub trait EventReceiver {
 pub struct NoHooks;
 
 impl EventReceiver for NoHooks {
-    fn deliver(&self, _ctx: &EventContext<'_>) -> Result<Outcome, HookError> {
+    fn deliver(&self, _ctx: &EventContext<'_>) -> Result<Outcome, HookFailure> {
         Ok(Outcome::default())
     }
 }

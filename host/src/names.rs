@@ -4,6 +4,7 @@
 //! a valid git ref component; it also shows up in container names later, so we
 //! keep it to lowercase letters, digits, `.`, `_` and `-`.
 
+use crate::error::{Diagnostic, ErrorKind};
 use thiserror::Error;
 
 /// The longest name we accept after normalisation.
@@ -11,18 +12,39 @@ pub const MAX_NAME_LEN: usize = 64;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum NameError {
-    #[error("the thread name is empty; give a short name such as `add-auth`")]
+    #[error("the thread name is empty")]
     Empty,
-    #[error("thread name `{0}` starts with `-`, so it would read as an option; drop the leading dash")]
+    #[error("thread name `{0}` starts with `-`, so it would read as an option")]
     LeadingDash(String),
-    #[error("thread name `{0}` contains `..`, which git does not allow in branch names; use a single `.` or `-`")]
+    #[error("thread name `{0}` contains `..`, which git does not allow in branch names")]
     DoubleDot(String),
-    #[error("thread name {0:?} contains a control character; use letters, digits and `-`")]
+    #[error("thread name {0:?} contains a control character")]
     ControlChar(String),
-    #[error("thread name `{0}` has no letters or digits; use something like `fix-login`")]
+    #[error("thread name `{0}` has no letters or digits")]
     NothingLeft(String),
-    #[error("thread name `{name}` is {len} characters long; keep it to {MAX_NAME_LEN}")]
+    #[error("thread name `{name}` is {len} characters long, more than {MAX_NAME_LEN}")]
     TooLong { name: String, len: usize },
+}
+
+impl Diagnostic for NameError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Invalid
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            NameError::Empty => "give a short name such as `add-auth`".into(),
+            NameError::LeadingDash(_) => "drop the leading dash".into(),
+            NameError::DoubleDot(_) => "use a single `.` or `-`".into(),
+            NameError::ControlChar(_) => "use letters, digits and `-`".into(),
+            NameError::NothingLeft(_) => "use something like `fix-login`".into(),
+            NameError::TooLong { .. } => format!("keep it to {MAX_NAME_LEN} characters"),
+        })
+    }
+
+    fn code(&self) -> &'static str {
+        "invalid_name"
+    }
 }
 
 /// Validate `raw` and turn it into a safe name: lowercase, every run of

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
+use crate::error::{Diagnostic, ErrorKind};
 use thiserror::Error;
 
 use crate::thread::PortRange;
@@ -41,8 +42,22 @@ impl std::fmt::Display for SkippedBlock {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PortsError {
-    #[error("all {max} port blocks are taken ({held} held by threads{busy})\n  fix: free one with `iso cleanup <thread>`, or raise threads.max in iso.toml")]
+    #[error("all {max} port blocks are taken ({held} held by threads{busy})")]
     Exhausted { max: u32, held: usize, busy: String },
+}
+
+impl Diagnostic for PortsError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Conflict
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some("free one with `iso cleanup <thread>`, or raise threads.max in iso.toml".into())
+    }
+
+    fn code(&self) -> &'static str {
+        "no_ports"
+    }
 }
 
 impl PortLayout {
@@ -136,6 +151,6 @@ mod tests {
         let held: BTreeSet<u32> = [1, 2].into();
         let err = l.allocate(2, &held).unwrap_err();
         assert_eq!(err, PortsError::Exhausted { max: 2, held: 2, busy: String::new() });
-        assert!(err.to_string().contains("iso cleanup"));
+        assert!(crate::error::with_hint(&err).contains("iso cleanup"));
     }
 }

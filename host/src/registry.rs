@@ -14,15 +14,24 @@
 //! uses it only when that hash matches the TOML it just read, so the TOML
 //! file stays the single source of truth: a hand edit, a torn or a stale
 //! cache all fall back to parsing the TOML.
+//!
+//! A long-lived process (`iso serve`) reads through [`Registry::snapshot`]:
+//! the data last read stays in memory with the file's stamp
+//! ([`crate::stamp`]) and is read again only when the file changed, so a
+//! listing costs a `stat` instead of a read and a parse.
 
 use std::fs::{File, OpenOptions};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::sync::{Arc, Mutex};
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::error::{Diagnostic, ErrorKind};
+use crate::stamp::FileStamp;
 use crate::thread::ThreadRecord;
 
 /// The registry format this build reads and writes.
@@ -76,24 +85,70 @@ impl RegistryData {
 pub enum RegistryError {
     #[error("registry {}: {action}: {source}", path.display())]
     Io { path: PathBuf, action: &'static str, source: std::io::Error },
-    #[error("registry {} is not valid at line {line}: {message}\n  fix: repair that line by hand, or move the file away and run `iso doctor` to see what is left", path.display())]
+    #[error("registry {} is not valid at line {line}: {message}", path.display())]
     Corrupt { path: PathBuf, line: usize, message: String },
-    #[error("registry {} has schema {found}, newer than this iso understands ({SCHEMA_VERSION})\n  fix: upgrade iso (`cargo install --path host`)", path.display())]
+    #[error("registry {} has schema {found}, newer than this iso understands ({SCHEMA_VERSION})", path.display())]
     TooNew { path: PathBuf, found: u32 },
     #[error("cannot encode the registry: {0}")]
     Encode(#[from] toml::ser::Error),
+}
+
+impl Diagnostic for RegistryError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RegistryError::Corrupt { .. } | RegistryError::TooNew { .. } => ErrorKind::Config,
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            RegistryError::Corrupt { .. } => Some("repair that line by hand, or move the file away and run `iso doctor` to see what is left".into()),
+            RegistryError::TooNew { .. } => Some("upgrade iso (`cargo install --path host`)".into()),
+            _ => None,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            RegistryError::Corrupt { .. } | RegistryError::TooNew { .. } => "registry",
+            _ => "internal",
+        }
+    }
 }
 
 /// Handle on a repository's registry files.
 #[derive(Debug, Clone)]
 pub struct Registry {
     dir: PathBuf,
+    /// The data last read or written, with the stamp the file had then.
+    memo: Arc<Mutex<Option<(FileStamp, Arc<RegistryData>)>>>,
 }
 
 impl Registry {
     /// A registry kept in `dir` (created on first write).
     pub fn new(dir: impl Into<PathBuf>) -> Registry {
-        Registry { dir: dir.into() }
+        Registry { dir: dir.into(), memo: Arc::default() }
+    }
+
+    /// The registry as it is now, shared: from memory when the file has not
+    /// changed since this handle last read or wrote it.
+    pub fn snapshot(&self) -> Result<Arc<RegistryData>, RegistryError> {
+        // Stamp first, then read: a write in between makes the next stamp
+        // differ, so the memo is never newer-looking than what it holds.
+        let stamp = FileStamp::of(&self.path());
+        let memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(now), Some((then, data))) = (stamp, memo.as_ref()) {
+            if now == *then {
+                return Ok(Arc::clone(data));
+            }
+        }
+        drop(memo);
+        let data = Arc::new(self.read()?);
+        if let Some(now) = stamp {
+            *self.memo.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, Arc::clone(&data)));
+        }
+        Ok(data)
     }
 
     pub fn path(&self) -> PathBuf {
@@ -108,8 +163,14 @@ impl Registry {
         self.dir.join("registry.cache.json")
     }
 
-    /// Read the current registry. A missing file is an empty registry.
+    /// Read the current registry (a copy to change). A missing file is an
+    /// empty registry.
     pub fn load(&self) -> Result<RegistryData, RegistryError> {
+        Ok(RegistryData::clone(&*self.snapshot()?))
+    }
+
+    /// Read the file (through the JSON cache when it matches).
+    fn read(&self) -> Result<RegistryData, RegistryError> {
         let path = self.path();
         let src = match std::fs::read_to_string(&path) {
             Ok(s) => s,
@@ -148,9 +209,14 @@ impl Registry {
         E: From<RegistryError>,
     {
         let _lock = self.lock()?;
+        // Under the lock nobody else writes, so the memo (checked against the
+        // file's stamp) is exactly the file.
         let mut data = self.load()?;
         let out = change(&mut data)?;
         self.write(&data)?;
+        if let Some(now) = FileStamp::of(&self.path()) {
+            *self.memo.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, Arc::new(data)));
+        }
         Ok(out)
     }
 

@@ -8,32 +8,79 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::error::{Diagnostic, ErrorKind};
+use crate::lifecycle::{CleanupOptions, Created, InitOptions, Listing, Run, StatusView, Update};
+use crate::thread::{ThreadRecord, ThreadStatus};
+
 #[derive(Debug, Error)]
 pub enum RemoteError {
-    #[error("{status} {code}: {message}")]
-    Api { status: u16, code: String, message: String },
-    #[error("cannot reach {url}: {message}\n  fix: is `iso serve` running there? `iso remote status` checks; --local works without it")]
+    /// The server's error, with the kind and hint it gave.
+    #[error("{}", api_message(*.status, .code, .message))]
+    Api { status: u16, code: String, kind: ErrorKind, message: String, hint: Option<String> },
+    #[error("cannot reach {url}: {message}")]
     Unreachable { url: String, message: String },
-    #[error("`{0}` is not an http:// URL\n  fix: e.g. iso remote connect http://127.0.0.1:31337 --token T")]
+    #[error("`{0}` is not an http:// URL")]
     BadUrl(String),
     #[error("{action}: {source}")]
     Io { action: String, source: std::io::Error },
-    #[error("the server answered with something that is not JSON: {0}")]
+    #[error("the server answered with something iso does not understand: {0}")]
     BadAnswer(String),
 }
 
-impl RemoteError {
-    /// The process exit code, as the same failure would give locally.
-    pub fn exit_code(&self) -> i32 {
+impl Diagnostic for RemoteError {
+    fn kind(&self) -> ErrorKind {
         match self {
-            RemoteError::Api { status: 404, .. } => 3,
-            RemoteError::Api { code, .. } if matches!(code.as_str(), "busy" | "would_lose_work" | "refused" | "already_running") => 5,
-            RemoteError::Api { code, .. } if code == "config" || code == "no_agent" => 78,
-            _ => 1,
+            RemoteError::Api { kind, .. } => *kind,
+            RemoteError::Unreachable { .. } => ErrorKind::Unavailable,
+            RemoteError::BadUrl(_) => ErrorKind::Invalid,
+            RemoteError::Io { .. } | RemoteError::BadAnswer(_) => ErrorKind::Internal,
         }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            RemoteError::Api { hint, .. } => hint.clone(),
+            RemoteError::Unreachable { .. } => Some("is `iso serve` running there? `iso remote status` checks; --local works without it".into()),
+            RemoteError::BadUrl(_) => Some("e.g. iso remote connect http://127.0.0.1:31337 --token T".into()),
+            _ => None,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            // The server's code, when it is one of the kinds; a specific
+            // code is kept in `code` for display.
+            RemoteError::Api { kind, .. } => kind.as_str(),
+            RemoteError::Unreachable { .. } => "unreachable",
+            RemoteError::BadUrl(_) => "invalid",
+            RemoteError::Io { .. } | RemoteError::BadAnswer(_) => "internal",
+        }
+    }
+}
+
+/// An operation's error reads as it would locally; an error of the HTTP
+/// exchange itself (no token, a malformed request) also says the status.
+fn api_message(status: u16, code: &str, message: &str) -> String {
+    if matches!(code, "unauthorized" | "bad_request" | "bad_body" | "too_large") || status == 401 {
+        format!("{status} {code}: {message}")
+    } else {
+        message.to_string()
+    }
+}
+
+/// The kind of an error answer from a server that gave none (an older iso,
+/// or a proxy in between), from its HTTP status.
+fn kind_of_status(status: u16) -> ErrorKind {
+    match status {
+        404 => ErrorKind::NotFound,
+        409 => ErrorKind::Conflict,
+        400 | 401 | 403 | 413 | 422 => ErrorKind::Invalid,
+        503 => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
     }
 }
 
@@ -144,10 +191,13 @@ impl Client {
         let value = if is_json { serde_json::from_str(&text).map_err(|_| RemoteError::BadAnswer(text.chars().take(200).collect()))? } else { serde_json::Value::String(text) };
         if status >= 400 {
             let err = &value["error"];
+            let kind = err["kind"].as_str().and_then(ErrorKind::from_name).unwrap_or_else(|| kind_of_status(status));
             return Err(RemoteError::Api {
                 status,
                 code: err["code"].as_str().unwrap_or("error").to_string(),
-                message: err["message"].as_str().map(str::to_string).unwrap_or_else(|| value.to_string()),
+                kind,
+                message: err["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("{status}: {value}")),
+                hint: err["hint"].as_str().map(str::to_string),
             });
         }
         Ok((status, value))
@@ -187,6 +237,119 @@ impl Client {
             req = req.header("Authorization", a);
         }
         self.finish(req.send(body.to_string()))
+    }
+}
+
+fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, RemoteError> {
+    let text = value.to_string();
+    serde_json::from_value(value).map_err(|e| RemoteError::BadAnswer(format!("{e}: {}", text.chars().take(200).collect::<String>())))
+}
+
+/// The operations the CLI sends to a server in remote mode, with the same
+/// typed records as the local ones.
+impl Client {
+    /// `POST /api/threads`: one result per name, in order.
+    pub fn init(&self, names: &[String], opts: &InitOptions) -> Result<Vec<(String, Result<Created, RemoteError>)>, RemoteError> {
+        let base = serde_json::json!({ "base": opts.base, "task": opts.task, "no_services": opts.no_services, "context": opts.context });
+        if let [name] = names {
+            let mut body = base;
+            body["name"] = name.clone().into();
+            return Ok(vec![(name.clone(), self.post("/api/threads", &body).and_then(|(_, t)| typed(t)))]);
+        }
+        let mut body = base;
+        body["names"] = names.into();
+        let (_, v) = self.post("/api/threads", &body)?;
+        let created: Vec<Created> = typed(v["created"].clone())?;
+        let mut out: Vec<(String, Result<Created, RemoteError>)> = Vec::new();
+        let mut created = created.into_iter();
+        let failed = v["failed"].as_array().cloned().unwrap_or_default();
+        for name in names {
+            match failed.iter().find(|f| f["name"] == name.as_str()) {
+                Some(f) => {
+                    let err = &f["error"];
+                    let status = err["status"].as_u64().unwrap_or(500) as u16;
+                    out.push((
+                        name.clone(),
+                        Err(RemoteError::Api {
+                            status,
+                            code: err["code"].as_str().unwrap_or("error").to_string(),
+                            kind: err["kind"].as_str().and_then(ErrorKind::from_name).unwrap_or_else(|| kind_of_status(status)),
+                            message: err["message"].as_str().unwrap_or("").to_string(),
+                            hint: err["hint"].as_str().map(str::to_string),
+                        }),
+                    ))
+                }
+                None => match created.next() {
+                    Some(t) => out.push((name.clone(), Ok(t))),
+                    None => return Err(RemoteError::BadAnswer(format!("no result for `{name}`"))),
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET /api/listing`: what `iso ls` shows.
+    pub fn listing(&self, all: bool, services: bool) -> Result<Listing, RemoteError> {
+        typed(self.get(&format!("/api/listing?all={all}&services={services}"))?.1)
+    }
+
+    /// `GET /api/threads/{id}`: what `iso status` shows.
+    pub fn status(&self, thread: &str) -> Result<StatusView, RemoteError> {
+        typed(self.get(&format!("/api/threads/{}", segment(thread)))?.1)
+    }
+
+    /// `PATCH /api/threads/{id}`.
+    pub fn update(&self, thread: &str, change: &Update) -> Result<ThreadRecord, RemoteError> {
+        let mut body = serde_json::Map::new();
+        if let Some(t) = &change.task {
+            body.insert("task".into(), t.clone().into());
+        }
+        if let Some(pr) = change.pr {
+            body.insert("pr".into(), pr.unwrap_or(0).into());
+        }
+        if let Some(s) = change.status {
+            body.insert("status".into(), serde_json::to_value::<ThreadStatus>(s).unwrap_or_default());
+        }
+        typed(self.patch(&format!("/api/threads/{}", segment(thread)), &serde_json::Value::Object(body))?.1)
+    }
+
+    /// `DELETE /api/threads/{id}`.
+    pub fn cleanup(&self, thread: &str, opts: CleanupOptions) -> Result<ThreadRecord, RemoteError> {
+        let q = format!("?delete_branch={}&force={}&keep_volumes={}&kill_ports={}", opts.delete_branch, opts.force, opts.keep_volumes, opts.kill_ports);
+        typed(self.delete(&format!("/api/threads/{}{q}", segment(thread)))?.1)
+    }
+
+    /// `POST /api/threads/{id}/start`.
+    pub fn start(&self, thread: &str, template: Option<&str>, context: Option<&serde_json::Value>) -> Result<Run, RemoteError> {
+        typed(self.post(&format!("/api/threads/{}/start", segment(thread)), &serde_json::json!({ "template": template, "context": context }))?.1)
+    }
+
+    /// `POST /api/threads/{id}/stop`.
+    pub fn stop(&self, thread: &str) -> Result<Run, RemoteError> {
+        typed(self.post(&format!("/api/threads/{}/stop", segment(thread)), &serde_json::json!({}))?.1)
+    }
+
+    /// `GET /api/threads/{id}/runs`.
+    pub fn runs(&self, thread: &str) -> Result<Vec<Run>, RemoteError> {
+        typed(self.get(&format!("/api/threads/{}/runs", segment(thread)))?.1)
+    }
+
+    /// `GET /api/threads/{id}/logs`: the log of run `run` (the latest when
+    /// `None`) from byte `from` on.
+    pub fn log(&self, thread: &str, run: Option<u32>, from: u64) -> Result<String, RemoteError> {
+        let mut path = format!("/api/threads/{}/logs?from={from}", segment(thread));
+        if let Some(n) = run {
+            path.push_str(&format!("&run={n}"));
+        }
+        match self.get(&path)? {
+            (_, serde_json::Value::String(s)) => Ok(s),
+            (_, v) => Ok(v.to_string()),
+        }
+    }
+
+    /// `GET /api/status`.
+    pub fn server_status(&self) -> Result<crate::api::ServerStatus, RemoteError> {
+        typed(self.get("/api/status")?.1)
     }
 }
 

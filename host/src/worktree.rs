@@ -5,28 +5,69 @@ use std::path::{Path, PathBuf};
 use git2::{BranchType, Repository, StatusOptions, WorktreePruneOptions};
 use thiserror::Error;
 
+use crate::error::{Diagnostic, ErrorKind};
+
 mod checkout;
+
+/// A commit id.
+pub use git2::Oid;
 
 #[derive(Debug, Error)]
 pub enum GitError {
-    #[error("{} is not inside a git repository\n  fix: cd into your project (or pass -C DIR), or run `git init` first", path.display())]
+    #[error("{} is not inside a git repository", path.display())]
     NotARepo { path: PathBuf },
-    #[error("{} is a bare repository; iso needs a working tree to put worktrees beside\n  fix: run iso in a normal (non-bare) clone", path.display())]
+    #[error("{} is a bare repository; iso needs a working tree to put worktrees beside", path.display())]
     Bare { path: PathBuf },
-    #[error("HEAD is detached, so there is no branch to start threads from\n  fix: pass --base BRANCH, set threads.base_branch in iso.toml, or `git switch` to a branch")]
+    #[error("HEAD is detached, so there is no branch to start threads from")]
     DetachedHead,
-    #[error("the repository has no commits yet, so a thread has nothing to start from\n  fix: make a first commit (`git commit --allow-empty -m init`)")]
+    #[error("the repository has no commits yet, so a thread has nothing to start from")]
     NoCommits,
-    #[error("base `{base}` is not a branch or commit in this repository\n  fix: check the name with `git branch -a`, or pass another --base")]
+    #[error("base `{base}` is not a branch or commit in this repository")]
     BaseNotFound { base: String },
-    #[error("branch `{branch}` is already checked out at {}\n  fix: pick another name, or remove that worktree first", path.display())]
+    #[error("branch `{branch}` is already checked out at {}", path.display())]
     BranchInUse { branch: String, path: PathBuf },
-    #[error("{} already exists and is not a worktree of branch `{branch}`\n  fix: move that directory away, or run `iso doctor`", path.display())]
+    #[error("{} already exists and is not a worktree of branch `{branch}`", path.display())]
     DirOccupied { path: PathBuf, branch: String },
     #[error("git: {action}: {source}")]
     Git { action: String, source: git2::Error },
     #[error("{action} {}: {source}", path.display())]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+impl Diagnostic for GitError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            GitError::NotARepo { .. } | GitError::Bare { .. } | GitError::DetachedHead | GitError::NoCommits | GitError::BaseNotFound { .. } => ErrorKind::Invalid,
+            GitError::BranchInUse { .. } | GitError::DirOccupied { .. } => ErrorKind::Conflict,
+            GitError::Git { .. } | GitError::Io { .. } => ErrorKind::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(
+            match self {
+                GitError::NotARepo { .. } => "cd into your project (or pass -C DIR), or run `git init` first",
+                GitError::Bare { .. } => "run iso in a normal (non-bare) clone",
+                GitError::DetachedHead => "pass --base BRANCH, set threads.base_branch in iso.toml, or `git switch` to a branch",
+                GitError::NoCommits => "make a first commit (`git commit --allow-empty -m init`)",
+                GitError::BaseNotFound { .. } => "check the name with `git branch -a`, or pass another --base",
+                GitError::BranchInUse { .. } => "pick another name, or remove that worktree first",
+                GitError::DirOccupied { .. } => "move that directory away, or run `iso doctor`",
+                GitError::Git { .. } | GitError::Io { .. } => return None,
+            }
+            .to_string(),
+        )
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            GitError::NotARepo { .. } => "not_a_repo",
+            GitError::BaseNotFound { .. } => "base_not_found",
+            GitError::BranchInUse { .. } | GitError::DirOccupied { .. } => "conflict",
+            GitError::Git { .. } | GitError::Io { .. } => "git",
+            _ => "invalid",
+        }
+    }
 }
 
 fn git(action: impl Into<String>) -> impl FnOnce(git2::Error) -> GitError {
@@ -69,6 +110,18 @@ impl Git {
         } else {
             found
         };
+        Git::from_repo(repo)
+    }
+
+    /// Open the main repository whose shared git directory is `common_dir`
+    /// (another handle on a repository found with [`Git::discover`]).
+    pub fn open(common_dir: &Path) -> Result<Git, GitError> {
+        git2::opts::strict_hash_verification(false);
+        let repo = Repository::open(common_dir).map_err(git(format!("open the repository at {}", common_dir.display())))?;
+        Git::from_repo(repo)
+    }
+
+    fn from_repo(repo: Repository) -> Result<Git, GitError> {
         if repo.is_bare() {
             return Err(GitError::Bare { path: repo.path().to_path_buf() });
         }
@@ -103,7 +156,7 @@ impl Git {
 
     /// The commit `base` names: a local branch, a remote-tracking branch or
     /// any revision git understands.
-    pub fn resolve_base(&self, base: &str) -> Result<git2::Oid, GitError> {
+    pub fn resolve_base(&self, base: &str) -> Result<Oid, GitError> {
         let not_found = || GitError::BaseNotFound { base: base.to_string() };
         if let Ok(b) = self.repo.find_branch(base, BranchType::Local) {
             return b.get().peel_to_commit().map(|c| c.id()).map_err(|_| not_found());
@@ -117,7 +170,7 @@ impl Git {
     }
 
     /// Create branch `name` at `base`.
-    pub fn create_branch(&self, name: &str, base: git2::Oid) -> Result<(), GitError> {
+    pub fn create_branch(&self, name: &str, base: Oid) -> Result<(), GitError> {
         let commit = self.repo.find_commit(base).map_err(git("find base commit"))?;
         self.repo.branch(name, &commit, false).map_err(git(format!("create branch {name}")))?;
         Ok(())

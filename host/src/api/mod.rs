@@ -1,9 +1,12 @@
 //! `iso serve`: the HTTP API (see docs/api.md and docs/openapi.json).
 //!
-//! The server is a thin front end over [`crate::lifecycle`] and
-//! [`crate::agent`], like the CLI: every request opens the [`Project`] anew
-//! and runs the blocking library call on tokio's blocking pool, so the
-//! registry's file lock serialises it with CLI use beside the server.
+//! The server is a thin front end over [`crate::lifecycle`], like the CLI.
+//! It opens the repository once and keeps it ([`Project`]): the
+//! configuration is read again only when iso.toml or the user config
+//! changes, and the registry is read through its in-memory snapshot, read
+//! again only when the file changed. Lifecycle calls run on tokio's
+//! blocking pool; the registry's file lock serialises them with CLI use
+//! beside the server.
 //!
 //! Security: every endpoint but `GET /api/health` requires
 //! `Authorization: Bearer <token>` (compared in constant time). The token
@@ -14,7 +17,7 @@
 //! Request bodies are limited to [`BODY_LIMIT`] bytes.
 //!
 //! Events: the server tails the repository's event log
-//! ([`crate::eventlog`]) and streams it on `GET /api/events`; it publishes
+//! ([`crate::lifecycle::events`]) and streams it on `GET /api/events`; it publishes
 //! nothing to its subscribers directly, so an event made here and one made
 //! by a CLI beside it arrive the same way, once each.
 //!
@@ -32,16 +35,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::eventlog::EventLog;
-use crate::lifecycle::{self, Project};
+use crate::error::{Diagnostic, ErrorKind};
+use crate::lifecycle;
+use crate::project::Project;
 
 pub use auth::constant_time_eq;
 pub use error::ApiError;
 /// One event of `GET /api/events` (`Event` in docs/openapi.json): a line of
 /// the event log.
-pub use crate::eventlog::EventRecord as ApiEvent;
+pub use crate::lifecycle::EventRecord as ApiEvent;
 
 /// Where `iso serve` listens by default.
 pub const DEFAULT_BIND: &str = "127.0.0.1:31337";
@@ -56,9 +61,7 @@ pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1
 pub enum ServeError {
     #[error(transparent)]
     Lifecycle(Box<lifecycle::Error>),
-    #[error("`{0}` is not an address and port\n  fix: e.g. --bind 127.0.0.1:31337")]
-    BadAddress(String),
-    #[error("refusing to listen on {0} without a token: anyone who can reach it could run commands\n  fix: set ISO_API_TOKEN (or [api] token), or bind to 127.0.0.1")]
+    #[error("refusing to listen on {0} without a token: anyone who can reach it could run commands")]
     NeedToken(SocketAddr),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
@@ -72,15 +75,49 @@ impl From<lifecycle::Error> for ServeError {
     }
 }
 
-impl ServeError {
-    pub fn exit_code(&self) -> i32 {
+impl Diagnostic for ServeError {
+    fn kind(&self) -> ErrorKind {
         match self {
-            ServeError::Lifecycle(e) => e.exit_code(),
-            ServeError::BadAddress(_) => 2,
-            ServeError::NeedToken(_) => 78,
-            _ => 1,
+            ServeError::Lifecycle(e) => e.kind(),
+            ServeError::NeedToken(_) => ErrorKind::Config,
+            ServeError::Bind { .. } => ErrorKind::Unavailable,
+            ServeError::Io(_) => ErrorKind::Internal,
         }
     }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            ServeError::Lifecycle(e) => e.hint(),
+            ServeError::NeedToken(_) => Some("set ISO_API_TOKEN (or [api] token), or bind to 127.0.0.1".into()),
+            ServeError::Bind { .. } => Some("pick another address with --bind, or stop what listens there".into()),
+            ServeError::Io(_) => None,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ServeError::Lifecycle(e) => e.code(),
+            ServeError::NeedToken(_) => "need_token",
+            ServeError::Bind { .. } => "bind",
+            ServeError::Io(_) => "internal",
+        }
+    }
+}
+
+/// `GET /api/status`: what a server says about itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub version: String,
+    pub root: std::path::PathBuf,
+    pub registry: std::path::PathBuf,
+    pub threads: usize,
+    #[serde(default)]
+    pub by_status: std::collections::BTreeMap<String, usize>,
+    pub max_threads: u32,
+    pub agents_running: usize,
+    pub agent_configured: bool,
+    pub server_started: chrono::DateTime<chrono::Utc>,
+    pub event_subscribers: usize,
 }
 
 /// What `iso serve` needs.
@@ -89,7 +126,7 @@ pub struct ServeOptions {
     /// Any directory inside the repository.
     pub root: PathBuf,
     /// `--bind`; else `[api] bind`; else [`DEFAULT_BIND`].
-    pub bind: Option<String>,
+    pub bind: Option<SocketAddr>,
     /// `ISO_API_TOKEN`; else `[api] token`.
     pub token: Option<String>,
     /// The iso binary that supervises agent runs.
@@ -98,10 +135,13 @@ pub struct ServeOptions {
 
 pub(crate) struct Inner {
     pub root: PathBuf,
+    /// The repository, opened again when its configuration changed.
+    project: std::sync::RwLock<Arc<Project>>,
     pub token: Option<String>,
     /// New lines of the event log, fed by [`sse::tail`].
     pub events: tokio::sync::broadcast::Sender<ApiEvent>,
-    pub log: EventLog,
+    /// `GET /api/threads` as last sent, for the snapshot it was made from.
+    pub list_cache: std::sync::Mutex<Option<routes::ListCache>>,
     /// Turns true when the server is stopping.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub iso_exe: PathBuf,
@@ -109,6 +149,20 @@ pub(crate) struct Inner {
 }
 
 pub(crate) type State = Arc<Inner>;
+
+impl Inner {
+    /// The repository, with its configuration as the files say now: two
+    /// `stat` calls unless iso.toml or the user config changed.
+    pub fn project(&self) -> Result<Arc<Project>, ApiError> {
+        let current = Arc::clone(&self.project.read().unwrap_or_else(|p| p.into_inner()));
+        if !current.config_changed() {
+            return Ok(current);
+        }
+        let fresh = Arc::new(Project::discover(&self.root).map_err(|e| ApiError::of(&e))?);
+        *self.project.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
+        Ok(fresh)
+    }
+}
 
 /// The token a server checks, and whether it was made up for this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,8 +174,8 @@ pub struct Token {
 /// Resolve the address and token, refusing a non-loopback address without a
 /// configured token; on loopback a missing token is generated.
 pub fn plan(opts: &ServeOptions, project: &Project) -> Result<(SocketAddr, Token), ServeError> {
-    let bind = opts.bind.clone().or_else(|| project.config.api.bind.clone()).unwrap_or_else(|| DEFAULT_BIND.to_string());
-    let addr: SocketAddr = bind.parse().map_err(|_| ServeError::BadAddress(bind.clone()))?;
+    // `[api] bind` was checked when the config was read.
+    let addr: SocketAddr = opts.bind.or_else(|| project.config.api.bind.as_deref().and_then(|b| b.parse().ok())).unwrap_or_else(|| DEFAULT_BIND.parse().expect("a valid address"));
     let token = opts.token.clone().filter(|t| !t.is_empty()).or_else(|| project.config.api.token.clone());
     match token {
         Some(value) => Ok((addr, Token { value, generated: false })),
@@ -140,7 +194,7 @@ fn random_token() -> std::io::Result<String> {
 
 /// Where a generated token is written for local clients to read.
 pub fn token_file(project: &Project) -> PathBuf {
-    project.git.common_dir().join("iso").join("api-token")
+    project.iso_dir().join("api-token")
 }
 
 fn write_token_file(path: &std::path::Path, token: &str) -> std::io::Result<()> {
@@ -188,7 +242,7 @@ fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 /// Run the server until SIGINT or SIGTERM. `on_listen` is called with the
 /// bound address and the token (the CLI prints `listening on http://ADDR`).
 pub fn serve(opts: ServeOptions, on_listen: impl FnOnce(SocketAddr, &Token)) -> Result<(), ServeError> {
-    let project = Project::discover(&opts.root)?;
+    let project = lifecycle::open(&opts.root)?;
     let (addr, token) = plan(&opts, &project)?;
     let _token_file = if token.generated {
         let path = token_file(&project);
@@ -198,11 +252,10 @@ pub fn serve(opts: ServeOptions, on_listen: impl FnOnce(SocketAddr, &Token)) -> 
         None
     };
     let root = project.root().to_path_buf();
-    let log = EventLog::of(&project);
     // From the end of the log as it is now: events before the server started
     // are not news (a client can ask for them with Last-Event-ID).
-    let tail = log.tail();
-    drop(project);
+    let tail = lifecycle::events::follow(&project);
+    let project = Arc::new(project);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
@@ -213,9 +266,10 @@ pub fn serve(opts: ServeOptions, on_listen: impl FnOnce(SocketAddr, &Token)) -> 
         tokio::spawn(sse::tail(tail, events.clone(), stop_rx.clone()));
         let state: State = Arc::new(Inner {
             root,
+            project: std::sync::RwLock::new(project),
             token: Some(token.value.clone()),
             events,
-            log,
+            list_cache: Default::default(),
             shutdown: stop_rx.clone(),
             iso_exe: opts.iso_exe,
             started: chrono::Utc::now(),

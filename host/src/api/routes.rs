@@ -15,16 +15,15 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::{State as AppState, BODY_LIMIT, OPENAPI};
-use crate::agent::{self, StartOptions};
-use crate::eventlog::{NewEvent, CUSTOM};
-use crate::lifecycle::{self, CleanupOptions, InitRequest, Project, StackOptions, Update};
-use crate::progress::Silent;
-use crate::thread::{ThreadRecord, ThreadStatus};
+use crate::lifecycle::{self, agents, CleanupOptions, InitOptions, StartOptions, Update};
+use crate::progress::HookLogsOnly;
+use crate::thread::ThreadStatus;
 
 pub(crate) fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/api/status", get(status))
         .route("/api/threads", get(list).post(create))
+        .route("/api/listing", get(listing))
         .route("/api/threads/{id}", get(show).patch(patch).delete(delete))
         .route("/api/threads/{id}/start", post(start))
         .route("/api/threads/{id}/stop", post(stop))
@@ -44,6 +43,10 @@ pub(crate) fn router(state: AppState) -> Router {
 /// A JSON response.
 pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+    json_bytes(status, Bytes::from(body))
+}
+
+fn json_bytes(status: StatusCode, body: Bytes) -> Response {
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
@@ -71,15 +74,10 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t).map_err(|r| ApiError::bad_request(r.body_text()))
 }
 
-/// Run a blocking library call with the project opened for this request.
-async fn blocking<T: Send + 'static>(state: &AppState, f: impl FnOnce(&Project) -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    let root = state.root.clone();
-    tokio::task::spawn_blocking(move || {
-        let project = Project::discover(&root)?;
-        f(&project)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
+/// Run a blocking library call with the server's project.
+async fn blocking<T: Send + 'static>(state: &AppState, f: impl FnOnce(&std::sync::Arc<crate::project::Project>) -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    let project = state.project()?;
+    tokio::task::spawn_blocking(move || f(&project)).await.map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
 }
 
 async fn health() -> Response {
@@ -93,25 +91,23 @@ async fn openapi() -> Response {
 async fn status(State(state): State<AppState>) -> ApiResult {
     let (started, subscribers) = (state.started, state.events.receiver_count());
     let body = blocking(&state, move |p| {
-        let data = p.load()?;
+        let data = lifecycle::load(p)?;
         let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
-        let mut running = 0;
         for t in &data.threads {
             *by_status.entry(t.status.to_string()).or_default() += 1;
-            running += agent::runs_of(p, t.id).map(|r| r.iter().filter(|r| r.state == agent::RunState::Running).count()).unwrap_or(0);
         }
-        Ok(serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "root": p.root(),
-            "registry": p.registry.path(),
-            "threads": data.threads.len(),
-            "by_status": by_status,
-            "max_threads": p.config.threads.max,
-            "agents_running": running,
-            "agent_configured": !p.config.agent.command.is_empty(),
-            "server_started": started,
-            "event_subscribers": subscribers,
-        }))
+        Ok(super::ServerStatus {
+            version: env!("CARGO_PKG_VERSION").into(),
+            root: p.root().to_path_buf(),
+            registry: p.registry_path(),
+            threads: data.threads.len(),
+            by_status,
+            max_threads: p.config.threads.max,
+            agents_running: agents::running_count(p, &data),
+            agent_configured: !p.config.agent.command.is_empty(),
+            server_started: started,
+            event_subscribers: subscribers,
+        })
     })
     .await?;
     Ok(json(StatusCode::OK, &body))
@@ -124,19 +120,50 @@ struct ListQuery {
     all: bool,
 }
 
+/// `GET /api/threads` as last sent: the body, for the registry snapshot
+/// (and `all`) it was made from.
+pub(crate) struct ListCache {
+    snapshot: std::sync::Arc<lifecycle::RegistryData>,
+    all: bool,
+    body: Bytes,
+}
+
+/// The thread records, as `iso list --json` prints them. The answer for an
+/// unchanged registry is sent again as it was (a `stat` and a copy of the
+/// bytes), so clients may poll it.
 async fn list(State(state): State<AppState>, q: Result<Query<ListQuery>, QueryRejection>) -> ApiResult {
     let q = query(q)?;
-    let threads = blocking(&state, move |p| {
-        let data = p.load()?;
-        let mut threads: Vec<ThreadRecord> = data.threads;
-        threads.sort_by_key(|t| t.id);
-        if q.all {
-            threads.extend(data.removed);
+    let project = state.project()?;
+    // A stat, or a read when the registry changed: quick enough not to
+    // need the blocking pool.
+    let snapshot = lifecycle::load(&project)?;
+    {
+        let cache = state.list_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.as_ref().filter(|c| c.all == q.all && std::sync::Arc::ptr_eq(&c.snapshot, &snapshot)) {
+            return Ok(json_bytes(StatusCode::OK, c.body.clone()));
         }
-        Ok(threads)
-    })
-    .await?;
-    Ok(json(StatusCode::OK, &threads))
+    }
+    let threads = lifecycle::view::threads(&snapshot, q.all);
+    let body = Bytes::from(serde_json::to_vec(&threads).map_err(|e| ApiError::internal(e.to_string()))?);
+    *state.list_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(ListCache { snapshot, all: q.all, body: body.clone() });
+    Ok(json_bytes(StatusCode::OK, body))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListingQuery {
+    #[serde(default)]
+    all: bool,
+    #[serde(default)]
+    services: bool,
+}
+
+/// What `iso ls` shows: the threads, which of them were interrupted, and
+/// (with `services=true`) their containers.
+async fn listing(State(state): State<AppState>, q: Result<Query<ListingQuery>, QueryRejection>) -> ApiResult {
+    let q = query(q)?;
+    let l = blocking(&state, move |p| Ok(lifecycle::view::list(p, q.all, q.services)?)).await?;
+    Ok(json(StatusCode::OK, &l))
 }
 
 /// Most threads one request may create.
@@ -169,34 +196,23 @@ async fn create(State(state): State<AppState>, body: Result<Bytes, BytesRejectio
         (None, Some(_)) => return Err(ApiError::unprocessable(format!("`names` must hold 1 to {MAX_NAMES} names"))),
         _ => return Err(ApiError::unprocessable("give either `name` or `names`")),
     };
-    let (base, task, context, no_services) = (b.base, b.task, b.context, b.no_services);
-    let results = blocking(&state, move |p| {
-        // The events reach subscribers through the event log, as the CLI's do.
-        let hooks = lifecycle::hooks(p).with_log(crate::hooks::stderr_sink());
-        let stack = StackOptions { no_services, ..Default::default() };
-        Ok(names
-            .into_iter()
-            .map(|name| {
-                let req = InitRequest { name: name.clone(), base: base.clone(), task: task.clone() };
-                let r = lifecycle::init_opts(p, &req, &stack, &hooks, &Silent).map_err(ApiError::from);
-                if let (Ok(t), Some(ctx)) = (&r, &context) {
-                    let _ = agent::save_context(p, t.id, ctx);
-                }
-                (name, r)
-            })
-            .collect::<Vec<_>>())
+    let opts = InitOptions { base: b.base, task: b.task, no_services: b.no_services, context: b.context };
+    // The events reach subscribers through the event log, as the CLI's do.
+    let bulk = blocking(&state, move |p| {
+        let bulk = lifecycle::init::init_many(p, &names, &opts, &HookLogsOnly);
+        Ok(bulk.items.into_iter().map(|i| (i.input, i.result.map(|t| lifecycle::view::created(p, t)))).collect::<Vec<_>>())
     })
     .await?;
     if single {
-        let (_, r) = results.into_iter().next().expect("one name");
-        return Ok(json(StatusCode::CREATED, &r?));
+        let (_, result) = bulk.into_iter().next().expect("one name");
+        return Ok(json(StatusCode::CREATED, &result?));
     }
     let mut created = Vec::new();
     let mut failed = Vec::new();
-    for (name, r) in results {
-        match r {
+    for (name, result) in bulk {
+        match result {
             Ok(t) => created.push(t),
-            Err(e) => failed.push(Failure { name, error: e.body()["error"].clone() }),
+            Err(e) => failed.push(Failure { name, error: ApiError::from(e).body()["error"].clone() }),
         }
     }
     // 207 as soon as one failed: each failure carries its own status.
@@ -205,7 +221,7 @@ async fn create(State(state): State<AppState>, body: Result<Bytes, BytesRejectio
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    let t = blocking(&state, move |p| Ok(p.find(&id)?)).await?;
+    let t = blocking(&state, move |p| Ok(lifecycle::view::status(p, &id)?)).await?;
     Ok(json(StatusCode::OK, &t))
 }
 
@@ -221,7 +237,7 @@ struct PatchBody {
 async fn patch(State(state): State<AppState>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let b: PatchBody = parse(body)?;
     let change = Update { task: b.task, pr: b.pr.map(|n| (n != 0).then_some(n)), status: b.status };
-    let t = blocking(&state, move |p| Ok(lifecycle::update(p, &id, &change)?)).await?;
+    let t = blocking(&state, move |p| Ok(lifecycle::update::update(p, &id, &change)?)).await?;
     Ok(json(StatusCode::OK, &t))
 }
 
@@ -240,13 +256,8 @@ struct DeleteQuery {
 
 async fn delete(State(state): State<AppState>, Path(id): Path<String>, q: Result<Query<DeleteQuery>, QueryRejection>) -> ApiResult {
     let q = query(q)?;
-    let t = blocking(&state, move |p| {
-        let opts = CleanupOptions { delete_branch: q.delete_branch, force: q.force };
-        let stack = StackOptions { keep_volumes: q.keep_volumes, kill_ports: q.kill_ports, ..Default::default() };
-        let hooks = lifecycle::hooks(p).with_log(crate::hooks::stderr_sink());
-        Ok(lifecycle::cleanup_opts(p, &id, opts, &stack, &hooks, &Silent)?)
-    })
-    .await?;
+    let opts = CleanupOptions { delete_branch: q.delete_branch, force: q.force, keep_volumes: q.keep_volumes, kill_ports: q.kill_ports };
+    let t = blocking(&state, move |p| Ok(lifecycle::cleanup::cleanup(p, &id, opts, &HookLogsOnly)?)).await?;
     Ok(json(StatusCode::OK, &t))
 }
 
@@ -260,28 +271,19 @@ struct StartBody {
 
 async fn start(State(state): State<AppState>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let b: StartBody = parse(body)?;
-    let exe = state.iso_exe.clone();
+    let opts = StartOptions { template: b.template, context: b.context, iso_exe: state.iso_exe.clone() };
     // agent-started / agent-stopped are logged by the run's supervisor.
-    let run = blocking(&state, move |p| {
-        let t = p.find(&id)?;
-        let context = b.context.or_else(|| agent::load_context(p, t.id));
-        Ok(agent::start(p, &id, &StartOptions { template: b.template, context }, &exe)?)
-    })
-    .await?;
+    let run = blocking(&state, move |p| Ok(agents::start(p, &id, &opts)?)).await?;
     Ok(json(StatusCode::CREATED, &run))
 }
 
 async fn stop(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    let run = blocking(&state, move |p| Ok(agent::stop(p, &id, std::time::Duration::from_secs(5))?)).await?;
+    let run = blocking(&state, move |p| Ok(agents::stop(p, &id)?)).await?;
     Ok(json(StatusCode::OK, &run))
 }
 
 async fn runs(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    let runs = blocking(&state, move |p| {
-        let t = p.find(&id)?;
-        Ok(agent::runs_of(p, t.id)?)
-    })
-    .await?;
+    let runs = blocking(&state, move |p| Ok(agents::runs_of(p, &id)?.1)).await?;
     Ok(json(StatusCode::OK, &runs))
 }
 
@@ -299,14 +301,8 @@ struct LogsQuery {
 async fn logs(State(state): State<AppState>, Path(id): Path<String>, q: Result<Query<LogsQuery>, QueryRejection>) -> ApiResult {
     let q = query(q)?;
     let (run, bytes) = blocking(&state, move |p| {
-        let t = p.find(&id)?;
-        let runs = agent::runs_of(p, t.id)?;
-        let run = match q.run {
-            Some(n) => runs.into_iter().find(|r| r.run == n),
-            None => runs.into_iter().last(),
-        }
-        .ok_or(agent::AgentError::NoRun { id: t.id, running: false })?;
-        let bytes = agent::read_log(&run, q.from)?;
+        let run = agents::run(p, &id, q.run)?;
+        let bytes = agents::read_log(&run, q.from)?;
         Ok((run, bytes))
     })
     .await?;
@@ -343,40 +339,9 @@ struct PublishBody {
 
 async fn publish(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let b: PublishBody = parse(body)?;
-    if !crate::hooks::manifest::valid_custom_event(&b.event) {
-        return Err(ApiError::unprocessable(format!(
-            "`{}` is not a custom event name: use 1-64 of a-z 0-9 . _ -, starting with a letter, and none of iso's own (pre-init, …, agent-*)",
-            b.event
-        )));
-    }
     // Logged like every other event; the log is what subscribers are sent.
-    let log = state.log.clone();
-    let (event, thread, data) = (b.event.clone(), b.thread, b.data.clone());
-    let new = NewEvent { kind: CUSTOM.into(), event: b.event, thread: b.thread, name: None, data: b.data };
-    let e = tokio::task::spawn_blocking(move || log.append(new))
-        .await
-        .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
-        .map_err(|e| ApiError::internal(format!("cannot write the event log: {e}")))?;
-    // Hooks subscribed to this event run for the thread after the answer;
+    // Hooks subscribed to the event run for the thread after the answer;
     // how they did is logged as a `hook` event.
-    if let Some(thread) = thread {
-        let (root, log) = (state.root.clone(), state.log.clone());
-        tokio::task::spawn_blocking(move || run_custom_hooks(&root, &log, thread, &event, data));
-    }
+    let e = blocking(&state, move |p| Ok(lifecycle::hooks::publish(p, &b.event, b.thread, b.data)?)).await?;
     Ok(json(StatusCode::ACCEPTED, &e))
-}
-
-/// Run the hooks of custom `event` for `thread` and log the result.
-fn run_custom_hooks(root: &std::path::Path, log: &crate::eventlog::EventLog, thread: u32, event: &str, data: serde_json::Value) {
-    let Ok(project) = Project::discover(root) else { return };
-    let hooks = lifecycle::hooks(&project).with_log(crate::hooks::stderr_sink());
-    if !hooks.wants(event) {
-        return;
-    }
-    let payload = (!data.is_null()).then(|| data.to_string());
-    let data = match lifecycle::run_hooks(&project, &thread.to_string(), event, payload, &hooks, &Silent) {
-        Ok((_, report)) => serde_json::json!({ "ok": true, "messages": report.messages, "runs": report.runs }),
-        Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
-    };
-    crate::eventlog::append_quietly(log, NewEvent { kind: "hook".into(), event: event.to_string(), thread: Some(thread), name: None, data });
 }

@@ -1,4 +1,4 @@
-//! `GET /api/events`: the repository's event log ([`crate::eventlog`]) as
+//! `GET /api/events`: the repository's event log ([`crate::lifecycle::events`]) as
 //! server-sent events.
 //!
 //! One task tails `events.jsonl` (from its end at server start) and
@@ -15,7 +15,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{broadcast, watch};
 
-use crate::eventlog::{EventRecord, Tail};
+use crate::lifecycle::{self, EventRecord, EventTail as Tail};
 
 /// How often the log is looked at for new lines.
 pub const POLL: Duration = Duration::from_millis(150);
@@ -58,10 +58,10 @@ pub(crate) async fn stream(state: &super::State, last_id: Option<u64>) -> Sse<im
     // arrives on the channel (or both; the seq tells).
     let rx = state.events.subscribe();
     let replay = match last_id {
-        Some(after) => {
-            let log = state.log.clone();
-            tokio::task::spawn_blocking(move || log.read_after(after)).await.ok().and_then(Result::ok).unwrap_or_default()
-        }
+        Some(after) => match state.project() {
+            Ok(project) => tokio::task::spawn_blocking(move || lifecycle::events::read_after(&project, after)).await.ok().and_then(Result::ok).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        },
         None => Vec::new(),
     };
     let mut seen = replay.last().map(|e| e.seq).or(last_id).unwrap_or(0);

@@ -10,7 +10,6 @@
 //! that refuses or fails stops the chain, unless it is `optional` and only
 //! failed.
 
-pub mod manifest;
 pub mod payload;
 pub mod rhai;
 pub mod sandbox;
@@ -22,11 +21,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
-use thiserror::Error;
 
-use crate::events::{Event, EventContext, EventReceiver, GitSummary, HookError, Outcome, ServiceEndpoint};
+pub use crate::events::HookFailure;
+use crate::events::{Event, EventContext, EventReceiver, GitSummary, Outcome, ServiceEndpoint};
 use crate::thread::ThreadRecord;
-use manifest::{HookDefaults, HookSpec, OneOrMany};
+use crate::config::hooks::{HookDefaults, HookSpec, OneOrMany};
 use payload::{CallError, Level, LogLine, LogSink, Payload, ThreadInfo};
 use sandbox::Grants;
 
@@ -50,17 +49,6 @@ pub struct Hook {
     pub discovered: bool,
     #[serde(skip)]
     pub spec: HookSpec,
-}
-
-/// A hook that refused or failed.
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-#[error("hook `{plugin}` {} {event}: {message}", if *.refused { "refused" } else { "failed on" })]
-pub struct HookFailure {
-    pub plugin: String,
-    pub event: String,
-    pub message: String,
-    /// The hook asked to refuse the operation (rather than failing).
-    pub refused: bool,
 }
 
 /// One hook's run, for reports.
@@ -252,7 +240,7 @@ pub fn payload(
 }
 
 impl EventReceiver for Hooks {
-    fn deliver(&self, ctx: &EventContext<'_>) -> Result<Outcome, HookError> {
+    fn deliver(&self, ctx: &EventContext<'_>) -> Result<Outcome, HookFailure> {
         let name = ctx.event.as_str();
         if !self.wants(name) {
             return Ok(Outcome::default());
@@ -260,8 +248,7 @@ impl EventReceiver for Hooks {
         let p = payload(name, ctx.thread, ctx.repo_root, ctx.env, ctx.services, ctx.git, None);
         match self.run(p) {
             Ok(r) => Ok(Outcome { messages: r.messages, env: r.env }),
-            Err(f) if f.refused && ctx.event.can_refuse() => Err(HookError::Refused { plugin: f.plugin, event: ctx.event, message: f.message }),
-            Err(f) => Err(HookError::Failed { plugin: f.plugin, event: ctx.event, message: f.message }),
+            Err(f) => Err(HookFailure { refused: f.refused && ctx.event.can_refuse(), ..f }),
         }
     }
 }

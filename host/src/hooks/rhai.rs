@@ -308,7 +308,7 @@ impl ModuleResolver for Confined {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::manifest::{HookDefaults, HookSpec};
+    use crate::config::hooks::{HookDefaults, HookSpec};
     use crate::hooks::payload::ThreadInfo;
     use std::collections::BTreeMap;
 

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::manifest::{HookDefaults, HookSpec, Mode, DEFAULT_MEMORY, DEFAULT_TIMEOUT};
+use crate::config::hooks::{HookDefaults, HookSpec, Mode, DEFAULT_MEMORY, DEFAULT_TIMEOUT};
 
 /// A directory a hook may open, canonical (symlinks resolved).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,7 +212,7 @@ fn real_path(path: &Path) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::manifest::HookSpec;
+    use crate::config::hooks::HookSpec;
 
     fn spec(src: &str) -> HookSpec {
         toml::from_str(src).unwrap()

@@ -32,6 +32,7 @@ impl SimplePluginCommand for IsoCleanup {
             .rest("threads", SyntaxShape::Any, "Thread ids, names or branches")
             .switch("delete-branch", "Delete the branch too (refused if it has commits on no other branch, unless --force)", None)
             .switch("force", "Throw away uncommitted changes and unmerged commits, override hooks' refusal", Some('f'))
+            .switch("keep-volumes", "Keep the stack's named volumes (its data); containers and network are still removed", None)
             .input_output_types(vec![
                 (Type::Nothing, Type::table()),
                 (Type::table(), Type::table()),
@@ -64,7 +65,7 @@ impl SimplePluginCommand for IsoCleanup {
 
     fn run(&self, _plugin: &IsoPlugin, engine: &EngineInterface, call: &EvaluatedCall, input: &Value) -> Result<Value, LabeledError> {
         let head = call.head;
-        let opts = CleanupOptions { delete_branch: call.has_flag("delete-branch")?, force: call.has_flag("force")? };
+        let opts = CleanupOptions { delete_branch: call.has_flag("delete-branch")?, force: call.has_flag("force")?, keep_volumes: call.has_flag("keep-volumes")?, kill_ports: false };
         let args: Vec<Value> = call.rest(0)?;
         let selectors: Vec<Spanned<String>> = if !args.is_empty() {
             args.iter().map(super::selector).collect::<Result<_, _>>()?
@@ -79,10 +80,12 @@ impl SimplePluginCommand for IsoCleanup {
             }
         };
         let project = super::project(engine, head)?;
+        let inputs: Vec<String> = selectors.iter().map(|s| s.item.clone()).collect();
+        let bulk = lifecycle::cleanup::cleanup_many(&project, &inputs, opts, &Silent);
         let mut removed = Vec::new();
         let mut failed = Vec::new();
-        for sel in &selectors {
-            match lifecycle::cleanup(&project, &sel.item, opts, &lifecycle::hooks(&project), &Silent) {
+        for (item, sel) in bulk.items.into_iter().zip(&selectors) {
+            match item.result {
                 Ok(t) => removed.push(t),
                 Err(e) => failed.push(super::error(&e, head, Spans { subject: Some(sel.span), ..Default::default() })),
             }

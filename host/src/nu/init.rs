@@ -5,7 +5,7 @@ use nu_protocol::{Example, LabeledError, ShellError, Signature, Spanned, SyntaxS
 
 use super::value::{thread_value, Detail, Extras};
 use super::{IsoPlugin, Spans};
-use crate::lifecycle::{self, InitRequest};
+use crate::lifecycle::{self, InitOptions};
 use crate::progress::Silent;
 
 pub struct IsoInit;
@@ -25,6 +25,7 @@ impl SimplePluginCommand for IsoInit {
         "Each name becomes part of a branch name (threads.branch_template, by default thread-{id}-{name}). \
          The base is --base, else threads.base_branch from iso.toml, else the main checkout's current branch. \
          If some names fail, the others are still created and the error lists both. \
+         Each row has a `messages` column: what the hooks said (and other notes, such as a skipped port block). \
          The examples start from a repository with no threads and the default ports."
     }
 
@@ -34,6 +35,7 @@ impl SimplePluginCommand for IsoInit {
             .rest("more", SyntaxShape::String, "More threads to create, with the same options")
             .named("base", SyntaxShape::String, "Branch (or commit) to start from", Some('b'))
             .named("task", SyntaxShape::String, "What the thread is for", Some('t'))
+            .switch("no-services", "Do not start the Docker stack (worktree, ports and env file only; `iso up` starts it later)", None)
             .input_output_type(Type::Nothing, Type::table())
             .category(super::category())
     }
@@ -78,25 +80,39 @@ impl SimplePluginCommand for IsoInit {
         let head = call.head;
         let names: Vec<Spanned<String>> = call.rest(0)?;
         let base: Option<Spanned<String>> = call.get_flag("base")?;
-        let task: Option<String> = call.get_flag("task")?;
+        let opts = InitOptions { base: base.as_ref().map(|b| b.item.clone()), task: call.get_flag("task")?, no_services: call.has_flag("no-services")?, context: None };
         let project = super::project(engine, head)?;
+        let inputs: Vec<String> = names.iter().map(|n| n.item.clone()).collect();
+        let bulk = lifecycle::init::init_many(&project, &inputs, &opts, &Silent);
         let mut created = Vec::new();
         let mut failed = Vec::new();
-        for name in &names {
-            let req = InitRequest { name: name.item.clone(), base: base.as_ref().map(|b| b.item.clone()), task: task.clone() };
-            match lifecycle::init(&project, &req, &lifecycle::hooks(&project), &Silent) {
-                Ok(t) => created.push(t),
+        for (item, name) in bulk.items.into_iter().zip(&names) {
+            match item.result {
+                Ok(t) => created.push((t, item.notes)),
                 Err(e) => failed.push(super::error(&e, head, Spans { subject: Some(name.span), base: base.as_ref().map(|b| b.span) })),
             }
         }
         if failed.is_empty() {
-            let rows = created.iter().map(|t| thread_value(t, Detail::Row, &Extras::default(), head)).collect();
+            let rows = created.iter().map(|(t, notes)| with_messages(thread_value(t, Detail::Row, &Extras::default(), head), notes, head)).collect();
             return Ok(Value::list(rows, head));
         }
         if names.len() == 1 {
             return Err(failed.pop().expect("one failure"));
         }
-        Err(partial("created", &created.iter().map(|t| format!("{} ({})", t.id, t.name)).collect::<Vec<_>>(), names.len(), failed, head))
+        Err(partial("created", &created.iter().map(|(t, _)| format!("{} ({})", t.id, t.name)).collect::<Vec<_>>(), names.len(), failed, head))
+    }
+}
+
+/// A thread row with the notes of its init as `messages` (list<string>).
+fn with_messages(row: Value, notes: &[String], head: nu_protocol::Span) -> Value {
+    let messages = Value::list(notes.iter().map(|n| Value::string(n, head)).collect(), head);
+    match row {
+        Value::Record { val, .. } => {
+            let mut r = val.into_owned();
+            r.push("messages", messages);
+            Value::record(r, head)
+        }
+        other => other,
     }
 }
 

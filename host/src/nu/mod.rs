@@ -24,16 +24,14 @@ mod threads;
 pub mod value;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nu_plugin::{EngineInterface, MsgPackSerializer, Plugin, PluginCommand};
 use nu_protocol::{Category, LabeledError, Span, Spanned, Value};
 
-use crate::config::{Config, REPO_CONFIG_FILE};
-use crate::events::HookError;
-use crate::lifecycle::{Error, Project};
-use crate::names::NameError;
-use crate::worktree::{Git, GitError};
+use crate::error::{Diagnostic, ErrorKind};
+use crate::lifecycle;
+use crate::project::Project;
 
 pub use cleanup::IsoCleanup;
 pub use init::IsoInit;
@@ -76,25 +74,7 @@ pub fn project(engine: &EngineInterface, head: Span) -> Result<Project, LabeledE
         .into_iter()
         .filter_map(|(k, v)| Some((k, v.coerce_into_string().ok()?)))
         .collect();
-    project_in(Path::new(&cwd), &env).map_err(|e| error(&e, head, Spans::default()))
-}
-
-/// Like [`Project::discover`] but with the environment given explicitly (the
-/// engine's `$env`): `ISO_*` overrides, `ISO_USER_CONFIG` and
-/// `XDG_CONFIG_HOME` for the user config file.
-pub fn project_in(cwd: &Path, env: &BTreeMap<String, String>) -> Result<Project, Error> {
-    let git = Git::discover(cwd)?;
-    let user = match env.get("ISO_USER_CONFIG") {
-        Some(p) if p.is_empty() => None,
-        Some(p) => Some(PathBuf::from(p)),
-        None => match env.get("XDG_CONFIG_HOME").filter(|p| !p.is_empty()) {
-            Some(xdg) => Some(PathBuf::from(xdg).join("iso").join("config.toml")),
-            None => dirs::config_dir().map(|d| d.join("iso").join("config.toml")),
-        },
-    };
-    let iso_env: BTreeMap<String, String> = env.iter().filter(|(k, _)| k.starts_with("ISO_")).map(|(k, v)| (k.clone(), v.clone())).collect();
-    let config = Config::load_layers(&git.root().join(REPO_CONFIG_FILE), user.as_deref(), &iso_env)?;
-    Ok(Project::with_config(git, config))
+    lifecycle::open_with_env(Path::new(&cwd), &env).map_err(|e| error(&e, head, Spans::default()))
 }
 
 /// The arguments an error may be about.
@@ -106,73 +86,60 @@ pub struct Spans {
     pub base: Option<Span>,
 }
 
-/// An iso error as a Nushell error: the message, its `fix:` hint as help,
-/// and a label on the argument it is about (else on the command).
-pub fn error(err: &Error, head: Span, spans: Spans) -> LabeledError {
-    let text = nu_words(&err.to_string());
-    let mut msg = Vec::new();
-    let mut help = Vec::new();
-    for line in text.lines() {
-        match line.trim_start().strip_prefix("fix: ") {
-            Some(fix) => help.push(fix.to_string()),
-            None => msg.push(line),
-        }
-    }
-    let (label, span) = label_for(root_cause(err), head, spans);
-    let mut e = LabeledError::new(msg.join("\n")).with_label(label, span).with_code(code(err));
-    if !help.is_empty() {
-        e = e.with_help(help.join("\n"));
+/// An iso error as a Nushell error: its message, its hint as help, the code
+/// `iso::<code>` for scripts (`try { … } catch {|e| $e.code }`), and a label
+/// on the argument it is about (else on the command). The one place iso's
+/// errors become Nushell's.
+pub fn error(err: &lifecycle::Error, head: Span, spans: Spans) -> LabeledError {
+    let code = err.code();
+    let (label, span) = match specific_label(err.root_cause()) {
+        Some(label) => (label, spans.subject.unwrap_or(head)),
+        None => label_for(err.kind(), code, head, spans),
+    };
+    let mut e = LabeledError::new(err.to_string()).with_label(label, span).with_code(format!("iso::{code}"));
+    if let Some(help) = nu_hint(code).map(str::to_string).or_else(|| err.hint()) {
+        e = e.with_help(help);
     }
     e
 }
 
-/// The error an init failure wraps.
-fn root_cause(err: &Error) -> &Error {
-    match err {
-        Error::InitFailed { source, .. } => root_cause(source),
-        e => e,
+/// Hints that name a CLI command where the plugin has its own.
+fn nu_hint(code: &str) -> Option<&'static str> {
+    match code {
+        "not_found" => Some("see `iso threads` for ids and names"),
+        "not_a_repo" => Some("cd into your project, or run `git init` first"),
+        _ => None,
     }
 }
 
-fn label_for(err: &Error, head: Span, spans: Spans) -> (String, Span) {
+/// Labels that say more than the kind, from the error's own data.
+fn specific_label(err: &lifecycle::Error) -> Option<String> {
+    use lifecycle::Error as E;
+    Some(match err {
+        E::NameTaken { id, .. } => format!("already the name of thread {id}"),
+        E::BranchTaken { id, .. } => format!("branch belongs to thread {id}"),
+        E::Busy { pid, .. } => format!("busy: process {pid} is working on it"),
+        E::StatusNotSettable(_) => "cannot be set by hand".into(),
+        _ => return None,
+    })
+}
+
+fn label_for(kind: ErrorKind, code: &str, head: Span, spans: Spans) -> (String, Span) {
     let subject = spans.subject.unwrap_or(head);
-    match err {
-        Error::NotFound { .. } => ("no such thread".into(), subject),
-        Error::Name(NameError::Empty) => ("empty name".into(), subject),
-        Error::Name(_) => ("not a usable thread name".into(), subject),
-        Error::NameTaken { id, .. } => (format!("already the name of thread {id}"), subject),
-        Error::BranchTaken { id, .. } => (format!("branch belongs to thread {id}"), subject),
-        Error::Busy { pid, .. } => (format!("busy: process {pid} is working on it"), subject),
-        Error::WouldLoseWork { .. } => ("has work that would be lost".into(), subject),
-        Error::StatusNotSettable(_) => ("cannot be set by hand".into(), subject),
-        Error::Git(GitError::BaseNotFound { .. }) => ("no such branch or commit".into(), spans.base.unwrap_or(head)),
-        Error::Git(GitError::NotARepo { .. }) => ("$env.PWD is not inside a git repository".into(), head),
-        Error::Hook(HookError::Refused { .. }) => ("refused by a hook".into(), subject),
-        Error::Config(_) => ("the repository's iso configuration is invalid".into(), head),
-        Error::Ports(_) => ("no free port block".into(), head),
-        _ => ("failed".into(), spans.subject.unwrap_or(head)),
+    match (kind, code) {
+        (_, "base_not_found") => ("no such branch or commit".into(), spans.base.unwrap_or(head)),
+        (_, "not_a_repo") => ("$env.PWD is not inside a git repository".into(), head),
+        (_, "invalid_name") => ("not a usable thread name".into(), subject),
+        (_, "no_ports") => ("no free port block".into(), head),
+        (ErrorKind::NotFound, _) => ("no such thread".into(), subject),
+        (ErrorKind::Conflict, _) => ("conflicts with what exists".into(), subject),
+        (ErrorKind::Busy, _) => ("busy: another process is working on it".into(), subject),
+        (ErrorKind::WouldLoseWork, _) => ("has work that would be lost".into(), subject),
+        (ErrorKind::Refused, _) => ("refused by a hook".into(), subject),
+        (ErrorKind::Invalid, _) => ("invalid".into(), subject),
+        (ErrorKind::Config, _) => ("the repository's iso configuration is invalid".into(), head),
+        (ErrorKind::Unavailable | ErrorKind::Internal, _) => ("failed".into(), subject),
     }
-}
-
-/// A stable code for scripts (`try { … } catch {|e| $e.code }`).
-fn code(err: &Error) -> &'static str {
-    match root_cause(err) {
-        Error::NotFound { .. } => "iso::not_found",
-        Error::WouldLoseWork { .. } => "iso::would_lose_work",
-        Error::Busy { .. } => "iso::busy",
-        Error::Hook(HookError::Refused { .. }) => "iso::refused",
-        Error::Config(_) => "iso::config",
-        Error::Name(_) | Error::NameTaken { .. } | Error::BranchTaken { .. } => "iso::name",
-        Error::Git(_) => "iso::git",
-        Error::Ports(_) => "iso::ports",
-        _ => "iso::error",
-    }
-}
-
-/// The library's hints name CLI commands; in Nushell the same things are
-/// plugin commands.
-fn nu_words(text: &str) -> String {
-    text.replace("`iso list`", "`iso threads`").replace("`iso status", "`iso thread").replace(" (or pass -C DIR)", "")
 }
 
 /// A thread selector from an argument that is an id (int) or a name or

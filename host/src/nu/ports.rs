@@ -5,7 +5,6 @@ use nu_protocol::{record, Example, LabeledError, Record, Signature, Type, Value}
 
 use super::value::{port_range_value, ports_value};
 use super::IsoPlugin;
-use crate::thread::ThreadRecord;
 
 pub struct IsoPorts;
 
@@ -55,16 +54,14 @@ impl SimplePluginCommand for IsoPorts {
     fn run(&self, _plugin: &IsoPlugin, engine: &EngineInterface, call: &EvaluatedCall, _input: &Value) -> Result<Value, LabeledError> {
         let head = call.head;
         let project = super::project(engine, head)?;
-        let data = project.load().map_err(|e| super::error(&e, head, Default::default()))?;
-        let mut threads: Vec<&ThreadRecord> = data.threads.iter().collect();
-        threads.sort_by_key(|t| t.id);
-        let rows = threads
+        let rows = crate::lifecycle::view::ports(&project)
+            .map_err(|e| super::error(&e, head, Default::default()))?
             .into_iter()
             .map(|t| {
                 let mut r = Record::new();
-                r.push("thread", Value::int(t.id.into(), head));
+                r.push("thread", Value::int(t.thread.into(), head));
                 r.push("name", Value::string(&t.name, head));
-                r.push("block", port_range_value(t.port_block, head));
+                r.push("block", port_range_value(t.block, head));
                 r.push("ports", ports_value(&t.ports, head));
                 Value::record(r, head)
             })

@@ -71,7 +71,7 @@ impl SimplePluginCommand for IsoThread {
         let arg: Value = call.req(0)?;
         let sel = super::selector(&arg)?;
         let project = super::project(engine, head)?;
-        let t = project.find(&sel.item).map_err(|e| super::error(&e, head, Spans { subject: Some(sel.span), ..Default::default() }))?;
+        let t = crate::lifecycle::find(&project, &sel.item).map_err(|e| super::error(&e, head, Spans { subject: Some(sel.span), ..Default::default() }))?;
         Ok(thread_value(&t, Detail::Full, &Extras::default(), head))
     }
 }

@@ -5,7 +5,7 @@ use nu_protocol::{record, Example, LabeledError, Signature, Type, Value};
 
 use super::value::{thread_value, Detail, Extras};
 use super::IsoPlugin;
-use crate::thread::ThreadRecord;
+use crate::lifecycle;
 
 pub struct IsoThreads;
 
@@ -81,13 +81,8 @@ impl SimplePluginCommand for IsoThreads {
         let head = call.head;
         let all = call.has_flag("all")?;
         let project = super::project(engine, head)?;
-        let data = project.load().map_err(|e| super::error(&e, head, Default::default()))?;
-        let mut threads: Vec<&ThreadRecord> = data.threads.iter().collect();
-        threads.sort_by_key(|t| t.id);
-        if all {
-            threads.extend(data.removed.iter());
-        }
-        let rows = threads.into_iter().map(|t| thread_value(t, Detail::Row, &Extras::default(), head)).collect();
+        let data = lifecycle::load(&project).map_err(|e| super::error(&e, head, Default::default()))?;
+        let rows = lifecycle::view::threads(&data, all).into_iter().map(|t| thread_value(t, Detail::Row, &Extras::default(), head)).collect();
         Ok(Value::list(rows, head))
     }
 }

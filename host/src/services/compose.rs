@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use serde_yaml_ng::Value as Yaml;
 
 use super::plan::{ImageSource, MountSource, Plan};
-use super::spec::{split_words, CommandSpec, ComposeSpec, HealthCheck, HealthSpec, PortSpec, ServiceSpec, Stack};
+use crate::config::services::{split_words, CommandSpec, ComposeSpec, HealthCheck, HealthSpec, PortSpec, ServiceSpec, Stack};
 use super::Error;
 
 /// The file `iso compose` writes into a worktree.
@@ -424,7 +424,7 @@ pub fn export(plan: &Plan, header: &str) -> String {
 mod tests {
     use super::*;
     use crate::services::plan::{plan, ThreadStack};
-    use crate::services::spec::DockerSettings;
+    use crate::config::services::DockerSettings;
 
     const FILE: &str = r#"
 version: "3.8"

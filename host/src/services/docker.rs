@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::health;
 use super::plan::{label_filters, ImageSource, MountSource, Plan, PlannedService, LABEL_SERVICE, LABEL_THREAD};
-use super::spec::HealthCheck;
+use crate::config::services::HealthCheck;
 use super::{Error, Phase, Started};
 
 /// How many log lines a failure shows.
@@ -494,8 +494,7 @@ async fn up(docker: &Docker, plan: &Plan, report: &dyn Fn(&[(String, Phase)])) -
         for s in plan.services.iter().filter(|s| !running(s)) {
             for &(_, port) in &s.ports {
                 if std::net::TcpListener::bind((plan.publish_host.as_str(), port)).is_err() {
-                    let owner = crate::listeners::owner_of(port).map(|o| format!(" by {o}")).unwrap_or_default();
-                    return Err(Error::PortTaken { service: s.name.clone(), port, owner });
+                    return Err(Error::PortTaken { service: s.name.clone(), port, owner: String::new() });
                 }
             }
         }
@@ -700,8 +699,7 @@ async fn start_container(docker: &Docker, s: &PlannedService) -> Result<(), Erro
             let text = e.to_string();
             if text.contains("address already in use") || text.contains("port is already allocated") {
                 let port = s.ports.iter().map(|(_, h)| *h).find(|h| text.contains(&format!(":{h}"))).or(s.ports.first().map(|(_, h)| *h)).unwrap_or(0);
-                let owner = if engine_is_local() { crate::listeners::owner_of(port).map(|o| format!(" by {o}")).unwrap_or_default() } else { String::new() };
-                return Err(Error::PortTaken { service: s.name.clone(), port, owner });
+                return Err(Error::PortTaken { service: s.name.clone(), port, owner: String::new() });
             }
             Err(docker_err(format!("start container {}", s.container))(e))
         }

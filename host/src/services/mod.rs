@@ -16,7 +16,6 @@ pub mod compose;
 mod docker;
 mod health;
 pub mod plan;
-pub mod spec;
 pub mod templates;
 
 use std::path::PathBuf;
@@ -24,44 +23,100 @@ use std::path::PathBuf;
 use serde::Serialize;
 use thiserror::Error;
 
-pub use docker::{engine_address, ContainerInfo, Engine, Removed, Resource, ResourceKind};
+use crate::error::{Diagnostic, ErrorKind};
+
+pub use docker::{engine_address, engine_is_local, ContainerInfo, Engine, Removed, Resource, ResourceKind};
 pub use plan::{label_filters, plan, project_name, Plan, PlannedService, ThreadStack};
-pub use spec::{ComposeSpec, DockerSettings, ServiceSpec, Stack};
+pub use crate::config::services::{ComposeSpec, DockerSettings, ServiceSpec, Stack};
 
 #[derive(Debug, Error)]
 pub enum Error {
-    #[error("cannot reach the Docker engine at {host}: {detail}\n  fix: start Docker (`sudo systemctl start docker`, or `sudo dockerd &`, or open Docker Desktop), or point DOCKER_HOST at a running engine; `iso init --no-services` creates the thread without its stack")]
+    #[error("cannot reach the Docker engine at {host}: {detail}")]
     Unavailable { host: String, detail: String },
-    #[error("image `{image}` for service `{service}` is not on the Docker engine, and iso never pulls images by itself\n  fix: `docker pull {image}` (or build it), then run the command again")]
+    #[error("image `{image}` for service `{service}` is not on the Docker engine, and iso never pulls images by itself")]
     ImageMissing { service: String, image: String },
-    #[error("port {port} for service `{service}` is already in use{owner}\n  fix: stop that program (or run `iso cleanup --kill-ports` on the thread that holds it), then run the command again")]
+    /// `owner` is empty here; the lifecycle names the process (" by pid 12
+    /// (python3)") when the engine is local, as this module knows nothing of
+    /// the host's processes.
+    #[error("port {port} for service `{service}` is already in use{owner}")]
     PortTaken { service: String, port: u16, owner: String },
-    #[error("service `{service}` did not become healthy within {secs} s (last check: {last}){}\n  fix: check its command and healthcheck in iso.toml, or raise [docker] health_timeout if it is only slow", log_tail(.service, .logs))]
+    #[error("service `{service}` did not become healthy within {secs} s (last check: {last}){}", log_tail(.service, .logs))]
     Unhealthy { service: String, secs: u64, last: String, logs: Vec<String> },
-    #[error("service `{service}` stopped (exit code {code}) before it became healthy{}\n  fix: check its image, command and environment in iso.toml", log_tail(.service, .logs))]
+    #[error("service `{service}` stopped (exit code {code}) before it became healthy{}", log_tail(.service, .logs))]
     Exited { service: String, code: i64, logs: Vec<String> },
     #[error("service `{service}` was not started because `{dependency}` failed")]
     DependencyFailed { service: String, dependency: String },
-    #[error("building the image of service `{service}` failed: {message}\n  fix: check the build context and Dockerfile (try `docker build` there)")]
+    #[error("building the image of service `{service}` failed: {message}")]
     Build { service: String, message: String },
-    #[error("service `{service}`: {message}\n  fix: correct [services.{service}] in iso.toml (docs/services.md)")]
+    #[error("service `{service}`: {message}")]
     Spec { service: String, message: String },
-    #[error("template {what}: {message}\n  fix: templates can use thread.*, ports.*, repo.*, host, port and services.<name>.port")]
+    #[error("template {what}: {message}")]
     Template { what: String, message: String },
-    #[error("compose file {}: {message}\n  fix: check the file with `docker-compose -f {} config`, or correct [compose] in iso.toml", path.display(), path.display())]
+    #[error("compose file {}: {message}", path.display())]
     Compose { path: PathBuf, message: String },
     #[error("no service `{name}` in this thread's stack; services: {known}")]
     NoSuchService { name: String, known: String },
-    #[error("{kind} {name} already exists and is not this thread's ({owner})\n  fix: remove it (`docker {kind} rm {name}`) if it is a leftover, or give this repository other resource names with `[docker] name = \"...\"` in iso.toml")]
+    #[error("{kind} {name} already exists and is not this thread's ({owner})")]
     NameConflict { kind: &'static str, name: String, owner: String },
-    #[error("no template `{name}`\n  fix: use one of: {known}")]
+    #[error("no template `{name}`")]
     NoSuchTemplate { name: String, known: String },
-    #[error("container {container} does not exist\n  fix: start the thread's stack with `iso up {thread}`")]
+    #[error("container {container} does not exist")]
     NoContainer { container: String, thread: u32 },
     #[error("docker: {action}: {source}")]
     Docker { action: String, source: bollard::errors::Error },
     #[error("{action}: {source}")]
     Io { action: String, source: std::io::Error },
+}
+
+impl Diagnostic for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Unavailable { .. } | Error::ImageMissing { .. } | Error::Unhealthy { .. } | Error::Exited { .. } | Error::DependencyFailed { .. } | Error::Build { .. } => {
+                ErrorKind::Unavailable
+            }
+            Error::PortTaken { .. } | Error::NameConflict { .. } => ErrorKind::Conflict,
+            Error::Spec { .. } | Error::Template { .. } | Error::Compose { .. } => ErrorKind::Config,
+            Error::NoSuchService { .. } | Error::NoSuchTemplate { .. } | Error::NoContainer { .. } => ErrorKind::NotFound,
+            Error::Docker { .. } | Error::Io { .. } => ErrorKind::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            Error::Unavailable { .. } => "start Docker (`sudo systemctl start docker`, or `sudo dockerd &`, or open Docker Desktop), or point DOCKER_HOST at a running engine; `iso init --no-services` creates the thread without its stack".into(),
+            Error::ImageMissing { image, .. } => format!("`docker pull {image}` (or build it), then run the command again"),
+            Error::PortTaken { .. } => "stop that program (or run `iso cleanup --kill-ports` on the thread that holds it), then run the command again".into(),
+            Error::Unhealthy { .. } => "check its command and healthcheck in iso.toml, or raise [docker] health_timeout if it is only slow".into(),
+            Error::Exited { .. } => "check its image, command and environment in iso.toml".into(),
+            Error::Build { .. } => "check the build context and Dockerfile (try `docker build` there)".into(),
+            Error::Spec { service, .. } => format!("correct [services.{service}] in iso.toml (docs/services.md)"),
+            Error::Template { .. } => "templates can use thread.*, ports.*, repo.*, host, port and services.<name>.port".into(),
+            Error::Compose { path, .. } => format!("check the file with `docker-compose -f {} config`, or correct [compose] in iso.toml", path.display()),
+            Error::NameConflict { kind, name, .. } => {
+                format!("remove it (`docker {kind} rm {name}`) if it is a leftover, or give this repository other resource names with `[docker] name = \"...\"` in iso.toml")
+            }
+            Error::NoSuchTemplate { known, .. } => format!("use one of: {known}"),
+            Error::NoContainer { thread, .. } => format!("start the thread's stack with `iso up {thread}`"),
+            Error::DependencyFailed { .. } | Error::NoSuchService { .. } | Error::Docker { .. } | Error::Io { .. } => return None,
+        })
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Unavailable { .. } => "docker_unavailable",
+            Error::ImageMissing { .. } => "image_missing",
+            Error::PortTaken { .. } => "port_taken",
+            Error::Unhealthy { .. } | Error::Exited { .. } | Error::DependencyFailed { .. } => "unhealthy",
+            Error::Build { .. } => "build_failed",
+            Error::NameConflict { .. } => "conflict",
+            Error::Spec { .. } | Error::Template { .. } | Error::Compose { .. } => "config",
+            Error::NoSuchService { .. } => "no_such_service",
+            Error::NoSuchTemplate { .. } => "no_such_template",
+            Error::NoContainer { .. } => "no_container",
+            Error::Docker { .. } => "docker",
+            Error::Io { .. } => "internal",
+        }
+    }
 }
 
 fn log_tail(service: &str, logs: &[String]) -> String {

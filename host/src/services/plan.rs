@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::spec::{parse_volume, start_order, DockerSettings, HealthCheck, Stack, VolumeSource};
+use crate::config::services::{parse_volume, start_order, DockerSettings, HealthCheck, Stack, VolumeSource};
 use super::Error;
 
 /// Label keys. Every resource iso creates carries `iso.managed`,
@@ -323,7 +323,7 @@ fn resolve(workdir: &Path, p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::spec::{HealthSpec, ServiceSpec};
+    use crate::config::services::{HealthSpec, ServiceSpec};
 
     fn stack() -> Stack {
         let mut s = Stack::new();

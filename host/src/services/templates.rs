@@ -45,6 +45,6 @@ mod tests {
             c.apply_file(Path::new(t.name), t.text).unwrap_or_else(|e| panic!("{}: {e}", t.name));
             assert!(c.has_stack(), "{}", t.name);
         }
-        assert!(find("nope").unwrap_err().to_string().contains("postgres-redis-api"));
+        assert!(crate::error::with_hint(&find("nope").unwrap_err()).contains("postgres-redis-api"));
     }
 }

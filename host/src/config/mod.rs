@@ -15,13 +15,32 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::error::{Diagnostic, ErrorKind};
 use toml::Spanned;
 
-use crate::hooks::manifest::{HookDefaults, HookSpec};
-use crate::services::spec::{check_service, check_stack, ComposeSpec, DockerSettings, ServiceSpec};
+pub mod hooks;
+pub mod services;
+
+use self::hooks::{HookDefaults, HookSpec};
+use self::services::{check_service, check_stack, ComposeSpec, DockerSettings, ServiceSpec};
 
 /// The file name teams check in at the repository root.
 pub const REPO_CONFIG_FILE: &str = "iso.toml";
+
+/// The user config file `env` points at: `ISO_USER_CONFIG` (empty: none),
+/// else `$XDG_CONFIG_HOME/iso/config.toml`, else `$HOME/.config/iso/config.toml`.
+pub fn user_config_path(env: &BTreeMap<String, String>) -> Option<PathBuf> {
+    if let Some(p) = env.get("ISO_USER_CONFIG") {
+        return (!p.is_empty()).then(|| PathBuf::from(p));
+    }
+    let base = match (env.get("XDG_CONFIG_HOME").filter(|p| !p.is_empty()), env.get("HOME").filter(|p| !p.is_empty())) {
+        (Some(xdg), _) => PathBuf::from(xdg),
+        (None, Some(home)) => Path::new(home).join(".config"),
+        (None, None) => dirs::config_dir()?,
+    };
+    Some(base.join("iso").join("config.toml"))
+}
 
 /// Effective configuration after all layers are merged.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -145,7 +164,7 @@ pub enum ConfigError {
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     /// A problem at a known place in a file.
-    #[error("{}:{line}:{column}: {message}\n{snippet}\n  fix: {hint}", path.display())]
+    #[error("{}:{line}:{column}: {message}\n{snippet}", path.display())]
     Invalid {
         path: PathBuf,
         line: usize,
@@ -157,10 +176,23 @@ pub enum ConfigError {
     },
     /// A problem in an `ISO_*` environment variable.
     #[error("environment variable {var}={value:?}: {message}")]
-    Env { var: String, value: String, message: String },
+    Env { var: String, value: String, message: String, hint: String },
     /// A problem with the merged result that no single place explains.
     #[error("configuration: {0}")]
     Merged(String),
+}
+
+impl Diagnostic for ConfigError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Config
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            ConfigError::Invalid { hint, .. } | ConfigError::Env { hint, .. } => Some(hint.clone()),
+            ConfigError::Read { .. } | ConfigError::Merged(_) => None,
+        }
+    }
 }
 
 // ---- the file format -------------------------------------------------------
@@ -239,7 +271,8 @@ impl Origin<'_> {
             Origin::Env { var, value } => ConfigError::Env {
                 var: var.to_string(),
                 value: value.to_string(),
-                message: format!("{message} ({})", hint.into()),
+                message,
+                hint: hint.into(),
             },
         }
     }
@@ -272,13 +305,10 @@ impl Config {
     /// Load the configuration for a repository rooted at `repo_root`, reading
     /// the user config and the process environment.
     pub fn load(repo_root: &Path) -> Result<Config, ConfigError> {
-        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("ISO_")).collect();
-        let user = match env.get("ISO_USER_CONFIG") {
-            Some(p) if p.is_empty() => None,
-            Some(p) => Some(PathBuf::from(p)),
-            None => dirs::config_dir().map(|d| d.join("iso").join("config.toml")),
-        };
-        Self::load_layers(&repo_root.join(REPO_CONFIG_FILE), user.as_deref(), &env)
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let user = user_config_path(&env);
+        let iso_env: BTreeMap<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("ISO_")).collect();
+        Self::load_layers(&repo_root.join(REPO_CONFIG_FILE), user.as_deref(), &iso_env)
     }
 
     /// Load from explicit layers; missing files are skipped.
@@ -728,7 +758,7 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let err = load("[ports]\nbase = 20000\nbsae = 3\n").unwrap_err().to_string();
+        let err = crate::error::with_hint(&load("[ports]\nbase = 20000\nbsae = 3\n").unwrap_err());
         assert!(err.starts_with("iso.toml:3:1:"), "{err}");
         assert!(err.contains("bsae"), "{err}");
         assert!(err.contains("fix:"), "{err}");
@@ -794,7 +824,7 @@ mod tests {
     #[test]
     fn service_errors_name_file_line_and_key() {
         // A structural problem points at the key's own line.
-        let err = load("[services.api]\nimage = \"x\"\nport = 80\nhealthcheck = { tcp = true, http = \"/\" }\n").unwrap_err().to_string();
+        let err = crate::error::with_hint(&load("[services.api]\nimage = \"x\"\nport = 80\nhealthcheck = { tcp = true, http = \"/\" }\n").unwrap_err());
         assert!(err.starts_with("iso.toml:4:1:") && err.contains("services.api.healthcheck") && err.contains("fix:"), "{err}");
         let err = load("[services.api]\nport = 80\n").unwrap_err().to_string();
         assert!(err.contains("services.api.image") && err.contains("needs `image` or `build`"), "{err}");

@@ -1,0 +1,362 @@
+//! The command line, as clap parses it: every command, flag and argument.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "iso",
+    version,
+    about = "Isolated threads of work for parallel coding agents",
+    long_about = "Isolated threads of work for parallel coding agents.\n\n\
+        Each thread gets its own git worktree and branch, its own block of ports and a .env.thread \
+        file, recorded in a crash-safe registry shared by every worktree of the repository.",
+    after_help = "Threads are named by id, name or branch. Run `iso <command> --help` for details."
+)]
+pub struct Cli {
+    /// Run as if iso was started in DIR (like `git -C`)
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// When to use colour: auto (terminal and no NO_COLOR), always, never
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorWhen,
+    /// No progress output
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Work on this repository even while connected to a server (`iso remote`)
+    #[arg(long, global = true)]
+    pub local: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create threads: a worktree, a branch and a port block each
+    #[command(after_help = "Examples:\n  iso init add-auth\n  iso init add-auth --base dev\n  iso init fix-a fix-b fix-c")]
+    Init(InitArgs),
+    /// List threads
+    #[command(visible_alias = "ls")]
+    List {
+        /// Also show removed threads
+        #[arg(short, long)]
+        all: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Everything about one thread
+    Status {
+        /// Thread id, name or branch
+        thread: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Change a thread's task, PR or status
+    Update(UpdateArgs),
+    /// Print a thread's worktree path: cd $(iso path 1)
+    Path {
+        /// Thread id, name or branch
+        thread: String,
+    },
+    /// The port allocation table
+    Ports {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Remove threads' worktrees and free their ports (branches are kept)
+    #[command(visible_aliases = ["clean", "rm"])]
+    Cleanup(CleanupArgs),
+    /// Compare the registry with git and the filesystem, and repair it
+    Doctor {
+        /// Repair what can be repaired without losing work
+        #[arg(long)]
+        fix: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Print the effective configuration and where it came from
+    Config {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Start a thread's Docker stack (creating what is missing) and wait until it is healthy
+    Up {
+        /// Thread id, name or branch
+        thread: String,
+    },
+    /// Stop a thread's containers without removing them (`iso up` starts them again)
+    Down {
+        /// Thread id, name or branch
+        thread: String,
+    },
+    /// Show the logs of a thread's services
+    #[command(after_help = "Examples:\n  iso logs 1\n  iso logs 1 postgres -f\n  iso logs add-auth api --tail 50")]
+    Logs {
+        /// Thread id, name or branch
+        thread: String,
+        /// Only this service
+        service: Option<String>,
+        /// Keep printing new lines
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines of each service
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+    },
+    /// Run a command in one of a thread's service containers
+    #[command(after_help = "Examples:\n  iso exec 1 postgres -- psql -U postgres\n  iso exec 1 redis -- redis-cli ping")]
+    Exec {
+        /// Thread id, name or branch
+        thread: String,
+        /// Service name
+        service: String,
+        /// The command and its arguments (after --)
+        #[arg(required = true, last = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Write docker-compose.thread.yml into a thread's worktree, describing what iso started
+    Compose {
+        /// Thread id, name or branch
+        thread: String,
+    },
+    /// Write a new iso.toml from a ready stack template (`iso setup` lists them)
+    Setup {
+        /// Template name
+        #[arg(short, long, value_name = "NAME")]
+        template: Option<String>,
+        /// Replace an existing iso.toml
+        #[arg(long)]
+        force: bool,
+    },
+    /// Serve the HTTP API (docs/api.md): iso serve --bind 127.0.0.1:31337
+    Serve {
+        /// Address and port [default: [api] bind, else 127.0.0.1:31337]; a non-loopback address needs a token
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<std::net::SocketAddr>,
+    },
+    /// Use an `iso serve` for init, list, status, update, cleanup and spawn
+    #[command(subcommand)]
+    Remote(RemoteCommand),
+    /// Create a thread and start the configured agent ([agent] command) in it
+    #[command(after_help = "Examples:\n  iso spawn fix-login --context '{\"ticket\": \"ISO-7\"}'\n  iso spawn docs --template prompts/docs.md --wait")]
+    Spawn(SpawnArgs),
+    /// Print the output of a thread's agent run (the latest unless --run)
+    RunLogs {
+        /// Thread id, name or branch
+        thread: String,
+        /// Keep printing until the run ends
+        #[arg(short, long)]
+        follow: bool,
+        /// Run number
+        #[arg(long, value_name = "N")]
+        run: Option<u32>,
+    },
+    /// Stop a thread's running agent (SIGTERM to its process group, SIGKILL after 5 s)
+    Stop {
+        /// Thread id, name or branch
+        thread: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the event log: lifecycle, agent and custom events (-f follows it)
+    #[command(after_help = "Examples:\n  iso events\n  iso events -f --thread 2\n  iso events --json --since 120")]
+    Events(EventsArgs),
+    /// List hooks, or run one event's hooks against a live thread now
+    #[command(subcommand)]
+    Hooks(HooksCommand),
+    /// Inspect WASM hook plugins
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// (internal) supervise one agent run
+    #[command(hide = true)]
+    AgentSupervise { run_file: PathBuf },
+    /// Print shell completions: iso completions bash > ~/.local/share/bash-completion/completions/iso
+    Completions {
+        shell: CompletionShell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table (schema in README, "JSON output")
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Thread names; each becomes part of a branch name (thread-{id}-{name})
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Branch (or commit) to start from [default: threads.base_branch, else the current branch]
+    #[arg(short, long, value_name = "BRANCH")]
+    pub base: Option<String>,
+    /// What the thread is for
+    #[arg(short, long)]
+    pub task: Option<String>,
+    /// Do not start the Docker stack (worktree, ports and env file only; `iso up` starts it later)
+    #[arg(long)]
+    pub no_services: bool,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Thread id, name or branch
+    pub thread: String,
+    /// What the thread is for ("" clears it)
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Pull request number (0 clears it)
+    #[arg(long)]
+    pub pr: Option<u64>,
+    #[arg(long)]
+    pub status: Option<SettableStatus>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SettableStatus {
+    Active,
+    Merged,
+    Abandoned,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Thread ids, names or branches
+    #[arg(required = true, value_name = "THREAD")]
+    pub threads: Vec<String>,
+    /// Delete the branch too (refused if it has commits on no other branch, unless --force)
+    #[arg(long)]
+    pub delete_branch: bool,
+    /// Keep the stack's named volumes (its data); containers and network are still removed
+    #[arg(long)]
+    pub keep_volumes: bool,
+    /// Also end this user's processes still listening on the thread's ports (each is named first)
+    #[arg(long)]
+    pub kill_ports: bool,
+    /// Throw away uncommitted changes and unmerged commits, override hooks' refusal
+    #[arg(short, long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    Nushell,
+    Powershell,
+    Elvish,
+}
+
+
+#[derive(Debug, Subcommand)]
+pub enum RemoteCommand {
+    /// Send init, list, status, update, cleanup and spawn to an `iso serve` (stored with mode 0600)
+    Connect {
+        /// The server, e.g. http://127.0.0.1:31337
+        url: String,
+        /// Its token (else ISO_API_TOKEN at use time)
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Show the connection and check the server answers
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the connection: commands work locally again
+    Disconnect,
+}
+
+#[derive(Debug, Args)]
+pub struct SpawnArgs {
+    /// Thread name
+    pub name: String,
+    /// A minijinja prompt template file ({{ thread.* }}, {{ context.* }}) [default: [agent] template]
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// JSON handed to the template as `context`
+    #[arg(long, value_name = "JSON")]
+    pub context: Option<String>,
+    /// Branch (or commit) to start from
+    #[arg(short, long, value_name = "BRANCH")]
+    pub base: Option<String>,
+    /// What the thread is for
+    #[arg(short, long)]
+    pub task: Option<String>,
+    /// Wait for the agent to end; exit with its exit code
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the run as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep printing events as they are logged (until interrupted)
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Print each event as one line of JSON (the `GET /api/events` data)
+    #[arg(long)]
+    pub json: bool,
+    /// Only events after this sequence number
+    #[arg(long, value_name = "SEQ")]
+    pub since: Option<u64>,
+    /// Only events of this thread: an id (every thread that had it), or a name
+    #[arg(long, value_name = "THREAD")]
+    pub thread: Option<String>,
+}
+
+
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// The hooks of this repository: declared in iso.toml and discovered scripts, in the order they run
+    #[command(visible_alias = "ls")]
+    List {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Run the hooks of one event against a live thread now
+    #[command(after_help = "Examples:\n  iso hooks run post-up 1\n  iso hooks run pre-cleanup add-auth\n  iso hooks run deploy 2 --payload '{\"env\": \"staging\"}'")]
+    Run {
+        /// pre-init, post-init, post-up, pre-cleanup, post-cleanup, or a custom event
+        event: String,
+        /// Thread id, name or branch
+        thread: String,
+        /// JSON data handed to hooks of a custom event
+        #[arg(long, value_name = "JSON")]
+        payload: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Does a .wasm file implement the iso:hooks world, which version, what would it import
+    #[command(after_help = "Example:\n  iso plugin check plugins/target/wasm32-wasip2/release/iso_frontend_env.wasm")]
+    Check {
+        /// The component
+        file: PathBuf,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+

@@ -1,0 +1,183 @@
+//! `iso cleanup`: remove threads' worktrees and stacks, keep their branches.
+
+use std::time::Duration;
+
+use super::env::{emit, git_summary, repo_hooks, thread_env, thread_services, EventData};
+use super::init::rollback;
+use super::stack::{had_services, stop_timeout};
+use super::{bulk, find, Bulk, Error};
+use crate::agent::{AgentError, Runs};
+use crate::events::Event;
+use crate::listeners;
+use crate::progress::Progress;
+use crate::project::Project;
+use crate::services::Engine;
+use crate::thread::{Owner, ThreadRecord, ThreadStatus};
+use crate::worktree::{self, Git};
+
+/// How long a running agent gets to end on SIGTERM before SIGKILL.
+const AGENT_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CleanupOptions {
+    /// Delete the branch too (refused when that loses commits, unless `force`).
+    pub delete_branch: bool,
+    /// Throw away uncommitted changes and unmerged commits; go on when a
+    /// pre-cleanup hook refuses.
+    pub force: bool,
+    /// Keep the stack's named volumes (containers are still removed).
+    pub keep_volumes: bool,
+    /// End this user's processes still listening on the thread's ports.
+    pub kill_ports: bool,
+}
+
+/// Clean up each thread named, each on its own.
+pub fn cleanup_many(project: &Project, selectors: &[String], opts: CleanupOptions, progress: &dyn Progress) -> Bulk<ThreadRecord> {
+    bulk(selectors, progress, |sel, progress| cleanup(project, sel, opts, progress))
+}
+
+/// Remove a thread's services (containers, volumes unless `keep_volumes`,
+/// network) and worktree, keep its branch unless asked, free its ports, and
+/// keep its record among removed threads.
+pub fn cleanup(project: &Project, selector: &str, opts: CleanupOptions, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
+    let hooks = repo_hooks(project, progress);
+    let record = find(project, selector)?;
+    if let Some(owner) = record.owner.as_ref().filter(|o| o.is_alive() && o.pid != std::process::id()) {
+        let doing = if record.status == ThreadStatus::Creating { "created" } else { "cleaned up" };
+        return Err(Error::Busy { id: record.id, doing, pid: owner.pid });
+    }
+    // An init that died half-way: undo its journal.
+    if record.status == ThreadStatus::Creating {
+        progress.step(&format!("{}: rolling back interrupted init", record.name));
+        rollback(project, record.id)?;
+        let mut r = record;
+        r.status = ThreadStatus::Removed;
+        return Ok(r);
+    }
+    let git = project.git()?;
+    if !opts.force {
+        let uncommitted = if record.worktree.exists() { worktree::uncommitted_files(&record.worktree)? } else { Vec::new() };
+        let unmerged = if opts.delete_branch { git.unmerged_commits(&record.branch, &record.base)? } else { Vec::new() };
+        if !uncommitted.is_empty() || !unmerged.is_empty() {
+            return Err(Error::WouldLoseWork { id: record.id, uncommitted, unmerged });
+        }
+    }
+    let env = thread_env(project, &record).unwrap_or_default();
+    let data = EventData { env: Some(&env), services: thread_services(project, &record), git: Some(git_summary(&git, &record)) };
+    match emit(project, &record, Event::PreCleanup, &hooks, &data) {
+        Err(e) if !opts.force => return Err(e),
+        Err(e) => progress.note(&format!("ignoring because of --force: {e}")),
+        Ok(_) => {}
+    }
+
+    // Docker first (before anything is changed), so a stopped engine
+    // leaves the thread as it was.
+    let engine = if project.config.has_stack() {
+        progress.step(&format!("{}: connecting to Docker", record.name));
+        match Engine::connect() {
+            Ok(e) => Some(e),
+            Err(e) if opts.force || !had_services(&record) => {
+                progress.note(&format!("not removing services of thread {}: {e}", record.id));
+                None
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
+
+    let id = record.id;
+    let record = set_status(project, id, ThreadStatus::Cleaning, Some(Owner::current()), "cleanup started")?;
+    // An agent still running in the worktree would go on writing into a
+    // directory that is about to disappear.
+    let runs = Runs::new(&project.iso_dir());
+    match runs.stop(id, AGENT_GRACE) {
+        Ok(run) => progress.note(&format!("stopped agent run {} of thread {id} ({})", run.run, record.name)),
+        Err(AgentError::NoRun { .. }) => {}
+        Err(e) => progress.note(&format!("could not stop the agent of thread {id}: {e}")),
+    }
+    if let Some(engine) = &engine {
+        progress.step(&format!("{}: removing services", record.name));
+        let removed = engine.teardown(project.root(), Some(id), opts.keep_volumes, stop_timeout(project))?;
+        if !removed.is_empty() {
+            let _ = project.registry().update(|d| {
+                if let Some(t) = d.thread_mut(id) {
+                    t.record("services removed", removed.describe());
+                }
+                Ok::<_, Error>(())
+            });
+        }
+    }
+    if opts.kill_ports {
+        kill_listeners(&record, progress);
+    }
+    progress.step(&format!("{}: removing worktree", record.name));
+    remove_worktree_of(&git, &record)?;
+    if opts.delete_branch {
+        progress.step(&format!("{}: deleting branch {}", record.name, record.branch));
+        git.delete_branch(&record.branch)?;
+    }
+    let detail = if opts.delete_branch { "worktree and branch removed" } else { "worktree removed, branch kept" };
+    let removed = archive(project, &record, detail)?;
+    let data = EventData { env: Some(&env), services: data.services, git: None };
+    if let Err(e) = emit(project, &removed, Event::PostCleanup, &hooks, &data) {
+        progress.note(&e.to_string());
+    }
+    // Best effort: leftover run files only take disk space.
+    let _ = runs.retire(&removed);
+    Ok(removed)
+}
+
+/// Take the thread out of the live list and keep it among removed ones.
+fn archive(project: &Project, record: &ThreadRecord, detail: &str) -> Result<ThreadRecord, Error> {
+    project.registry().update(|d| {
+        let mut t = d.take(record.id).unwrap_or_else(|| record.clone());
+        t.status = ThreadStatus::Removed;
+        t.owner = None;
+        t.record("removed", detail);
+        d.archive(t.clone());
+        Ok::<_, Error>(t)
+    })
+}
+
+/// Remove what is left of a thread and archive it as removed (`iso doctor
+/// --fix` on a thread whose cleanup was interrupted or whose worktree is gone).
+pub(crate) fn finish_cleanup(project: &Project, t: &ThreadRecord) -> Result<(), Error> {
+    if project.config.has_stack() {
+        Engine::connect()?.teardown(project.root(), Some(t.id), false, stop_timeout(project))?;
+    }
+    remove_worktree_of(&*project.git()?, t)?;
+    archive(project, t, "by iso doctor --fix")?;
+    Ok(())
+}
+
+pub(crate) fn remove_worktree_of(git: &Git, record: &ThreadRecord) -> Result<(), Error> {
+    // The worktree may have been reused under another metadata name.
+    let name = git.worktrees()?.into_iter().find(|w| w.path == record.worktree).map(|w| w.name).unwrap_or_else(|| format!("thread-{}", record.id));
+    git.remove_worktree(&name, &record.worktree)?;
+    Ok(())
+}
+
+fn set_status(project: &Project, id: u32, status: ThreadStatus, owner: Option<Owner>, event: &str) -> Result<ThreadRecord, Error> {
+    project.registry().update(|d| {
+        let t = d.thread_mut(id).ok_or_else(|| Error::NotFound { selector: id.to_string(), known: String::new() })?;
+        t.status = status;
+        t.owner = owner;
+        t.record(event, "");
+        Ok(t.clone())
+    })
+}
+
+/// End this user's processes still listening on the thread's port block,
+/// naming each first.
+fn kill_listeners(record: &ThreadRecord, progress: &dyn Progress) {
+    let uid = listeners::current_uid();
+    let me = std::process::id();
+    let found = listeners::listening(record.port_block.start..=record.port_block.end);
+    for l in found.into_iter().filter(|l| l.uid == uid && l.pid != me && !l.command.contains("docker-proxy")) {
+        progress.note(&format!("ending {l}"));
+        if !listeners::terminate(&l, Duration::from_secs(3)) {
+            progress.note(&format!("pid {} is still running", l.pid));
+        }
+    }
+}

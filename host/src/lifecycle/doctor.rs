@@ -1,0 +1,188 @@
+//! `iso doctor`: compare the registry with git, the filesystem and Docker,
+//! and with `--fix` repair what can be repaired without losing work.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::cleanup::finish_cleanup;
+use super::init::rollback;
+use super::stack::stop_timeout;
+use super::Error;
+use crate::project::Project;
+use crate::services::{self, Engine};
+use crate::thread::{Owner, ThreadStatus};
+use crate::worktree;
+
+/// One problem `iso doctor` found, and what it did about it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Finding {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread: Option<u32>,
+    pub problem: String,
+    /// What `--fix` does (or did) about it.
+    pub fix: String,
+    pub fixed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Compare the registry with git and the filesystem; with `fix`, repair
+/// what can be repaired without losing work.
+pub fn doctor(project: &Project, fix: bool) -> Result<Vec<Finding>, Error> {
+    let mut findings = Vec::new();
+    let data = project.registry().load()?;
+    let attempt = |findings: &mut Vec<Finding>, thread: Option<u32>, problem: String, fix_text: &str, action: &dyn Fn() -> Result<(), Error>| {
+        let mut f = Finding { thread, problem, fix: fix_text.to_string(), fixed: false, error: None };
+        if fix {
+            match action() {
+                Ok(()) => f.fixed = true,
+                Err(e) => f.error = Some(crate::error::with_hint(&e)),
+            }
+        }
+        findings.push(f);
+    };
+
+    for t in &data.threads {
+        let owner_alive = t.owner.as_ref().is_some_and(Owner::is_alive);
+        match t.status {
+            ThreadStatus::Creating if !owner_alive => attempt(
+                &mut findings,
+                Some(t.id),
+                format!("thread {} ({}) was interrupted while being created", t.id, t.name),
+                "roll back what it created (worktree, new branch, registry entry)",
+                &|| rollback(project, t.id).map(|_| ()),
+            ),
+            ThreadStatus::Cleaning if !owner_alive => attempt(
+                &mut findings,
+                Some(t.id),
+                format!("thread {} ({}) was interrupted while being cleaned up", t.id, t.name),
+                "finish the cleanup (remove the worktree, keep the branch)",
+                &|| finish_cleanup(project, t),
+            ),
+            ThreadStatus::Creating | ThreadStatus::Cleaning => {}
+            _ if !t.worktree.exists() => attempt(
+                &mut findings,
+                Some(t.id),
+                format!("thread {} ({}): worktree {} is missing", t.id, t.name, t.worktree.display()),
+                "mark the thread removed and free its ports (the branch is kept)",
+                &|| finish_cleanup(project, t),
+            ),
+            _ => {
+                let head = worktree::head_branch(&t.worktree);
+                if head.as_deref() != Some(t.branch.as_str()) {
+                    findings.push(Finding {
+                        thread: Some(t.id),
+                        problem: format!(
+                            "thread {} ({}): worktree is on {} instead of branch {}",
+                            t.id,
+                            t.name,
+                            head.as_deref().unwrap_or("a detached HEAD"),
+                            t.branch
+                        ),
+                        fix: format!("none automatic: `git -C {} switch {}`", t.worktree.display(), t.branch),
+                        fixed: false,
+                        error: None,
+                    });
+                }
+            }
+        }
+    }
+
+    // Worktrees in iso's directory that no thread owns.
+    let wt_dir = project.root().join(&project.config.threads.worktree_dir);
+    let owned: BTreeSet<&Path> = data.threads.iter().map(|t| t.worktree.as_path()).collect();
+    for wt in project.git()?.worktrees()? {
+        if !wt.path.starts_with(&wt_dir) || owned.contains(wt.path.as_path()) {
+            continue;
+        }
+        if wt.valid {
+            attempt(
+                &mut findings,
+                None,
+                format!("worktree {} is not in the registry", wt.path.display()),
+                "remove it if it has no uncommitted changes (branch kept)",
+                &|| {
+                    let dirty = worktree::uncommitted_files(&wt.path)?;
+                    if !dirty.is_empty() {
+                        return Err(Error::WouldLoseWork { id: 0, uncommitted: dirty, unmerged: Vec::new() });
+                    }
+                    Ok(project.git()?.remove_worktree(&wt.name, &wt.path)?)
+                },
+            );
+        } else {
+            attempt(
+                &mut findings,
+                None,
+                format!("git still lists worktree {} whose directory is gone", wt.path.display()),
+                "prune git's metadata for it",
+                &|| Ok(project.git()?.remove_worktree(&wt.name, &wt.path)?),
+            );
+        }
+    }
+
+    // Containers, volumes and networks whose thread is gone (found by
+    // label, so this works even when the registry was lost).
+    if project.config.has_stack() {
+        doctor_services(project, fix, &mut findings)?;
+    }
+
+    // Two live threads must never share ports.
+    for (i, a) in data.threads.iter().enumerate() {
+        for b in &data.threads[i + 1..] {
+            if a.port_block.start <= b.port_block.end && b.port_block.start <= a.port_block.end {
+                findings.push(Finding {
+                    thread: Some(b.id),
+                    problem: format!("threads {} and {} overlap in ports ({} and {})", a.id, b.id, a.port_block, b.port_block),
+                    fix: format!("none automatic: clean up one of them (`iso cleanup {}`)", b.id),
+                    fixed: false,
+                    error: None,
+                });
+            }
+        }
+    }
+    Ok(findings)
+}
+
+fn doctor_services(project: &Project, fix: bool, findings: &mut Vec<Finding>) -> Result<(), Error> {
+    let engine = match Engine::connect() {
+        Ok(e) => e,
+        Err(e) => {
+            findings.push(Finding {
+                thread: None,
+                problem: format!("Docker is not reachable, so leftover containers were not looked for ({})", e.to_string().lines().next().unwrap_or("")),
+                fix: "none automatic: start Docker and run `iso doctor` again".into(),
+                fixed: false,
+                error: None,
+            });
+            return Ok(());
+        }
+    };
+    // Reload: fixes above may have rolled threads back.
+    let live: BTreeSet<u32> = project.registry().load()?.threads.iter().map(|t| t.id).collect();
+    let mut orphans: BTreeMap<u32, Vec<services::Resource>> = BTreeMap::new();
+    for r in engine.resources(project.root())? {
+        if let Some(t) = r.thread.filter(|t| !live.contains(t)) {
+            orphans.entry(t).or_default().push(r);
+        }
+    }
+    for (thread, res) in orphans {
+        let list: Vec<String> = res.iter().map(|r| format!("{} {}", r.kind, r.name)).collect();
+        let mut f = Finding {
+            thread: Some(thread),
+            problem: format!("thread {thread} no longer exists but Docker still has {}", list.join(", ")),
+            fix: "remove them".into(),
+            fixed: false,
+            error: None,
+        };
+        if fix {
+            match engine.teardown(project.root(), Some(thread), false, stop_timeout(project)) {
+                Ok(_) => f.fixed = true,
+                Err(e) => f.error = Some(crate::error::with_hint(&e)),
+            }
+        }
+        findings.push(f);
+    }
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! The error every lifecycle operation returns: a concern's error, or one of
+//! the lifecycle's own, each with its kind and hint ([`Diagnostic`]).
+
+use thiserror::Error;
+
+use crate::agent::AgentError;
+use crate::config::ConfigError;
+use crate::copyfiles::CopyError;
+use crate::envfile::EnvFileError;
+use crate::error::{Diagnostic, ErrorKind};
+use crate::events::HookFailure;
+use crate::names::NameError;
+use crate::ports::PortsError;
+use crate::project::OpenError;
+use crate::registry::RegistryError;
+use crate::services;
+use crate::thread::ThreadStatus;
+use crate::worktree::GitError;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Ports(#[from] PortsError),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Env(#[from] EnvFileError),
+    #[error(transparent)]
+    Copy(#[from] CopyError),
+    #[error(transparent)]
+    Hook(#[from] HookFailure),
+    #[error(transparent)]
+    Services(services::Error),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error("thread {id} is already named `{name}`")]
+    NameTaken { name: String, id: u32 },
+    #[error("branch `{branch}` already belongs to thread {id}")]
+    BranchTaken { branch: String, id: u32 },
+    #[error("no thread `{selector}`{known}")]
+    NotFound { selector: String, known: String },
+    #[error("thread {id} is being {doing} by process {pid}")]
+    Busy { id: u32, doing: &'static str, pid: u32 },
+    #[error("cleanup of thread {id} would lose work:{}", lost_list(.uncommitted, .unmerged))]
+    WouldLoseWork { id: u32, uncommitted: Vec<String>, unmerged: Vec<String> },
+    #[error("init of `{name}` failed at step `{step}`: {source}{}", rolled_back_list(.rolled_back))]
+    InitFailed { name: String, step: &'static str, source: Box<Error>, rolled_back: Vec<String> },
+    #[error("status `{0}` cannot be set by hand")]
+    StatusNotSettable(ThreadStatus),
+    #[error("this repository defines no Docker stack")]
+    NoStack,
+    #[error("thread {id} has no worktree (status {status}); {what} needs a live thread")]
+    NotLive { id: u32, status: ThreadStatus, what: &'static str },
+    #[error("`{0}` is not an event: iso's are pre-init, post-init, post-up, pre-cleanup, post-cleanup; a custom one is 1-64 of a-z 0-9 . _ -, starting with a letter, and not agent-*")]
+    BadEvent(String),
+    #[error("{} already exists", path.display())]
+    Exists { path: std::path::PathBuf, hint: &'static str },
+    #[error("{action}: {source}")]
+    Io { action: String, source: std::io::Error },
+}
+
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Error {
+        match e {
+            OpenError::Git(e) => Error::Git(e),
+            OpenError::Config(e) => Error::Config(e),
+        }
+    }
+}
+
+impl From<services::Error> for Error {
+    /// A port that is taken is named with the process holding it, when the
+    /// engine runs here (the services module does not look at processes).
+    fn from(e: services::Error) -> Error {
+        match e {
+            services::Error::PortTaken { service, port, owner } if owner.is_empty() && services::engine_is_local() => {
+                let owner = crate::listeners::owner_of(port).map(|o| format!(" by {o}")).unwrap_or_default();
+                Error::Services(services::Error::PortTaken { service, port, owner })
+            }
+            e => Error::Services(e),
+        }
+    }
+}
+
+impl Error {
+    /// The error an init failure wraps, or this one.
+    pub fn root_cause(&self) -> &Error {
+        match self {
+            Error::InitFailed { source, .. } => source.root_cause(),
+            e => e,
+        }
+    }
+
+    /// The concern's error behind this one, as a [`Diagnostic`].
+    fn inner(&self) -> Option<&dyn Diagnostic> {
+        Some(match self {
+            Error::Config(e) => e,
+            Error::Git(e) => e,
+            Error::Registry(e) => e,
+            Error::Ports(e) => e,
+            Error::Name(e) => e,
+            Error::Env(e) => e,
+            Error::Copy(e) => e,
+            Error::Hook(e) => e,
+            Error::Services(e) => e,
+            Error::Agent(e) => e,
+            Error::InitFailed { source, .. } => source.as_ref(),
+            _ => return None,
+        })
+    }
+}
+
+impl Diagnostic for Error {
+    fn kind(&self) -> ErrorKind {
+        if let Some(e) = self.inner() {
+            return e.kind();
+        }
+        match self {
+            Error::NameTaken { .. } | Error::BranchTaken { .. } => ErrorKind::Conflict,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Busy { .. } => ErrorKind::Busy,
+            Error::WouldLoseWork { .. } => ErrorKind::WouldLoseWork,
+            Error::StatusNotSettable(_) | Error::BadEvent(_) => ErrorKind::Invalid,
+            Error::NoStack => ErrorKind::Config,
+            Error::NotLive { .. } | Error::Exists { .. } => ErrorKind::Conflict,
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        if let Some(e) = self.inner() {
+            return e.hint();
+        }
+        Some(match self {
+            Error::NameTaken { id, .. } => format!("pick another name, or free it with `iso cleanup {id}`"),
+            Error::BranchTaken { .. } => "pick another name".into(),
+            Error::NotFound { .. } => "see `iso list` for ids and names".into(),
+            Error::Busy { .. } => "wait for it, or if that process is gone run `iso doctor --fix`".into(),
+            Error::WouldLoseWork { .. } => "commit and push (or stash) it, or pass --force to throw it away".into(),
+            Error::StatusNotSettable(_) => "use active, merged or abandoned".into(),
+            Error::NoStack => "add [services.<name>] or [compose] to iso.toml (see docs/services.md), or start from a template: `iso setup --template postgres-redis-api`".into(),
+            Error::NotLive { .. } => "see `iso list --all`; a removed thread has no worktree".into(),
+            Error::Exists { hint, .. } => hint.to_string(),
+            _ => return None,
+        })
+    }
+
+    fn code(&self) -> &'static str {
+        if let Some(e) = self.inner() {
+            return e.code();
+        }
+        match self {
+            Error::NameTaken { .. } | Error::BranchTaken { .. } => "conflict",
+            Error::NotFound { .. } => "not_found",
+            Error::Busy { .. } => "busy",
+            Error::WouldLoseWork { .. } => "would_lose_work",
+            Error::StatusNotSettable(_) => "invalid",
+            Error::BadEvent(_) => "bad_event",
+            Error::NoStack => "no_stack",
+            Error::NotLive { .. } => "not_live",
+            Error::Exists { .. } => "exists",
+            _ => "internal",
+        }
+    }
+}
+
+fn lost_list(uncommitted: &[String], unmerged: &[String]) -> String {
+    let mut s = String::new();
+    if !uncommitted.is_empty() {
+        s.push_str(&format!("\n  {} uncommitted file(s):", uncommitted.len()));
+        for f in uncommitted.iter().take(10) {
+            s.push_str(&format!("\n    {f}"));
+        }
+        if uncommitted.len() > 10 {
+            s.push_str(&format!("\n    … and {} more", uncommitted.len() - 10));
+        }
+    }
+    if !unmerged.is_empty() {
+        s.push_str(&format!("\n  {} commit(s) on no other branch or remote:", unmerged.len()));
+        for c in unmerged {
+            s.push_str(&format!("\n    {c}"));
+        }
+    }
+    s
+}
+
+fn rolled_back_list(items: &[String]) -> String {
+    if items.is_empty() {
+        "\n  nothing had been created".to_string()
+    } else {
+        format!("\n  rolled back: {}", items.join(", "))
+    }
+}

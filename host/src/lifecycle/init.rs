@@ -1,0 +1,273 @@
+//! `iso init`: create threads, and undo a failed or interrupted one.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+
+use super::env::{apply_outcome, describe_phases, emit, endpoints, mark_failed, repo_hooks, thread_env, write_env, EventData, ENV_FILE};
+use super::stack::{stack_plan, stop_timeout};
+use super::{bulk, fault_point, Bulk, Error};
+use crate::copyfiles;
+use crate::events::{Event, EventReceiver};
+use crate::names;
+use crate::ports::PortLayout;
+use crate::progress::Progress;
+use crate::project::Project;
+use crate::registry::RegistryError;
+use crate::services::{self, Engine};
+use crate::thread::{Owner, Step, ThreadRecord, ThreadStatus};
+use crate::worktree::{self, Git, GitError, Oid};
+
+/// How to create threads (the same for every name of one `iso init`).
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// Branch or commit to start from (default: `threads.base_branch`, else
+    /// the main checkout's current branch).
+    pub base: Option<String>,
+    /// What the thread is for.
+    pub task: Option<String>,
+    /// Create worktree, ports and env file without starting the stack.
+    pub no_services: bool,
+    /// Kept with the thread for its agent's prompt (`iso spawn`, the API).
+    pub context: Option<serde_json::Value>,
+}
+
+/// Create one thread per name, each on its own: one failing does not stop
+/// the others.
+pub fn init_many(project: &Project, names: &[String], opts: &InitOptions, progress: &dyn Progress) -> Bulk<ThreadRecord> {
+    bulk(names, progress, |name, progress| init(project, name, opts, progress))
+}
+
+/// Create a thread: reserve an id and a port block, make (or reuse) its
+/// branch and worktree, copy local files, write `.env.thread`, start its
+/// Docker stack (unless `no_services`; healthy before `post-up`) and emit
+/// the lifecycle events. On failure everything created is rolled back.
+pub fn init(project: &Project, name: &str, opts: &InitOptions, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
+    let hooks = repo_hooks(project, progress);
+    let git = project.git()?;
+    let name = names::sanitize(name)?;
+    let base = match opts.base.clone().or_else(|| project.config.threads.base_branch.clone()) {
+        Some(b) => b,
+        None => git.current_branch()?.ok_or(GitError::DetachedHead)?,
+    };
+    let base_oid = git.resolve_base(&base)?;
+
+    progress.step(&format!("{name}: reserving id and ports"));
+    let mut record = reserve(project, &git, &name, &base, opts.task.clone(), progress)?;
+    fault_point("reserved");
+
+    match build(project, &git, &mut record, base_oid, opts, &hooks, progress) {
+        Ok(()) => {
+            if let Some(ctx) = &opts.context {
+                // Best effort: the thread is made; a lost context only
+                // leaves its agent's prompt without it.
+                if let Err(e) = crate::agent::Runs::new(&project.iso_dir()).save_context(record.id, ctx) {
+                    progress.note(&format!("could not keep the context of thread {}: {e}", record.id));
+                }
+            }
+            Ok(record)
+        }
+        Err((step, err)) => {
+            progress.step(&format!("{name}: rolling back"));
+            let rolled_back = match rollback(project, record.id) {
+                Ok(items) => items,
+                Err(e) => vec![format!("(rollback incomplete: {e}; run `iso doctor --fix`)")],
+            };
+            Err(Error::InitFailed { name, step, source: Box::new(err), rolled_back })
+        }
+    }
+}
+
+fn layout(project: &Project) -> PortLayout {
+    let p = &project.config.ports;
+    PortLayout { base: p.base, block_size: p.block_size, slots: p.slots.clone() }
+}
+
+/// Under the registry lock: pick the id and ports, and write a `creating`
+/// record owned by this process.
+fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<String>, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
+    let layout = layout(project);
+    project.registry().update(|data| {
+        if let Some(t) = data.threads.iter().find(|t| t.name == name) {
+            return Err(Error::NameTaken { name: name.to_string(), id: t.id });
+        }
+        let held: BTreeSet<u32> = data.threads.iter().map(|t| t.id).collect();
+        let (id, block, skipped) = layout.allocate(project.config.threads.max, &held)?;
+        for s in &skipped {
+            progress.note(&s.to_string());
+        }
+        let branch = project.config.branch_name(id, name);
+        if let Some(t) = data.threads.iter().find(|t| t.branch == branch) {
+            return Err(Error::BranchTaken { branch, id: t.id });
+        }
+        let worktree = project.worktree_path(id);
+        let now = Utc::now();
+        let mut record = ThreadRecord {
+            id,
+            name: name.to_string(),
+            branch,
+            base: base.to_string(),
+            status: ThreadStatus::Creating,
+            env_file: worktree.join(ENV_FILE),
+            worktree,
+            ports: block.named,
+            port_block: block.range,
+            task,
+            pr: None,
+            created: now,
+            updated: now,
+            created_branch: false,
+            error: None,
+            owner: Some(Owner::current()),
+            steps: Vec::new(),
+            history: Vec::new(),
+        };
+        record.record("reserved", format!("id {id}, ports {}", record.port_block));
+        data.threads.push(record.clone());
+        // Serialised by the registry lock, so parallel inits don't race on
+        // the exclude file.
+        let dir = format!("/{}/", project.config.threads.worktree_dir.display());
+        git.ensure_excluded(&[&dir, ENV_FILE])?;
+        Ok(record)
+    })
+}
+
+type StepResult = Result<(), (&'static str, Error)>;
+
+fn build(project: &Project, git: &Git, record: &mut ThreadRecord, base_oid: Oid, opts: &InitOptions, hooks: &dyn EventReceiver, progress: &dyn Progress) -> StepResult {
+    let name = record.name.clone();
+    let at = |step: &'static str| move |e: Error| (step, e);
+    let git_at = |step: &'static str| move |e: GitError| (step, Error::from(e));
+
+    let pre_env = thread_env(project, record).unwrap_or_default();
+    emit(project, record, Event::PreInit, hooks, &EventData { env: Some(&pre_env), ..Default::default() }).map_err(at("pre-init hook"))?;
+
+    // Branch: reuse an existing one, otherwise create it from the base.
+    progress.step(&format!("{name}: branch {}", record.branch));
+    if git.branch_exists(&record.branch) {
+        if let Some(at_path) = git.branch_checked_out_at(&record.branch).map_err(git_at("branch"))? {
+            if at_path != record.worktree {
+                return Err(("branch", GitError::BranchInUse { branch: record.branch.clone(), path: at_path }.into()));
+            }
+        }
+    } else {
+        journal(project, record, Step::Branch { name: record.branch.clone() }).map_err(at("branch"))?;
+        git.create_branch(&record.branch, base_oid).map_err(git_at("branch"))?;
+        record.created_branch = true;
+        fault_point("branch");
+    }
+
+    // Worktree: reuse the directory only if it already is this branch's.
+    progress.step(&format!("{name}: checking out worktree {}", record.worktree.display()));
+    if record.worktree.exists() {
+        if worktree::head_branch(&record.worktree).as_deref() != Some(record.branch.as_str()) || !record.worktree.join(".git").is_file() {
+            return Err(("worktree", GitError::DirOccupied { path: record.worktree.clone(), branch: record.branch.clone() }.into()));
+        }
+        progress.note(&format!("reusing existing worktree {}", record.worktree.display()));
+    } else {
+        let wt_name = format!("thread-{}", record.id);
+        journal(project, record, Step::Worktree { name: wt_name.clone(), path: record.worktree.clone() }).map_err(at("worktree"))?;
+        let reason = format!("iso thread {} ({})", record.id, record.name);
+        git.add_worktree(&wt_name, &record.worktree, &record.branch, &reason).map_err(git_at("worktree"))?;
+        fault_point("worktree");
+    }
+
+    progress.step(&format!("{name}: copying local files"));
+    let patterns = copyfiles::patterns(project.root(), &project.config.threads.copy);
+    let copied = copyfiles::copy_matching(project.root(), &record.worktree, &patterns).map_err(|e| ("copy files", e.into()))?;
+
+    progress.step(&format!("{name}: writing {ENV_FILE}"));
+    // Planned once: the env file takes its connection details, the stack
+    // below is started from it.
+    let plan = if project.config.has_stack() { Some(stack_plan(project, record).map_err(at("env file"))?) } else { None };
+    let mut env = write_env(project, record, plan.as_ref()).map_err(at("env file"))?;
+    let services = plan.as_ref().map(endpoints).unwrap_or_default();
+
+    // The Docker stack: journaled before anything is created, so a failed
+    // or killed init removes it by label.
+    let mut stack_detail = String::new();
+    if let Some(plan) = plan.as_ref().filter(|_| !opts.no_services) {
+        progress.step(&format!("{name}: connecting to Docker"));
+        let engine = Engine::connect().map_err(|e| ("services", e.into()))?;
+        journal(project, record, Step::Services { project: plan.project.clone() }).map_err(at("services"))?;
+        let report = |phases: &[(String, services::Phase)]| progress.step(&format!("{name}: {}", describe_phases(phases)));
+        let started = engine.up(plan, &report).map_err(|e| ("services", e.into()))?;
+        fault_point("services");
+        stack_detail = format!(", services {} healthy", started.iter().map(|s| format!("{} ({} ms)", s.service, s.millis)).collect::<Vec<_>>().join(", "));
+    }
+
+    // The thread is usable from here on.
+    record.status = ThreadStatus::Active;
+    record.owner = None;
+    record.steps.clear();
+    let detail = format!("branch {} from {}, {} file(s) copied{stack_detail}", record.branch, record.base, copied.len());
+    let snapshot = record.clone();
+    project
+        .registry()
+        .update(|d| {
+            let t = d.thread_mut(snapshot.id).ok_or_else(|| RegistryError::Corrupt {
+                path: project.registry_path(),
+                line: 0,
+                message: format!("thread {} vanished from the registry during init", snapshot.id),
+            })?;
+            *t = ThreadRecord { history: std::mem::take(&mut t.history), ..snapshot.clone() };
+            t.record("created", detail.clone());
+            *record = t.clone();
+            Ok::<_, Error>(())
+        })
+        .map_err(at("registry"))?;
+
+    // Post events do not undo the thread; a failure marks it failed.
+    for event in [Event::PostInit, Event::PostUp] {
+        let data = EventData { env: Some(&env), services: services.clone(), git: None };
+        match emit(project, record, event, hooks, &data) {
+            Ok(outcome) => apply_outcome(project, record, event, &outcome, &mut env, progress),
+            Err(e) => {
+                mark_failed(project, record, &e.to_string());
+                progress.note(&format!("{name}: {e}"));
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Append `step` to the thread's journal before the step is carried out.
+fn journal(project: &Project, record: &mut ThreadRecord, step: Step) -> Result<(), Error> {
+    record.steps.push(step.clone());
+    project.registry().update(|d| {
+        if let Some(t) = d.thread_mut(record.id) {
+            t.steps.push(step);
+        }
+        Ok(())
+    })
+}
+
+/// Undo the journal of thread `id` in reverse order and drop its entry.
+/// Returns what was undone, in words.
+pub(crate) fn rollback(project: &Project, id: u32) -> Result<Vec<String>, Error> {
+    let Some(record) = project.registry().load()?.thread(id).cloned() else { return Ok(Vec::new()) };
+    let mut undone = Vec::new();
+    for step in record.steps.iter().rev() {
+        match step {
+            Step::Worktree { name, path } => {
+                project.git()?.remove_worktree(name, path)?;
+                undone.push(format!("worktree {}", path.display()));
+            }
+            Step::Branch { name } => {
+                project.git()?.delete_branch(name)?;
+                undone.push(format!("branch {name}"));
+            }
+            Step::Services { project: prefix } => {
+                let removed = Engine::connect()?.teardown(project.root(), Some(id), false, stop_timeout(project))?;
+                undone.push(format!("services {prefix} ({})", removed.describe()));
+            }
+        }
+    }
+    project.registry().update(|d| {
+        d.take(id);
+        Ok::<_, Error>(())
+    })?;
+    undone.push(format!("registry entry and ports {}", record.port_block));
+    Ok(undone)
+}

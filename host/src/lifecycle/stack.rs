@@ -1,0 +1,212 @@
+//! A thread's Docker stack: planning it from `[services]` or `[compose]`,
+//! and `iso up`, `down`, `logs`, `exec`, `compose` and the service states
+//! `iso status` shows.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::env::{describe_phases, template_context};
+use super::{find, Error};
+use crate::progress::Progress;
+use crate::project::Project;
+use crate::services::{self, Engine};
+use crate::thread::ThreadRecord;
+
+/// The repository's stack: `[services.*]`, or the services of the compose
+/// file named by `[compose]`.
+pub(crate) fn stack(project: &Project) -> Result<services::Stack, Error> {
+    match &project.config.compose {
+        Some(c) => Ok(services::compose::import(project.root(), c, &project.config.ports.slots, project.config.ports.block_size)?),
+        None => Ok(project.config.services.clone()),
+    }
+}
+
+/// The Docker resources of `record`'s stack (names, ports, environment).
+pub(crate) fn stack_plan(project: &Project, record: &ThreadRecord) -> Result<services::Plan, Error> {
+    let stack = stack(project)?;
+    let export = project.config.compose.as_ref().map(|c| c.export.clone()).unwrap_or_default();
+    let repo = project.repo_name();
+    let values = serde_json::to_value(template_context(project, record)).unwrap_or_default();
+    let t = services::ThreadStack {
+        repo_root: project.root(),
+        repo_name: &repo,
+        thread: record.id,
+        ports: &record.ports,
+        block_start: record.port_block.start,
+        workdir: &record.worktree,
+        values,
+        stack: &stack,
+        export: &export,
+        settings: &project.config.docker,
+    };
+    Ok(services::plan(&t)?)
+}
+
+pub(crate) fn stop_timeout(project: &Project) -> std::time::Duration {
+    std::time::Duration::from_secs(project.config.docker.stop_timeout)
+}
+
+/// Whether iso started services for this thread at some point.
+pub(crate) fn had_services(record: &ThreadRecord) -> bool {
+    record.history.iter().any(|h| h.event == "services up" || (h.event == "created" && h.detail.contains("services ")))
+}
+
+pub(crate) fn require_stack(project: &Project) -> Result<(), Error> {
+    if project.config.has_stack() {
+        Ok(())
+    } else {
+        Err(Error::NoStack)
+    }
+}
+
+/// `iso up`: create what is missing of the thread's stack and start it,
+/// waiting until every service is healthy.
+pub fn up(project: &Project, selector: &str, progress: &dyn Progress) -> Result<(ThreadRecord, services::Plan, Vec<services::Started>), Error> {
+    require_stack(project)?;
+    let record = find(project, selector)?;
+    let plan = stack_plan(project, &record)?;
+    let engine = Engine::connect()?;
+    let name = record.name.clone();
+    let report = |phases: &[(String, services::Phase)]| progress.step(&format!("{name}: {}", describe_phases(phases)));
+    let started = engine.up(&plan, &report)?;
+    let record = project.registry().update(|d| {
+        let t = d.thread_mut(record.id).ok_or_else(|| Error::NotFound { selector: selector.to_string(), known: String::new() })?;
+        t.record("services up", started.iter().map(|s| s.service.as_str()).collect::<Vec<_>>().join(", "));
+        Ok::<_, Error>(t.clone())
+    })?;
+    Ok((record, plan, started))
+}
+
+/// `iso down`: stop the thread's containers without removing anything.
+pub fn down(project: &Project, selector: &str) -> Result<(ThreadRecord, Vec<String>), Error> {
+    require_stack(project)?;
+    let record = find(project, selector)?;
+    let stopped = Engine::connect()?.stop(project.root(), record.id, stop_timeout(project))?;
+    Ok((record, stopped))
+}
+
+/// One service of a thread as `iso status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceState {
+    pub service: String,
+    pub container: String,
+    /// running, exited, created, ... or `missing`.
+    pub state: String,
+    pub status: String,
+    /// healthy, unhealthy, or `-` when not running.
+    pub health: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_detail: Option<String>,
+    pub ports: Vec<String>,
+}
+
+/// Each service's container state, health (checked now) and ports.
+pub fn service_states(project: &Project, record: &ThreadRecord) -> Result<Vec<ServiceState>, Error> {
+    require_stack(project)?;
+    let plan = stack_plan(project, record)?;
+    let engine = Engine::connect()?;
+    let containers = engine.containers(project.root(), Some(record.id))?;
+    let health = engine.health(&plan);
+    Ok(plan
+        .services
+        .iter()
+        .map(|s| {
+            let c = containers.iter().find(|c| c.name == s.container);
+            let running = c.is_some_and(|c| c.running());
+            let (health, detail) = match (running, health.get(&s.name)) {
+                (false, _) => ("-".to_string(), None),
+                (true, Some(Ok(()))) => ("healthy".to_string(), None),
+                (true, Some(Err(m))) => ("unhealthy".to_string(), Some(m.clone())),
+                (true, None) => ("-".to_string(), None),
+            };
+            ServiceState {
+                service: s.name.clone(),
+                container: s.container.clone(),
+                state: c.map_or("missing".to_string(), |c| c.state.clone()),
+                status: c.map_or(String::new(), |c| c.status.clone()),
+                health,
+                health_detail: detail,
+                ports: c.map_or_else(Vec::new, |c| c.ports.clone()),
+            }
+        })
+        .collect())
+}
+
+/// Running and total containers per thread, from one Docker call.
+pub fn container_counts(project: &Project) -> Result<BTreeMap<u32, (usize, usize)>, Error> {
+    require_stack(project)?;
+    let total = stack(project)?.len();
+    let mut counts: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+    for c in Engine::connect()?.containers(project.root(), None)? {
+        if let Some(t) = c.thread {
+            let e = counts.entry(t).or_insert((0, 0));
+            e.0 += usize::from(c.running());
+            e.1 += 1;
+        }
+    }
+    for e in counts.values_mut() {
+        e.1 = e.1.max(total);
+    }
+    Ok(counts)
+}
+
+fn pick_services<'a>(plan: &'a services::Plan, service: Option<&str>) -> Result<Vec<&'a services::PlannedService>, Error> {
+    match service {
+        None => Ok(plan.services.iter().collect()),
+        Some(name) => match plan.services.iter().find(|s| s.name == name) {
+            Some(s) => Ok(vec![s]),
+            None => {
+                let known: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
+                Err(services::Error::NoSuchService { name: name.to_string(), known: known.join(", ") }.into())
+            }
+        },
+    }
+}
+
+/// `iso logs`: print (and with `follow`, keep printing) the logs of the
+/// thread's services, or of one.
+pub fn logs(project: &Project, selector: &str, service: Option<&str>, follow: bool, tail: Option<usize>, out: &mut dyn std::io::Write) -> Result<(), Error> {
+    require_stack(project)?;
+    let record = find(project, selector)?;
+    let plan = stack_plan(project, &record)?;
+    let targets: Vec<(String, String)> = pick_services(&plan, service)?.into_iter().map(|s| (s.name.clone(), s.container.clone())).collect();
+    Ok(Engine::connect()?.logs(&targets, follow, tail, out)?)
+}
+
+/// `iso exec`: run `cmd` in a service's container; returns its exit code.
+pub fn exec(project: &Project, selector: &str, service: &str, cmd: &[String], tty: bool) -> Result<i64, Error> {
+    require_stack(project)?;
+    let record = find(project, selector)?;
+    let plan = stack_plan(project, &record)?;
+    let s = pick_services(&plan, Some(service))?[0];
+    let engine = Engine::connect()?;
+    let running = engine.containers(project.root(), Some(record.id))?.iter().any(|c| c.name == s.container && c.running());
+    if !running {
+        return Err(services::Error::NoContainer { container: s.container.clone(), thread: record.id }.into());
+    }
+    Ok(engine.exec(&s.container, cmd, tty)?)
+}
+
+/// `iso compose`: write `docker-compose.thread.yml` into the worktree.
+/// Returns its path and the compose project name to use with it.
+pub fn compose_export(project: &Project, selector: &str) -> Result<(PathBuf, String), Error> {
+    require_stack(project)?;
+    let record = find(project, selector)?;
+    let plan = stack_plan(project, &record)?;
+    let header = format!(
+        "Written by iso for thread {} ({}): what iso started for it. Regenerate with `iso compose {}`.\nUse with: docker-compose -p {} -f {} logs|ps|exec|stop|start\nVolumes and the network are iso's (external): remove them with `iso cleanup {}`.",
+        record.id,
+        record.name,
+        record.id,
+        plan.project,
+        services::compose::THREAD_FILE,
+        record.id
+    );
+    let text = services::compose::export(&plan, &header);
+    let path = record.worktree.join(services::compose::THREAD_FILE);
+    project.git()?.ensure_excluded(&[services::compose::THREAD_FILE])?;
+    std::fs::write(&path, text).map_err(|source| services::Error::Io { action: format!("write {}", path.display()), source })?;
+    Ok((path, plan.project))
+}

@@ -1,0 +1,191 @@
+//! The repository iso works in: found once, then handed to every operation.
+//!
+//! A [`Project`] holds what is fixed for a repository while iso runs: its
+//! paths (the main checkout's root, git's common directory and iso's
+//! directory inside it), the effective [`Config`], a handle on the registry
+//! and an opened git repository. It is `Sync`: `iso serve` keeps one for
+//! its whole life and shares it between requests ([`Project::git`] lends
+//! the opened repository to one caller at a time and opens another for a
+//! concurrent one).
+//!
+//! This is the composition layer between the concern modules and
+//! [`crate::lifecycle`]: it may use config, git and the registry; the
+//! concern modules never see it (they are given paths and values).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use thiserror::Error;
+
+use crate::config::{Config, ConfigError};
+use crate::error::{Diagnostic, ErrorKind};
+use crate::registry::{Registry, RegistryData, RegistryError};
+use crate::stamp::FileStamp;
+use crate::worktree::{Git, GitError};
+
+/// Why a repository could not be opened.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl Diagnostic for OpenError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            OpenError::Git(e) => e.kind(),
+            OpenError::Config(e) => e.kind(),
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            OpenError::Git(e) => e.hint(),
+            OpenError::Config(e) => e.hint(),
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            OpenError::Git(e) => e.code(),
+            OpenError::Config(e) => e.code(),
+        }
+    }
+}
+
+pub struct Project {
+    root: PathBuf,
+    common_dir: PathBuf,
+    pub config: Config,
+    registry: Registry,
+    /// An opened repository to lend out (see [`Project::git`]).
+    git: Mutex<Option<Git>>,
+    /// The configuration files and how they were when `config` was read.
+    watched: Vec<(PathBuf, Option<FileStamp>)>,
+}
+
+impl std::fmt::Debug for Project {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Project").field("root", &self.root).field("common_dir", &self.common_dir).finish_non_exhaustive()
+    }
+}
+
+impl Project {
+    /// Find the repository containing `start` (the main checkout or any of
+    /// its worktrees) and load its configuration with this process's
+    /// environment.
+    pub fn discover(start: &Path) -> Result<Project, OpenError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        Project::discover_with_env(start, &env)
+    }
+
+    /// [`Project::discover`] with the environment given explicitly: the
+    /// Nushell plugin passes the engine's `$env` (`ISO_*` overrides, and
+    /// `ISO_USER_CONFIG`, `XDG_CONFIG_HOME` and `HOME` to find the user
+    /// config), not the plugin process's.
+    pub fn discover_with_env(start: &Path, env: &BTreeMap<String, String>) -> Result<Project, OpenError> {
+        let git = Git::discover(start)?;
+        let repo_file = git.root().join(crate::config::REPO_CONFIG_FILE);
+        let user_file = crate::config::user_config_path(env);
+        // Stamps before reading: a change while reading shows as a change.
+        let watched: Vec<(PathBuf, Option<FileStamp>)> =
+            std::iter::once(repo_file.clone()).chain(user_file.clone()).map(|p| { let s = FileStamp::of(&p); (p, s) }).collect();
+        let iso_env: BTreeMap<String, String> = env.iter().filter(|(k, _)| k.starts_with("ISO_")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let config = Config::load_layers(&repo_file, user_file.as_deref(), &iso_env)?;
+        let mut project = Project::with_config(git, config);
+        project.watched = watched;
+        Ok(project)
+    }
+
+    /// A project with a configuration made elsewhere (tests, benchmarks).
+    pub fn with_config(git: Git, config: Config) -> Project {
+        let root = git.root().to_path_buf();
+        let common_dir = git.common_dir().to_path_buf();
+        let registry = Registry::new(common_dir.join("iso"));
+        Project { root, common_dir, config, registry, git: Mutex::new(Some(git)), watched: Vec::new() }
+    }
+
+    /// The main checkout's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// git's shared directory (the same from every worktree).
+    pub fn common_dir(&self) -> &Path {
+        &self.common_dir
+    }
+
+    /// iso's own files: `<git common dir>/iso` (registry, event log, runs).
+    pub fn iso_dir(&self) -> PathBuf {
+        self.common_dir.join("iso")
+    }
+
+    /// The repository's directory name, used in names of per-thread resources.
+    pub fn repo_name(&self) -> String {
+        self.root.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "repo".into())
+    }
+
+    /// Where the worktrees go.
+    pub fn worktree_dir(&self) -> PathBuf {
+        self.root.join(&self.config.threads.worktree_dir)
+    }
+
+    /// The worktree directory of thread `id`.
+    pub fn worktree_path(&self, id: u32) -> PathBuf {
+        self.worktree_dir().join(format!("thread-{id}"))
+    }
+
+    pub fn registry_path(&self) -> PathBuf {
+        self.registry.path()
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The registry as it is now (from memory when the file is unchanged).
+    pub fn snapshot(&self) -> Result<Arc<RegistryData>, RegistryError> {
+        self.registry.snapshot()
+    }
+
+    /// The opened repository, lent to the caller until the lease is dropped;
+    /// a caller that finds it lent out opens another handle.
+    pub(crate) fn git(&self) -> Result<GitLease<'_>, GitError> {
+        let lent = self.git.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let git = match lent {
+            Some(g) => g,
+            None => Git::open(&self.common_dir)?,
+        };
+        Ok(GitLease { slot: &self.git, git: Some(git) })
+    }
+
+    /// Whether iso.toml or the user config changed (or appeared, or went)
+    /// since this project was opened: a long-lived server then opens the
+    /// project again.
+    pub fn config_changed(&self) -> bool {
+        self.watched.iter().any(|(path, then)| FileStamp::of(path) != *then)
+    }
+}
+
+/// An opened repository on loan from a [`Project`]; given back on drop.
+pub(crate) struct GitLease<'a> {
+    slot: &'a Mutex<Option<Git>>,
+    git: Option<Git>,
+}
+
+impl std::ops::Deref for GitLease<'_> {
+    type Target = Git;
+    fn deref(&self) -> &Git {
+        self.git.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for GitLease<'_> {
+    fn drop(&mut self) {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = self.git.take();
+        }
+    }
+}

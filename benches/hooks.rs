@@ -92,7 +92,11 @@ fn main() {
     }
     // Rhai: read, compile and run a script like the shipped ones.
     let script: PathBuf = work.path().join("post-up.rhai");
-    std::fs::write(&script, "let url = `http://localhost:${thread.ports.api}`;\nif url.len() > 0 { env_set(\"API\", url); }\nmessage(`thread ${thread.id} ready`);\n").unwrap();
+    std::fs::write(
+        &script,
+        "let url = `http://localhost:${thread.ports.api}`;\nif url.len() > 0 { env_set(\"API\", url); }\nmessage(`thread ${thread.id} ready`);\n",
+    )
+    .unwrap();
     let rspec: HookSpec = toml::from_str("event = \"post-up\"\nrhai = \"post-up.rhai\"").unwrap();
     let rgrants = Grants::resolve(&rspec, &HookDefaults::default(), &wt, &repo, BTreeMap::new()).unwrap();
     let mut rh = Vec::new();

@@ -405,10 +405,7 @@ pub fn supervise(run_file: &Path, report: &dyn Fn(&RunEvent<'_>)) -> Result<i32,
     let mut run = read_run(run_file)?;
     run.supervisor = Owner::current();
     let env_path = run.log.with_extension("env.json");
-    let env: BTreeMap<String, String> = std::fs::read_to_string(&env_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let env: BTreeMap<String, String> = std::fs::read_to_string(&env_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     let log = std::fs::OpenOptions::new().append(true).open(&run.log).map_err(io(format!("open {}", run.log.display())))?;
     let log2 = log.try_clone().map_err(io("duplicate the log file"))?;
     let prompt_text = std::fs::read_to_string(&run.prompt).unwrap_or_default();
@@ -416,15 +413,8 @@ pub fn supervise(run_file: &Path, report: &dyn Fn(&RunEvent<'_>)) -> Result<i32,
     let stdin = std::fs::File::open(&run.prompt).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
 
     use std::os::unix::process::CommandExt;
-    let spawned = Command::new(&run.command[0])
-        .args(&args)
-        .current_dir(&run.worktree)
-        .envs(&env)
-        .stdin(stdin)
-        .stdout(log)
-        .stderr(log2)
-        .process_group(0)
-        .spawn();
+    let spawned =
+        Command::new(&run.command[0]).args(&args).current_dir(&run.worktree).envs(&env).stdin(stdin).stdout(log).stderr(log2).process_group(0).spawn();
     let name = env.get("ISO_THREAD_NAME").cloned();
     let mut child = match spawned {
         Ok(c) => c,
@@ -544,11 +534,7 @@ fn runs_in(dir: &Path) -> std::io::Result<Vec<Run>> {
 /// The files of run `n` in `dir`: `<n>.json`, `.log`, `.prompt`, `.env.json`, `.stop`, ….
 fn files_of(dir: &Path, n: u32) -> std::io::Result<Vec<PathBuf>> {
     let prefix = format!("{n}.");
-    Ok(std::fs::read_dir(dir)?
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .map(|e| e.path())
-        .collect())
+    Ok(std::fs::read_dir(dir)?.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| e.path()).collect())
 }
 
 /// Delete the files of all but the newest `keep` finished runs in `dir`;

@@ -41,12 +41,7 @@ impl Diagnostic for CopyError {
 pub fn patterns(root: &Path, configured: &[String]) -> Vec<String> {
     let mut out = configured.to_vec();
     if let Ok(text) = std::fs::read_to_string(root.join(INCLUDE_FILE)) {
-        out.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(|l| l.trim_start_matches('/').to_string()),
-        );
+        out.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| l.trim_start_matches('/').to_string()));
     }
     out
 }
@@ -61,8 +56,7 @@ pub fn copy_matching(root: &Path, dest: &Path, patterns: &[String]) -> Result<Ve
             return Err(CopyError::Outside { pattern: pattern.clone() });
         }
         let full = root.join(pattern);
-        let matches = glob::glob(&full.to_string_lossy())
-            .map_err(|e| CopyError::Pattern { pattern: pattern.clone(), message: e.msg.to_string() })?;
+        let matches = glob::glob(&full.to_string_lossy()).map_err(|e| CopyError::Pattern { pattern: pattern.clone(), message: e.msg.to_string() })?;
         for from in matches.flatten() {
             let Ok(rel) = from.strip_prefix(root) else { continue };
             // Never copy iso's own worktrees or git's data into a worktree.

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Serialize;
 use crate::error::{Diagnostic, ErrorKind};
+use serde::Serialize;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -94,8 +94,7 @@ fn unquote(value: &str) -> String {
 }
 
 fn quote(value: &str) -> String {
-    let plain = !value.is_empty()
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+,=?&".contains(c));
+    let plain = !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+,=?&".contains(c));
     if plain {
         value.to_string()
     } else {

@@ -32,7 +32,6 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-
 /// The log file, in the registry's directory.
 pub const LOG_FILE: &str = "events.jsonl";
 /// The previous log, after a rotation.
@@ -256,11 +255,7 @@ impl Tail {
 /// The complete lines of `bytes` that are events; others (a line torn by a
 /// crash, a hand edit) are skipped.
 fn parse_lines(bytes: &[u8]) -> Vec<EventRecord> {
-    bytes
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect()
+    bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).filter_map(|l| serde_json::from_slice(l).ok()).collect()
 }
 
 fn ends_with_newline(file: &mut File) -> std::io::Result<bool> {
@@ -450,7 +445,16 @@ mod tests {
 
         // A half-written line is held back until its end arrives.
         let mut f = std::fs::OpenOptions::new().append(true).open(log.path()).unwrap();
-        let line = serde_json::to_string(&EventRecord { seq: 32, kind: CUSTOM.into(), event: "half".into(), thread: None, name: None, at: Utc::now(), data: serde_json::Value::Null }).unwrap();
+        let line = serde_json::to_string(&EventRecord {
+            seq: 32,
+            kind: CUSTOM.into(),
+            event: "half".into(),
+            thread: None,
+            name: None,
+            at: Utc::now(),
+            data: serde_json::Value::Null,
+        })
+        .unwrap();
         f.write_all(&line.as_bytes()[..10]).unwrap();
         assert!(tail.poll().is_empty());
         f.write_all(&line.as_bytes()[10..]).unwrap();

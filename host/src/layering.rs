@@ -137,9 +137,7 @@ fn modules_use_only_the_layers_below_them() {
                 // Re-exports from lib.rs (`crate::Config`) and macros.
                 None if used.chars().next().is_some_and(|c| c.is_ascii_uppercase()) => {}
                 None => problems.push(format!("{}: uses `crate::{used}`, which has no layer", file.display())),
-                Some(&to) if !allowed(layer, &module, &used, to) => {
-                    problems.push(format!("{}: {module} ({layer:?}) uses {used} ({to:?})", file.display()))
-                }
+                Some(&to) if !allowed(layer, &module, &used, to) => problems.push(format!("{}: {module} ({layer:?}) uses {used} ({to:?})", file.display())),
                 Some(_) => {}
             }
         }

@@ -73,10 +73,7 @@ pub fn sanitize(raw: &str) -> Result<String, NameError> {
             out.push('-');
         }
     }
-    let out = out
-        .trim_matches(|c| c == '-' || c == '.' || c == '_')
-        .trim_end_matches(".lock")
-        .to_string();
+    let out = out.trim_matches(|c| c == '-' || c == '.' || c == '_').trim_end_matches(".lock").to_string();
     if !out.chars().any(|c| c.is_ascii_alphanumeric()) {
         return Err(NameError::NothingLeft(raw.to_string()));
     }

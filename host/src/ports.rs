@@ -81,11 +81,7 @@ impl PortLayout {
                 Err(busy) => skipped.push(SkippedBlock { id, ..busy }),
             }
         }
-        let busy = if skipped.is_empty() {
-            String::new()
-        } else {
-            format!(", {} with ports in use by other programs", skipped.len())
-        };
+        let busy = if skipped.is_empty() { String::new() } else { format!(", {} with ports in use by other programs", skipped.len()) };
         Err(PortsError::Exhausted { max, held: held.len(), busy })
     }
 }
@@ -113,11 +109,7 @@ mod tests {
     use super::*;
 
     fn layout(base: u16) -> PortLayout {
-        PortLayout {
-            base,
-            block_size: 100,
-            slots: [("postgres", 0), ("redis", 1), ("api", 2)].into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        }
+        PortLayout { base, block_size: 100, slots: [("postgres", 0), ("redis", 1), ("api", 2)].into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
     }
 
     #[test]

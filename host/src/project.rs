@@ -89,8 +89,13 @@ impl Project {
         let repo_file = git.root().join(crate::config::REPO_CONFIG_FILE);
         let user_file = crate::config::user_config_path(env);
         // Stamps before reading: a change while reading shows as a change.
-        let watched: Vec<(PathBuf, Option<FileStamp>)> =
-            std::iter::once(repo_file.clone()).chain(user_file.clone()).map(|p| { let s = FileStamp::of(&p); (p, s) }).collect();
+        let watched: Vec<(PathBuf, Option<FileStamp>)> = std::iter::once(repo_file.clone())
+            .chain(user_file.clone())
+            .map(|p| {
+                let s = FileStamp::of(&p);
+                (p, s)
+            })
+            .collect();
         let iso_env: BTreeMap<String, String> = env.iter().filter(|(k, _)| k.starts_with("ISO_")).map(|(k, v)| (k.clone(), v.clone())).collect();
         let config = Config::load_layers(&repo_file, user_file.as_deref(), &iso_env)?;
         let mut project = Project::with_config(git, config);

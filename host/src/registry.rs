@@ -187,8 +187,7 @@ impl Registry {
     fn read_cache(&self, toml_src: &str) -> Option<RegistryData> {
         let bytes = std::fs::read(self.cache_path()).ok()?;
         let cache: Cache = serde_json::from_slice(&bytes).ok()?;
-        (cache.toml_len == toml_src.len() && cache.toml_hash == content_hash(toml_src) && cache.data.schema == SCHEMA_VERSION)
-            .then_some(cache.data)
+        (cache.toml_len == toml_src.len() && cache.toml_hash == content_hash(toml_src) && cache.data.schema == SCHEMA_VERSION).then_some(cache.data)
     }
 
     /// Best effort: a missing or failed cache only makes reads slower.
@@ -223,12 +222,7 @@ impl Registry {
     fn lock(&self) -> Result<File, RegistryError> {
         let io = |action| move |source| RegistryError::Io { path: self.lock_path(), action, source };
         std::fs::create_dir_all(&self.dir).map_err(io("create directory"))?;
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.lock_path())
-            .map_err(io("open lock"))?;
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(self.lock_path()).map_err(io("open lock"))?;
         // flock-style lock: released by the kernel if this process dies.
         file.lock().map_err(io("lock"))?;
         Ok(file)
@@ -286,11 +280,7 @@ fn parse(path: &Path, src: &str) -> Result<RegistryData, RegistryError> {
     }
     let corrupt = |e: toml::de::Error| {
         let at = e.span().map_or(0, |s| s.start).min(src.len());
-        RegistryError::Corrupt {
-            path: path.to_path_buf(),
-            line: src[..at].matches('\n').count() + 1,
-            message: e.message().trim().to_string(),
-        }
+        RegistryError::Corrupt { path: path.to_path_buf(), line: src[..at].matches('\n').count() + 1, message: e.message().trim().to_string() }
     };
     // Look at the schema first so a newer file gets the right message
     // instead of a confusing field error.

@@ -113,9 +113,7 @@ fn check_url(url: &str) -> Result<String, RemoteError> {
 /// The stored connection with the environment laid over it; `None` when
 /// not connected.
 pub fn current() -> Result<Option<Connection>, RemoteError> {
-    let stored: Option<Connection> = connection_file()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let stored: Option<Connection> = connection_file().and_then(|p| std::fs::read_to_string(p).ok()).and_then(|t| serde_json::from_str(&t).ok());
     let env_url = std::env::var("ISO_API_URL").ok().filter(|u| !u.is_empty());
     let env_token = std::env::var("ISO_API_TOKEN").ok().filter(|t| !t.is_empty());
     Ok(match (env_url, stored) {
@@ -129,21 +127,13 @@ pub fn current() -> Result<Option<Connection>, RemoteError> {
 pub fn save(conn: &Connection) -> Result<PathBuf, RemoteError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = connection_file().ok_or_else(|| RemoteError::Io {
-        action: "find the configuration directory".into(),
-        source: std::io::Error::from(std::io::ErrorKind::NotFound),
-    })?;
+    let path = connection_file()
+        .ok_or_else(|| RemoteError::Io { action: "find the configuration directory".into(), source: std::io::Error::from(std::io::ErrorKind::NotFound) })?;
     let dir = path.parent().expect("has a parent");
     let io = |action: String| move |source| RemoteError::Io { action, source };
     std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
     let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(format!("write {}", tmp.display())))?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io(format!("write {}", tmp.display())))?;
     f.write_all(serde_json::to_string_pretty(conn).expect("serialises").as_bytes()).map_err(io(format!("write {}", tmp.display())))?;
     drop(f);
     std::fs::rename(&tmp, &path).map_err(io(format!("write {}", path.display())))?;
@@ -175,11 +165,7 @@ pub type Answer = (u16, serde_json::Value);
 impl Client {
     pub fn new(conn: &Connection) -> Result<Client, RemoteError> {
         let url = check_url(&conn.url)?;
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(300)))
-            .build()
-            .into();
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(300))).build().into();
         Ok(Client { url, token: conn.token.clone(), agent })
     }
 
@@ -188,7 +174,11 @@ impl Client {
         let status = resp.status().as_u16();
         let is_json = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
         let text = resp.body_mut().read_to_string().map_err(|e| RemoteError::Unreachable { url: self.url.clone(), message: e.to_string() })?;
-        let value = if is_json { serde_json::from_str(&text).map_err(|_| RemoteError::BadAnswer(text.chars().take(200).collect()))? } else { serde_json::Value::String(text) };
+        let value = if is_json {
+            serde_json::from_str(&text).map_err(|_| RemoteError::BadAnswer(text.chars().take(200).collect()))?
+        } else {
+            serde_json::Value::String(text)
+        };
         if status >= 400 {
             let err = &value["error"];
             let kind = err["kind"].as_str().and_then(ErrorKind::from_name).unwrap_or_else(|| kind_of_status(status));

@@ -37,7 +37,9 @@ pub enum GitError {
 impl Diagnostic for GitError {
     fn kind(&self) -> ErrorKind {
         match self {
-            GitError::NotARepo { .. } | GitError::Bare { .. } | GitError::DetachedHead | GitError::NoCommits | GitError::BaseNotFound { .. } => ErrorKind::Invalid,
+            GitError::NotARepo { .. } | GitError::Bare { .. } | GitError::DetachedHead | GitError::NoCommits | GitError::BaseNotFound { .. } => {
+                ErrorKind::Invalid
+            }
             GitError::BranchInUse { .. } | GitError::DirOccupied { .. } => ErrorKind::Conflict,
             GitError::Git { .. } | GitError::Io { .. } => ErrorKind::Internal,
         }
@@ -105,11 +107,7 @@ impl Git {
             git2::ErrorCode::NotFound => GitError::NotARepo { path: start.to_path_buf() },
             _ => GitError::Git { action: format!("open repository at {}", start.display()), source: e },
         })?;
-        let repo = if found.is_worktree() {
-            Repository::open(found.commondir()).map_err(git("open the main repository"))?
-        } else {
-            found
-        };
+        let repo = if found.is_worktree() { Repository::open(found.commondir()).map_err(git("open the main repository"))? } else { found };
         Git::from_repo(repo)
     }
 
@@ -229,11 +227,7 @@ impl Git {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| GitError::Io { action: "create", path: parent.to_path_buf(), source })?;
         }
-        let reference = self
-            .repo
-            .find_branch(branch, BranchType::Local)
-            .map_err(git(format!("find branch {branch}")))?
-            .into_reference();
+        let reference = self.repo.find_branch(branch, BranchType::Local).map_err(git(format!("find branch {branch}")))?.into_reference();
         // libgit2's worktree add refuses a branch checked out elsewhere too.
         if let Ok(Some(at)) = self.branch_checked_out_at(branch) {
             return Err(GitError::BranchInUse { branch: branch.to_string(), path: at });
@@ -259,8 +253,7 @@ impl Git {
             Err(source) => return Err(GitError::Io { action: "remove", path: path.to_path_buf(), source }),
         }
         if let Ok(wt) = self.repo.find_worktree(name) {
-            wt.prune(Some(WorktreePruneOptions::new().locked(true).valid(true)))
-                .map_err(git(format!("prune worktree {name}")))?;
+            wt.prune(Some(WorktreePruneOptions::new().locked(true).valid(true))).map_err(git(format!("prune worktree {name}")))?;
         }
         Ok(())
     }
@@ -288,11 +281,7 @@ impl Git {
         let old = self.repo.find_commit(mb).and_then(|c| c.tree()).map_err(git("read merge base"))?;
         let new = tip.tree().map_err(git("read branch tree"))?;
         let diff = self.repo.diff_tree_to_tree(Some(&old), Some(&new), None).map_err(git("diff branch"))?;
-        Ok(diff
-            .deltas()
-            .filter_map(|d| d.new_file().path().or(d.old_file().path()).map(|p| p.to_string_lossy().to_string()))
-            .take(limit)
-            .collect())
+        Ok(diff.deltas().filter_map(|d| d.new_file().path().or(d.old_file().path()).map(|p| p.to_string_lossy().to_string())).take(limit).collect())
     }
 
     /// Commits on `branch` that are neither on `base` nor on the branch's
@@ -366,11 +355,7 @@ pub fn uncommitted_files(path: &Path) -> Result<Vec<String>, GitError> {
     let mut opts = StatusOptions::new();
     opts.include_untracked(true).recurse_untracked_dirs(true).include_ignored(false).exclude_submodules(true);
     let statuses = repo.statuses(Some(&mut opts)).map_err(git("read status"))?;
-    Ok(statuses
-        .iter()
-        .filter(|s| s.status() != git2::Status::CURRENT)
-        .filter_map(|s| s.path().ok().map(str::to_string))
-        .collect())
+    Ok(statuses.iter().filter(|s| s.status() != git2::Status::CURRENT).filter_map(|s| s.path().ok().map(str::to_string)).collect())
 }
 
 /// Canonical path without a trailing separator.

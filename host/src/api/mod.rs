@@ -42,11 +42,11 @@ use crate::error::{Diagnostic, ErrorKind};
 use crate::lifecycle;
 use crate::project::Project;
 
-pub use auth::constant_time_eq;
-pub use error::ApiError;
 /// One event of `GET /api/events` (`Event` in docs/openapi.json): a line of
 /// the event log.
 pub use crate::lifecycle::EventRecord as ApiEvent;
+pub use auth::constant_time_eq;
+pub use error::ApiError;
 
 /// Where `iso serve` listens by default.
 pub const DEFAULT_BIND: &str = "127.0.0.1:31337";
@@ -175,7 +175,8 @@ pub struct Token {
 /// configured token; on loopback a missing token is generated.
 pub fn plan(opts: &ServeOptions, project: &Project) -> Result<(SocketAddr, Token), ServeError> {
     // `[api] bind` was checked when the config was read.
-    let addr: SocketAddr = opts.bind.or_else(|| project.config.api.bind.as_deref().and_then(|b| b.parse().ok())).unwrap_or_else(|| DEFAULT_BIND.parse().expect("a valid address"));
+    let addr: SocketAddr =
+        opts.bind.or_else(|| project.config.api.bind.as_deref().and_then(|b| b.parse().ok())).unwrap_or_else(|| DEFAULT_BIND.parse().expect("a valid address"));
     let token = opts.token.clone().filter(|t| !t.is_empty()).or_else(|| project.config.api.token.clone());
     match token {
         Some(value) => Ok((addr, Token { value, generated: false })),

@@ -75,7 +75,10 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 }
 
 /// Run a blocking library call with the server's project.
-async fn blocking<T: Send + 'static>(state: &AppState, f: impl FnOnce(&std::sync::Arc<crate::project::Project>) -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&std::sync::Arc<crate::project::Project>) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     let project = state.project()?;
     tokio::task::spawn_blocking(move || f(&project)).await.map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
 }

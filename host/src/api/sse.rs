@@ -59,7 +59,9 @@ pub(crate) async fn stream(state: &super::State, last_id: Option<u64>) -> Sse<im
     let rx = state.events.subscribe();
     let replay = match last_id {
         Some(after) => match state.project() {
-            Ok(project) => tokio::task::spawn_blocking(move || lifecycle::events::read_after(&project, after)).await.ok().and_then(Result::ok).unwrap_or_default(),
+            Ok(project) => {
+                tokio::task::spawn_blocking(move || lifecycle::events::read_after(&project, after)).await.ok().and_then(Result::ok).unwrap_or_default()
+            }
             Err(_) => Vec::new(),
         },
         None => Vec::new(),

@@ -179,9 +179,7 @@ pub enum Command {
     #[command(hide = true)]
     AgentSupervise { run_file: PathBuf },
     /// Print shell completions: iso completions bash > ~/.local/share/bash-completion/completions/iso
-    Completions {
-        shell: CompletionShell,
-    },
+    Completions { shell: CompletionShell },
 }
 
 #[derive(Debug, Args)]
@@ -263,7 +261,6 @@ pub enum CompletionShell {
     Elvish,
 }
 
-
 #[derive(Debug, Subcommand)]
 pub enum RemoteCommand {
     /// Send init, list, status, update, cleanup and spawn to an `iso serve` (stored with mode 0600)
@@ -307,7 +304,6 @@ pub struct SpawnArgs {
     pub json: bool,
 }
 
-
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Keep printing events as they are logged (until interrupted)
@@ -324,7 +320,6 @@ pub struct EventsArgs {
     pub thread: Option<String>,
 }
 
-
 #[derive(Debug, Subcommand)]
 pub enum HooksCommand {
     /// The hooks of this repository: declared in iso.toml and discovered scripts, in the order they run
@@ -334,7 +329,9 @@ pub enum HooksCommand {
         json: JsonFlag,
     },
     /// Run the hooks of one event against a live thread now
-    #[command(after_help = "Examples:\n  iso hooks run post-up 1\n  iso hooks run pre-cleanup add-auth\n  iso hooks run deploy 2 --payload '{\"env\": \"staging\"}'")]
+    #[command(
+        after_help = "Examples:\n  iso hooks run post-up 1\n  iso hooks run pre-cleanup add-auth\n  iso hooks run deploy 2 --payload '{\"env\": \"staging\"}'"
+    )]
     Run {
         /// pre-init, post-init, post-up, pre-cleanup, post-cleanup, or a custom event
         event: String,
@@ -359,4 +356,3 @@ pub enum PluginCommand {
         json: JsonFlag,
     },
 }
-

@@ -80,7 +80,8 @@ pub fn listing(l: &Listing) {
         .iter()
         .map(|t| {
             let (status, style) = shown_status(t, l.interrupted.contains(&t.id));
-            let mut row = vec![Cell::from(t.id.to_string()), t.name.clone().into(), t.branch.clone().into(), styled(status, style), t.port_block.to_string().into()];
+            let mut row =
+                vec![Cell::from(t.id.to_string()), t.name.clone().into(), t.branch.clone().into(), styled(status, style), t.port_block.to_string().into()];
             if let Some(counts) = &l.services {
                 row.push(match counts.get(&t.id) {
                     _ if !t.is_live() => Cell::from("-"),
@@ -133,7 +134,8 @@ pub fn status(v: &StatusView) {
                 _ => RED,
             };
             let ports = if st.ports.is_empty() { "-".to_string() } else { st.ports.join(", ") };
-            let _ = writeln!(out, "  {:<w$}  {}{:<8}{}  {:<9}  {ports}  {}", st.service, style.render(), st.state, style.render_reset(), st.health, st.container);
+            let _ =
+                writeln!(out, "  {:<w$}  {}{:<8}{}  {:<9}  {ports}  {}", st.service, style.render(), st.state, style.render_reset(), st.health, st.container);
             if let Some(d) = &st.health_detail {
                 let _ = writeln!(out, "  {:<w$}  {}{d}{}", "", DIM.render(), DIM.render_reset());
             }

@@ -272,7 +272,11 @@ impl HookSpec {
         }
         for h in &self.allow.hosts {
             if h.is_empty() || h.contains('/') || h.contains('@') || h.chars().any(char::is_whitespace) {
-                return Err(problem("allow", format!("`{h}` in allow.hosts is not a host"), "write a host name or host:port, e.g. \"hooks.slack.com\" or \"127.0.0.1:8080\""));
+                return Err(problem(
+                    "allow",
+                    format!("`{h}` in allow.hosts is not a host"),
+                    "write a host name or host:port, e.g. \"hooks.slack.com\" or \"127.0.0.1:8080\"",
+                ));
             }
         }
         for p in &self.allow.exec {

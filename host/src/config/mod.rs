@@ -122,15 +122,9 @@ pub struct PortsConfig {
 
 impl Default for Config {
     fn default() -> Self {
-        let slots = [("postgres", 0), ("redis", 1), ("api", 2), ("worker", 3)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let slots = [("postgres", 0), ("redis", 1), ("api", 2), ("worker", 3)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         let env = [
-            (
-                "DATABASE_URL",
-                "postgresql://postgres:postgres@localhost:{{ ports.postgres }}/app",
-            ),
+            ("DATABASE_URL", "postgresql://postgres:postgres@localhost:{{ ports.postgres }}/app"),
             ("REDIS_URL", "redis://localhost:{{ ports.redis }}"),
             ("API_URL", "http://localhost:{{ ports.api }}"),
         ]
@@ -165,15 +159,7 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     /// A problem at a known place in a file.
     #[error("{}:{line}:{column}: {message}\n{snippet}", path.display())]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        key: Option<String>,
-        message: String,
-        snippet: String,
-        hint: String,
-    },
+    Invalid { path: PathBuf, line: usize, column: usize, key: Option<String>, message: String, snippet: String, hint: String },
     /// A problem in an `ISO_*` environment variable.
     #[error("environment variable {var}={value:?}: {message}")]
     Env { var: String, value: String, message: String, hint: String },
@@ -265,15 +251,8 @@ impl Origin<'_> {
     fn error(&self, key: &str, message: impl Into<String>, hint: impl Into<String>) -> ConfigError {
         let message = message.into();
         match self {
-            Origin::File { path, src, span } => {
-                located(path, src, span.clone(), Some(key.to_string()), format!("`{key}`: {message}"), hint.into())
-            }
-            Origin::Env { var, value } => ConfigError::Env {
-                var: var.to_string(),
-                value: value.to_string(),
-                message,
-                hint: hint.into(),
-            },
+            Origin::File { path, src, span } => located(path, src, span.clone(), Some(key.to_string()), format!("`{key}`: {message}"), hint.into()),
+            Origin::Env { var, value } => ConfigError::Env { var: var.to_string(), value: value.to_string(), message, hint: hint.into() },
         }
     }
 }
@@ -284,18 +263,9 @@ fn located(path: &Path, src: &str, span: Range<usize>, key: Option<String>, mess
     let line_start = src[..start].rfind('\n').map_or(0, |i| i + 1);
     let column = src[line_start..start].chars().count() + 1;
     let text = src[line_start..].lines().next().unwrap_or("");
-    let width = src[start..span.end.min(src.len())]
-        .lines()
-        .next()
-        .map_or(1, |s| s.chars().count().max(1));
+    let width = src[start..span.end.min(src.len())].lines().next().map_or(1, |s| s.chars().count().max(1));
     let gutter = line.to_string().len();
-    let snippet = format!(
-        "{:gutter$} |\n{line} | {text}\n{:gutter$} | {}{}",
-        "",
-        "",
-        " ".repeat(column - 1),
-        "^".repeat(width)
-    );
+    let snippet = format!("{:gutter$} |\n{line} | {text}\n{:gutter$} | {}{}", "", "", " ".repeat(column - 1), "^".repeat(width));
     ConfigError::Invalid { path: path.to_path_buf(), line, column, key, message, snippet, hint }
 }
 
@@ -312,11 +282,7 @@ impl Config {
     }
 
     /// Load from explicit layers; missing files are skipped.
-    pub fn load_layers(
-        repo_file: &Path,
-        user_file: Option<&Path>,
-        env: &BTreeMap<String, String>,
-    ) -> Result<Config, ConfigError> {
+    pub fn load_layers(repo_file: &Path, user_file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         let mut config = Config::default();
         for path in std::iter::once(repo_file).chain(user_file) {
             match std::fs::read_to_string(path) {
@@ -412,7 +378,11 @@ impl Config {
             let span = compose.span();
             let c = compose.into_inner();
             if c.file.as_os_str().is_empty() || c.file.is_absolute() {
-                return Err(at(key_span(src, span, "file")).error("compose.file", "must be a path relative to the repository root", "e.g. file = \"docker-compose.yml\""));
+                return Err(at(key_span(src, span, "file")).error(
+                    "compose.file",
+                    "must be a path relative to the repository root",
+                    "e.g. file = \"docker-compose.yml\"",
+                ));
             }
             self.compose = Some(c);
         }
@@ -428,7 +398,11 @@ impl Config {
             }
             if let Some(v) = d.publish_host {
                 if v.get_ref().parse::<std::net::IpAddr>().is_err() {
-                    return Err(at(v.span()).error("docker.publish_host", format!("`{}` is not an IP address", v.get_ref()), "use 127.0.0.1 (default), 0.0.0.0 or another local address"));
+                    return Err(at(v.span()).error(
+                        "docker.publish_host",
+                        format!("`{}` is not an IP address", v.get_ref()),
+                        "use 127.0.0.1 (default), 0.0.0.0 or another local address",
+                    ));
                 }
                 self.docker.publish_host = v.into_inner();
             }
@@ -439,7 +413,11 @@ impl Config {
                 let ok = v.get_ref().chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
                     && v.get_ref().chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
                 if !ok {
-                    return Err(at(v.span()).error("docker.name", format!("`{}` cannot be part of Docker resource names", v.get_ref()), "use lowercase letters, digits, `-`, `_` and `.`"));
+                    return Err(at(v.span()).error(
+                        "docker.name",
+                        format!("`{}` cannot be part of Docker resource names", v.get_ref()),
+                        "use lowercase letters, digits, `-`, `_` and `.`",
+                    ));
                 }
                 self.docker.name = Some(v.into_inner());
             }
@@ -564,18 +542,13 @@ impl Config {
             )));
         }
         if !self.services.is_empty() && self.compose.is_some() {
-            return Err(ConfigError::Merged(
-                "both [services.*] and [compose] are set; iso takes the stack from one of them, so remove the other".into(),
-            ));
+            return Err(ConfigError::Merged("both [services.*] and [compose] are set; iso takes the stack from one of them, so remove the other".into()));
         }
         if let Err(pr) = check_stack(&self.services, &p.slots, p.block_size) {
             return Err(ConfigError::Merged(format!("services.{}.{}: {}; {}", pr.service, pr.key, pr.message, pr.hint)));
         }
         if p.base < 1024 {
-            return Err(ConfigError::Merged(format!(
-                "ports.base {} would hand out privileged ports below 1024; use 10000 or another base above 1023",
-                p.base
-            )));
+            return Err(ConfigError::Merged(format!("ports.base {} would hand out privileged ports below 1024; use 10000 or another base above 1023", p.base)));
         }
         Ok(())
     }
@@ -614,10 +587,7 @@ fn key_span(src: &str, span: Range<usize>, key: &str) -> Range<usize> {
 }
 
 fn parse_num<T: std::str::FromStr>(value: &str, origin: &Origin, key: &str) -> Result<T, ConfigError> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| origin.error(key, format!("`{value}` is not a valid number here"), "give a whole number in range"))
+    value.trim().parse().map_err(|_| origin.error(key, format!("`{value}` is not a valid number here"), "give a whole number in range"))
 }
 
 fn check_worktree_dir(value: &str, origin: &Origin) -> Result<PathBuf, ConfigError> {
@@ -628,11 +598,7 @@ fn check_worktree_dir(value: &str, origin: &Origin) -> Result<PathBuf, ConfigErr
     if ok {
         Ok(path)
     } else {
-        Err(origin.error(
-            "threads.worktree_dir",
-            format!("`{value}` must be a relative path inside the repository"),
-            "use something like `.worktrees`",
-        ))
+        Err(origin.error("threads.worktree_dir", format!("`{value}` must be a relative path inside the repository"), "use something like `.worktrees`"))
     }
 }
 
@@ -673,8 +639,7 @@ fn check_block_size(value: u16, origin: &Origin) -> Result<u16, ConfigError> {
 }
 
 fn check_identifier(table: &str, name: &str, origin: &Origin) -> Result<(), ConfigError> {
-    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase()) && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(())
     } else {
@@ -687,8 +652,7 @@ fn check_identifier(table: &str, name: &str, origin: &Origin) -> Result<(), Conf
 }
 
 fn check_env_key(key: &str, origin: &Origin) -> Result<(), ConfigError> {
-    let ok = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let ok = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ok {
         Ok(())
     } else {
@@ -724,7 +688,10 @@ mod tests {
 
     #[test]
     fn api_and_agent_sections() {
-        let c = load("[api]\ntoken = \"s3cret\"\nbind = \"127.0.0.1:4000\"\n[agent]\ncommand = [\"sh\", \"agent.sh\", \"{prompt}\"]\ntemplate = \"prompts/a.md\"\n").unwrap();
+        let c = load(
+            "[api]\ntoken = \"s3cret\"\nbind = \"127.0.0.1:4000\"\n[agent]\ncommand = [\"sh\", \"agent.sh\", \"{prompt}\"]\ntemplate = \"prompts/a.md\"\n",
+        )
+        .unwrap();
         assert_eq!(c.api.token.as_deref(), Some("s3cret"));
         assert_eq!(c.api.bind.as_deref(), Some("127.0.0.1:4000"));
         assert_eq!(c.agent.command, ["sh", "agent.sh", "{prompt}"]);
@@ -789,10 +756,8 @@ mod tests {
 
     #[test]
     fn environment_wins_and_reports_bad_values() {
-        let env: BTreeMap<String, String> = [("ISO_PORTS_BASE", "30000"), ("ISO_PORTS_SLOTS", "db=0, cache=1")]
-            .into_iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
+        let env: BTreeMap<String, String> =
+            [("ISO_PORTS_BASE", "30000"), ("ISO_PORTS_SLOTS", "db=0, cache=1")].into_iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         let mut c = load("[ports]\nbase = 20000\n").unwrap();
         c.apply_env(&env).unwrap();
         assert_eq!(c.ports.base, 30000);

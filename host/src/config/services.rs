@@ -211,7 +211,12 @@ pub fn valid_service_name(name: &str) -> bool {
 /// Checks on one service alone.
 pub fn check_service(name: &str, s: &ServiceSpec) -> Result<(), SpecProblem> {
     if !valid_service_name(name) {
-        return Err(problem(name, "name", format!("`{name}` is not a valid service name"), "use lowercase letters, digits, `-` and `_` (it becomes part of container names)"));
+        return Err(problem(
+            name,
+            "name",
+            format!("`{name}` is not a valid service name"),
+            "use lowercase letters, digits, `-` and `_` (it becomes part of container names)",
+        ));
     }
     match (&s.image, &s.build) {
         (Some(_), Some(_)) => return Err(problem(name, "build", "has both `image` and `build`", "keep one of them")),
@@ -224,7 +229,12 @@ pub fn check_service(name: &str, s: &ServiceSpec) -> Result<(), SpecProblem> {
     }
     for p in &s.ports {
         if p.slot.is_some() == p.offset.is_some() {
-            return Err(problem(name, "ports", format!("port {} needs exactly one of `slot` and `offset`", p.container), "e.g. { container = 9001, offset = 10 }"));
+            return Err(problem(
+                name,
+                "ports",
+                format!("port {} needs exactly one of `slot` and `offset`", p.container),
+                "e.g. { container = 9001, offset = 10 }",
+            ));
         }
     }
     for key in s.environment.keys().chain(s.export.keys()) {
@@ -236,7 +246,12 @@ pub fn check_service(name: &str, s: &ServiceSpec) -> Result<(), SpecProblem> {
     for (key, templates) in [("environment", &s.environment), ("export", &s.export)] {
         for (var, t) in templates {
             if let Err(e) = minijinja::Environment::new().template_from_str(t) {
-                return Err(problem(name, key, format!("template for `{var}` does not parse: {}", e.detail().unwrap_or("syntax error")), "templates use minijinja syntax, e.g. \"{{ ports.api }}\""));
+                return Err(problem(
+                    name,
+                    key,
+                    format!("template for `{var}` does not parse: {}", e.detail().unwrap_or("syntax error")),
+                    "templates use minijinja syntax, e.g. \"{{ ports.api }}\"",
+                ));
             }
         }
     }
@@ -271,7 +286,12 @@ pub fn check_stack(stack: &Stack, slots: &BTreeMap<String, u16>, block_size: u16
         if s.port.is_some() {
             let slot = s.slot.as_deref().unwrap_or(name);
             if !slots.contains_key(slot) {
-                return Err(problem(name, "slot", format!("port slot `{slot}` is not in [ports.slots]"), format!("add `{slot} = <offset>` to [ports.slots], or set slot = one of: {}", slots.keys().cloned().collect::<Vec<_>>().join(", "))));
+                return Err(problem(
+                    name,
+                    "slot",
+                    format!("port slot `{slot}` is not in [ports.slots]"),
+                    format!("add `{slot} = <offset>` to [ports.slots], or set slot = one of: {}", slots.keys().cloned().collect::<Vec<_>>().join(", ")),
+                ));
             }
         }
         for p in &s.ports {
@@ -462,11 +482,8 @@ mod tests {
         assert_eq!(check_service("x", &ServiceSpec::default()).unwrap_err().key, "image");
         let both = ServiceSpec { build: Some(".".into()), ..svc("a") };
         assert_eq!(check_service("x", &both).unwrap_err().key, "build");
-        let two_checks = ServiceSpec {
-            port: Some(1),
-            healthcheck: Some(HealthSpec { tcp: Some(true), http: Some("/".into()), ..Default::default() }),
-            ..svc("a")
-        };
+        let two_checks =
+            ServiceSpec { port: Some(1), healthcheck: Some(HealthSpec { tcp: Some(true), http: Some("/".into()), ..Default::default() }), ..svc("a") };
         assert_eq!(check_service("x", &two_checks).unwrap_err().key, "healthcheck");
         assert_eq!(check_service("Bad Name", &svc("a")).unwrap_err().key, "name");
     }

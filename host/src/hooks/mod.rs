@@ -22,10 +22,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::config::hooks::{HookDefaults, HookSpec, OneOrMany};
 pub use crate::events::HookFailure;
 use crate::events::{Event, EventContext, EventReceiver, GitSummary, Outcome, ServiceEndpoint};
 use crate::thread::ThreadRecord;
-use crate::config::hooks::{HookDefaults, HookSpec, OneOrMany};
 use payload::{CallError, Level, LogLine, LogSink, Payload, ThreadInfo};
 use sandbox::Grants;
 
@@ -118,7 +118,14 @@ impl Hooks {
                     allow: Default::default(),
                     config: Default::default(),
                 };
-                hooks.push(Hook { name: format!("{}/{event}.rhai", defaults.dir.display()), events: vec![event.as_str().into()], kind: Kind::Rhai, path: file, discovered: true, spec });
+                hooks.push(Hook {
+                    name: format!("{}/{event}.rhai", defaults.dir.display()),
+                    events: vec![event.as_str().into()],
+                    kind: Kind::Rhai,
+                    path: file,
+                    discovered: true,
+                    spec,
+                });
             }
         }
         Hooks { hooks, defaults: defaults.clone(), repo_root: repo_root.to_path_buf(), sink: None }

@@ -98,9 +98,11 @@ fn describe(display: &str, e: EvalAltResult, grants: &Grants) -> CallError {
             }
         }
         EvalAltResult::ErrorRuntime(v, _) => CallError::Failed(format!("{display}:{}: {v}", at(pos))),
-        EvalAltResult::ErrorTerminated(_, _) => {
-            CallError::Failed(format!("timeout: {display} still running after {} ms (its `timeout`) at {}; it was stopped", grants.timeout.as_millis(), at(pos)))
-        }
+        EvalAltResult::ErrorTerminated(_, _) => CallError::Failed(format!(
+            "timeout: {display} still running after {} ms (its `timeout`) at {}; it was stopped",
+            grants.timeout.as_millis(),
+            at(pos)
+        )),
         EvalAltResult::ErrorTooManyOperations(_) => CallError::Failed(format!("{display}:{}: stopped after {MAX_OPERATIONS} operations", at(pos))),
         EvalAltResult::ErrorDataTooLarge(what, _) => {
             CallError::Failed(format!("out of memory: {display}:{}: {what} grew past its limit ({} MiB, the hook's `memory`)", at(pos), grants.memory >> 20))
@@ -353,7 +355,8 @@ mod tests {
 
     #[test]
     fn scripts_see_the_thread_and_hand_back_env_and_messages() {
-        let o = run("env_set(config.key, `http://localhost:${thread.ports.api}`);\nmessage(`${thread.name} pr ${thread.pr} after ${messages[0]}`);", "").unwrap();
+        let o =
+            run("env_set(config.key, `http://localhost:${thread.ports.api}`);\nmessage(`${thread.name} pr ${thread.pr} after ${messages[0]}`);", "").unwrap();
         assert_eq!(o.env, vec![("K".to_string(), "http://localhost:10302".to_string())]);
         assert_eq!(o.messages, vec!["web pr 12 after before".to_string()]);
     }

@@ -26,9 +26,9 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use crate::config::hooks::Mode;
 use super::payload::{CallError, CallOutcome, Level, Payload};
 use super::sandbox::Grants;
+use crate::config::hooks::Mode;
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -134,8 +134,16 @@ pub fn load(path: &Path) -> Result<(Component, Loaded), String> {
 
 fn not_a_component(path: &Path, e: &wasmtime::Error) -> String {
     let text = format!("{e:#}");
-    if text.contains("core module") || text.contains("wasm module with a component parser") || text.contains("magic header") || text.contains("expected a component") || text.contains("unknown binary version") {
-        format!("{} is not a WebAssembly component (build plugins for wasm32-wasip2, or wrap a core module with `wasm-tools component new`): {text}", path.display())
+    if text.contains("core module")
+        || text.contains("wasm module with a component parser")
+        || text.contains("magic header")
+        || text.contains("expected a component")
+        || text.contains("unknown binary version")
+    {
+        format!(
+            "{} is not a WebAssembly component (build plugins for wasm32-wasip2, or wrap a core module with `wasm-tools component new`): {text}",
+            path.display()
+        )
     } else {
         format!("{} cannot be compiled: {text}", path.display())
     }
@@ -176,10 +184,8 @@ pub fn inspect(path: &Path) -> Result<Inspection, String> {
     let ty = component.component_type();
     let (exports, world_version) = exports_of(host, &component);
     let imports: Vec<String> = ty.imports(&host.engine).map(|(n, _)| n.to_string()).collect();
-    let compatible = world_problem(&world_version, &exports).map_or_else(
-        || host.linker.instantiate_pre(&component).map(|_| ()).map_err(|e| format!("it imports something iso does not provide: {e:#}")),
-        Err,
-    );
+    let compatible = world_problem(&world_version, &exports)
+        .map_or_else(|| host.linker.instantiate_pre(&component).map(|_| ()).map_err(|e| format!("it imports something iso does not provide: {e:#}")), Err);
     Ok(Inspection { world_version, exports, imports, compatible })
 }
 
@@ -194,13 +200,19 @@ fn exports_of(host: &Host, component: &Component) -> (Vec<String>, Option<String
 fn world_problem(world_version: &Option<String>, exports: &[String]) -> Option<String> {
     match world_version {
         None => Some(format!("it does not export {HANDLER_EXPORT}: it was not built for the iso:hooks world (exports: {})", list_or_none(exports))),
-        Some(v) if !semver_compatible(v) => Some(format!("it was built for iso:hooks@{v}; this iso implements iso:hooks@{WORLD_VERSION} (0.1.x): rebuild it against iso's wit/")),
+        Some(v) if !semver_compatible(v) => {
+            Some(format!("it was built for iso:hooks@{v}; this iso implements iso:hooks@{WORLD_VERSION} (0.1.x): rebuild it against iso's wit/"))
+        }
         Some(_) => None,
     }
 }
 
 fn list_or_none(v: &[String]) -> String {
-    if v.is_empty() { "none".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 /// 0.x versions are compatible when the minor version matches.
@@ -406,7 +418,10 @@ fn forward(pipe: &MemoryOutputPipe, level: Level, log: &(dyn Fn(Level, &str) + S
 fn describe_trap(e: &wasmtime::Error, store: &Store<State>, stderr: &MemoryOutputPipe, timeout: Duration) -> String {
     let err_text = String::from_utf8_lossy(&stderr.contents()).to_string();
     if store.data().limits.hit {
-        return format!("out of memory: it needed more than its limit of {} MiB (raise `memory` in its [[hooks]] entry if that is expected)", store.data().limits.memory >> 20);
+        return format!(
+            "out of memory: it needed more than its limit of {} MiB (raise `memory` in its [[hooks]] entry if that is expected)",
+            store.data().limits.memory >> 20
+        );
     }
     if let Some(trap) = e.downcast_ref::<Trap>() {
         if *trap == Trap::Interrupt {

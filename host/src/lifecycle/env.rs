@@ -50,7 +50,8 @@ pub(crate) struct EventData<'a> {
 /// what they hand back.
 pub(crate) fn emit(project: &Project, record: &ThreadRecord, event: Event, hooks: &dyn EventReceiver, data: &EventData<'_>) -> Result<Outcome, Error> {
     let empty = BTreeMap::new();
-    let ctx = EventContext { event, thread: record, repo_root: project.root(), env: data.env.unwrap_or(&empty), services: &data.services, git: data.git.as_ref() };
+    let ctx =
+        EventContext { event, thread: record, repo_root: project.root(), env: data.env.unwrap_or(&empty), services: &data.services, git: data.git.as_ref() };
     observe(project, record, event);
     Ok(hooks.deliver(&ctx)?)
 }
@@ -68,7 +69,14 @@ fn observe(project: &Project, thread: &ThreadRecord, event: Event) {
 
 /// Show the hooks' messages, keep them in the thread's history, and add
 /// the variables they returned to `.env.thread` (and to `env`).
-pub(crate) fn apply_outcome(project: &Project, record: &mut ThreadRecord, event: Event, outcome: &Outcome, env: &mut BTreeMap<String, String>, progress: &dyn Progress) {
+pub(crate) fn apply_outcome(
+    project: &Project,
+    record: &mut ThreadRecord,
+    event: Event,
+    outcome: &Outcome,
+    env: &mut BTreeMap<String, String>,
+    progress: &dyn Progress,
+) {
     for m in &outcome.messages {
         progress.note(m);
     }

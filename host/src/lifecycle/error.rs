@@ -144,7 +144,10 @@ impl Diagnostic for Error {
             Error::Busy { .. } => "wait for it, or if that process is gone run `iso doctor --fix`".into(),
             Error::WouldLoseWork { .. } => "commit and push (or stash) it, or pass --force to throw it away".into(),
             Error::StatusNotSettable(_) => "use active, merged or abandoned".into(),
-            Error::NoStack => "add [services.<name>] or [compose] to iso.toml (see docs/services.md), or start from a template: `iso setup --template postgres-redis-api`".into(),
+            Error::NoStack => {
+                "add [services.<name>] or [compose] to iso.toml (see docs/services.md), or start from a template: `iso setup --template postgres-redis-api`"
+                    .into()
+            }
             Error::NotLive { .. } => "see `iso list --all`; a removed thread has no worktree".into(),
             Error::Exists { hint, .. } => hint.to_string(),
             _ => return None,

@@ -33,7 +33,10 @@ pub enum Filter {
     Id(u32),
     /// Events carrying this name, and those of the live thread of that name
     /// (custom events carry only the id) since it was created.
-    Name { name: String, live: Option<(u32, DateTime<Utc>)> },
+    Name {
+        name: String,
+        live: Option<(u32, DateTime<Utc>)>,
+    },
 }
 
 impl Filter {
@@ -55,7 +58,9 @@ impl Filter {
         match self {
             Filter::All => true,
             Filter::Id(id) => e.thread == Some(*id),
-            Filter::Name { name, live } => e.name.as_deref() == Some(name.as_str()) || live.is_some_and(|(id, created)| e.thread == Some(id) && e.at >= created),
+            Filter::Name { name, live } => {
+                e.name.as_deref() == Some(name.as_str()) || live.is_some_and(|(id, created)| e.thread == Some(id) && e.at >= created)
+            }
         }
     }
 }

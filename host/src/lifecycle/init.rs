@@ -134,7 +134,15 @@ fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<St
 
 type StepResult = Result<(), (&'static str, Error)>;
 
-fn build(project: &Project, git: &Git, record: &mut ThreadRecord, base_oid: Oid, opts: &InitOptions, hooks: &dyn EventReceiver, progress: &dyn Progress) -> StepResult {
+fn build(
+    project: &Project,
+    git: &Git,
+    record: &mut ThreadRecord,
+    base_oid: Oid,
+    opts: &InitOptions,
+    hooks: &dyn EventReceiver,
+    progress: &dyn Progress,
+) -> StepResult {
     let name = record.name.clone();
     let at = |step: &'static str| move |e: Error| (step, e);
     let git_at = |step: &'static str| move |e: GitError| (step, Error::from(e));

@@ -48,8 +48,8 @@ pub use doctor::Finding;
 pub use env::{thread_env, ENV_FILE};
 pub use error::Error;
 pub use init::InitOptions;
-pub use update::Update;
 pub use stack::ServiceState;
+pub use update::Update;
 pub use view::{Created, Listing, PortRow, ServiceCounts, StackSummary, StatusView};
 
 /// The outcome of one item of a bulk operation (`iso init a b c`,
@@ -83,7 +83,11 @@ impl<T> Bulk<T> {
 }
 
 /// Run `op` for each input, each with its own notes.
-fn bulk<T>(inputs: &[String], progress: &dyn crate::progress::Progress, mut op: impl FnMut(&str, &dyn crate::progress::Progress) -> Result<T, Error>) -> Bulk<T> {
+fn bulk<T>(
+    inputs: &[String],
+    progress: &dyn crate::progress::Progress,
+    mut op: impl FnMut(&str, &dyn crate::progress::Progress) -> Result<T, Error>,
+) -> Bulk<T> {
     let items = inputs
         .iter()
         .map(|input| {
@@ -120,14 +124,11 @@ pub fn find(project: &Project, selector: &str) -> Result<ThreadRecord, Error> {
 /// branch.
 pub fn find_in<'a>(data: &'a RegistryData, selector: &str) -> Result<&'a ThreadRecord, Error> {
     let by_id = selector.parse::<u32>().ok().and_then(|id| data.thread(id));
-    by_id
-        .or_else(|| data.threads.iter().find(|t| t.name == selector))
-        .or_else(|| data.threads.iter().find(|t| t.branch == selector))
-        .ok_or_else(|| {
-            let names: Vec<String> = data.threads.iter().map(|t| format!("{} ({})", t.id, t.name)).collect();
-            let known = if names.is_empty() { "; there are no threads".to_string() } else { format!("; threads: {}", names.join(", ")) };
-            Error::NotFound { selector: selector.to_string(), known }
-        })
+    by_id.or_else(|| data.threads.iter().find(|t| t.name == selector)).or_else(|| data.threads.iter().find(|t| t.branch == selector)).ok_or_else(|| {
+        let names: Vec<String> = data.threads.iter().map(|t| format!("{} ({})", t.id, t.name)).collect();
+        let known = if names.is_empty() { "; there are no threads".to_string() } else { format!("; threads: {}", names.join(", ")) };
+        Error::NotFound { selector: selector.to_string(), known }
+    })
 }
 
 /// Test-only fault injection: with `ISO_FAULT_PAUSE=<point>` in the

@@ -121,7 +121,9 @@ pub struct Created {
 /// [`Created`] for `thread`.
 pub fn created(project: &Project, thread: ThreadRecord) -> Created {
     let stack = if project.config.has_stack() {
-        super::stack::stack_plan(project, &thread).ok().map(|plan| StackSummary { services: plan.services.iter().map(|s| s.name.clone()).collect(), exports: plan.exports.clone() })
+        super::stack::stack_plan(project, &thread)
+            .ok()
+            .map(|plan| StackSummary { services: plan.services.iter().map(|s| s.name.clone()).collect(), exports: plan.exports.clone() })
     } else {
         None
     };
@@ -140,7 +142,8 @@ pub struct PortRow {
 /// The port allocation table: each live thread's block and named ports.
 pub fn ports(project: &Project) -> Result<Vec<PortRow>, Error> {
     let data = load(project)?;
-    let mut rows: Vec<PortRow> = data.threads.iter().map(|t| PortRow { thread: t.id, name: t.name.clone(), block: t.port_block, ports: t.ports.clone() }).collect();
+    let mut rows: Vec<PortRow> =
+        data.threads.iter().map(|t| PortRow { thread: t.id, name: t.name.clone(), block: t.port_block, ports: t.ports.clone() }).collect();
     rows.sort_by_key(|r| r.thread);
     Ok(rows)
 }

@@ -65,15 +65,19 @@ impl SimplePluginCommand for IsoCleanup {
 
     fn run(&self, _plugin: &IsoPlugin, engine: &EngineInterface, call: &EvaluatedCall, input: &Value) -> Result<Value, LabeledError> {
         let head = call.head;
-        let opts = CleanupOptions { delete_branch: call.has_flag("delete-branch")?, force: call.has_flag("force")?, keep_volumes: call.has_flag("keep-volumes")?, kill_ports: false };
+        let opts = CleanupOptions {
+            delete_branch: call.has_flag("delete-branch")?,
+            force: call.has_flag("force")?,
+            keep_volumes: call.has_flag("keep-volumes")?,
+            kill_ports: false,
+        };
         let args: Vec<Value> = call.rest(0)?;
         let selectors: Vec<Spanned<String>> = if !args.is_empty() {
             args.iter().map(super::selector).collect::<Result<_, _>>()?
         } else {
             match input {
                 Value::Nothing { .. } => {
-                    return Err(LabeledError::new("which threads?")
-                        .with_label("give thread ids or names, or pipe in rows of `iso threads`", head))
+                    return Err(LabeledError::new("which threads?").with_label("give thread ids or names, or pipe in rows of `iso threads`", head))
                 }
                 Value::List { vals, .. } => vals.iter().map(super::selector).collect::<Result<_, _>>()?,
                 one => vec![super::selector(one)?],

@@ -80,7 +80,12 @@ impl SimplePluginCommand for IsoInit {
         let head = call.head;
         let names: Vec<Spanned<String>> = call.rest(0)?;
         let base: Option<Spanned<String>> = call.get_flag("base")?;
-        let opts = InitOptions { base: base.as_ref().map(|b| b.item.clone()), task: call.get_flag("task")?, no_services: call.has_flag("no-services")?, context: None };
+        let opts = InitOptions {
+            base: base.as_ref().map(|b| b.item.clone()),
+            task: call.get_flag("task")?,
+            no_services: call.has_flag("no-services")?,
+            context: None,
+        };
         let project = super::project(engine, head)?;
         let inputs: Vec<String> = names.iter().map(|n| n.item.clone()).collect();
         let bulk = lifecycle::init::init_many(&project, &inputs, &opts, &Silent);

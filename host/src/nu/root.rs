@@ -32,11 +32,7 @@ impl SimplePluginCommand for Iso {
     }
 
     fn examples(&self) -> Vec<Example<'_>> {
-        vec![Example {
-            example: "iso | str contains 'iso threads'",
-            description: "Show the iso subcommands",
-            result: Some(Value::test_bool(true)),
-        }]
+        vec![Example { example: "iso | str contains 'iso threads'", description: "Show the iso subcommands", result: Some(Value::test_bool(true)) }]
     }
 
     fn run(&self, _plugin: &IsoPlugin, engine: &EngineInterface, call: &EvaluatedCall, _input: &Value) -> Result<Value, LabeledError> {

@@ -38,21 +38,9 @@ impl SimplePluginCommand for IsoThread {
 
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
-            Example {
-                example: "iso thread add-auth | get branch",
-                description: "A thread by name",
-                result: Some(Value::test_string("thread-1-add-auth")),
-            },
-            Example {
-                example: "iso thread 2 | get status",
-                description: "A thread by id",
-                result: Some(Value::test_string("merged")),
-            },
-            Example {
-                example: "iso thread add-auth | get ports.postgres",
-                description: "A port as an int",
-                result: Some(Value::test_int(10100)),
-            },
+            Example { example: "iso thread add-auth | get branch", description: "A thread by name", result: Some(Value::test_string("thread-1-add-auth")) },
+            Example { example: "iso thread 2 | get status", description: "A thread by id", result: Some(Value::test_string("merged")) },
+            Example { example: "iso thread add-auth | get ports.postgres", description: "A port as an int", result: Some(Value::test_int(10100)) },
             Example {
                 example: "iso thread add-auth | get worktree | path basename",
                 description: "The worktree path (`cd (iso thread add-auth | get worktree)` goes there)",

@@ -69,11 +69,7 @@ impl SimplePluginCommand for IsoThreads {
                 description: "Threads that were cleaned up",
                 result: Some(Value::test_list(vec![Value::test_string("old-spike")])),
             },
-            Example {
-                example: "iso threads | get created | describe",
-                description: "Times are datetimes",
-                result: Some(Value::test_string("list<datetime>")),
-            },
+            Example { example: "iso threads | get created | describe", description: "Times are datetimes", result: Some(Value::test_string("list<datetime>")) },
         ]
     }
 

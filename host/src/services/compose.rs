@@ -9,8 +9,8 @@ use serde_json::{json, Map, Value};
 use serde_yaml_ng::Value as Yaml;
 
 use super::plan::{ImageSource, MountSource, Plan};
-use crate::config::services::{split_words, CommandSpec, ComposeSpec, HealthCheck, HealthSpec, PortSpec, ServiceSpec, Stack};
 use super::Error;
+use crate::config::services::{split_words, CommandSpec, ComposeSpec, HealthCheck, HealthSpec, PortSpec, ServiceSpec, Stack};
 
 /// The file `iso compose` writes into a worktree.
 pub const THREAD_FILE: &str = "docker-compose.thread.yml";
@@ -94,7 +94,8 @@ pub fn import(repo_root: &Path, spec: &ComposeSpec, slots: &BTreeMap<String, u16
             match slot {
                 Some(slot) => out.ports.push(PortSpec { container, slot: Some(slot), offset: None }),
                 None => {
-                    let offset = next_offset(&mut used_offsets).ok_or_else(|| ctx(format!("no free port left in a block of {block_size}; raise ports.block_size")))?;
+                    let offset =
+                        next_offset(&mut used_offsets).ok_or_else(|| ctx(format!("no free port left in a block of {block_size}; raise ports.block_size")))?;
                     out.ports.push(PortSpec { container, slot: None, offset: Some(offset) });
                 }
             }
@@ -423,8 +424,8 @@ pub fn export(plan: &Plan, header: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::plan::{plan, ThreadStack};
     use crate::config::services::DockerSettings;
+    use crate::services::plan::{plan, ThreadStack};
 
     const FILE: &str = r#"
 version: "3.8"

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings, HostConfig, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
-    RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
+    BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::future::{self, FutureExt, LocalBoxFuture, Shared};
@@ -24,8 +24,8 @@ use serde::Serialize;
 
 use super::health;
 use super::plan::{label_filters, ImageSource, MountSource, Plan, PlannedService, LABEL_SERVICE, LABEL_THREAD};
-use crate::config::services::HealthCheck;
 use super::{Error, Phase, Started};
+use crate::config::services::HealthCheck;
 
 /// How many log lines a failure shows.
 const LOG_LINES: usize = 20;
@@ -257,13 +257,7 @@ impl Engine {
         self.rt.block_on(async {
             let docker = self.docker.clone().with_timeout(Duration::from_secs(365 * 24 * 3600));
             let streams = containers.iter().map(|(label, name)| {
-                let opts = LogsOptions {
-                    follow,
-                    stdout: true,
-                    stderr: true,
-                    tail: tail.map_or("all".to_string(), |n| n.to_string()),
-                    ..Default::default()
-                };
+                let opts = LogsOptions { follow, stdout: true, stderr: true, tail: tail.map_or("all".to_string(), |n| n.to_string()), ..Default::default() };
                 let label = label.clone();
                 docker.logs(name, Some(opts)).map(move |r| (label.clone(), r)).boxed_local()
             });
@@ -427,12 +421,8 @@ async fn teardown(docker: &Docker, repo_root: &std::path::Path, thread: Option<u
     });
     let mut removed = Removed { containers: future::try_join_all(removals).await?, ..Default::default() };
     if !keep_volumes {
-        let vols = docker
-            .list_volumes(Some(ListVolumesOptions { filters: Some(f.clone()) }))
-            .await
-            .map_err(docker_err("list volumes"))?
-            .volumes
-            .unwrap_or_default();
+        let vols =
+            docker.list_volumes(Some(ListVolumesOptions { filters: Some(f.clone()) })).await.map_err(docker_err("list volumes"))?.volumes.unwrap_or_default();
         let removals = vols.iter().map(|v| async move {
             match docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: true })).await {
                 Ok(()) => Ok(v.name.clone()),
@@ -482,7 +472,10 @@ async fn up(docker: &Docker, plan: &Plan, report: &dyn Fn(&[(String, Phase)])) -
     let existing: HashMap<String, ContainerSummary> = {
         let opts = ListContainersOptions {
             all: true,
-            filters: Some([("label".to_string(), label_filters(std::path::Path::new(&plan.labels[super::plan::LABEL_REPO]), plan.labels[LABEL_THREAD].parse().ok()))].into()),
+            filters: Some(
+                [("label".to_string(), label_filters(std::path::Path::new(&plan.labels[super::plan::LABEL_REPO]), plan.labels[LABEL_THREAD].parse().ok()))]
+                    .into(),
+            ),
             ..Default::default()
         };
         docker.list_containers(Some(opts)).await.map_err(docker_err("list containers"))?.into_iter().map(|c| (name_of(&c).to_string(), c)).collect()
@@ -545,7 +538,8 @@ async fn up(docker: &Docker, plan: &Plan, report: &dyn Fn(&[(String, Phase)])) -
     type Outcome = Result<Started, Rc<Error>>;
     let mut started: BTreeMap<String, Shared<LocalBoxFuture<'_, Outcome>>> = BTreeMap::new();
     for s in &plan.services {
-        let deps: Vec<(String, Shared<LocalBoxFuture<'_, Outcome>>)> = s.depends_on.iter().filter_map(|d| started.get(d).map(|f| (d.clone(), f.clone()))).collect();
+        let deps: Vec<(String, Shared<LocalBoxFuture<'_, Outcome>>)> =
+            s.depends_on.iter().filter_map(|d| started.get(d).map(|f| (d.clone(), f.clone()))).collect();
         let state = state.clone();
         let is_running = running(s);
         let fut = async move {
@@ -758,7 +752,12 @@ async fn exec_check(docker: &Docker, container: &str, cmd: &[String]) -> Result<
         Some(0) => Ok(()),
         code => {
             let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-            Err(format!("`{}` exited with {}{}", cmd.join(" "), code.map_or("no code".into(), |c| c.to_string()), if last.is_empty() { String::new() } else { format!(": {last}") }))
+            Err(format!(
+                "`{}` exited with {}{}",
+                cmd.join(" "),
+                code.map_or("no code".into(), |c| c.to_string()),
+                if last.is_empty() { String::new() } else { format!(": {last}") }
+            ))
         }
     }
 }

@@ -25,9 +25,9 @@ use thiserror::Error;
 
 use crate::error::{Diagnostic, ErrorKind};
 
+pub use crate::config::services::{ComposeSpec, DockerSettings, ServiceSpec, Stack};
 pub use docker::{engine_address, engine_is_local, ContainerInfo, Engine, Removed, Resource, ResourceKind};
 pub use plan::{label_filters, plan, project_name, Plan, PlannedService, ThreadStack};
-pub use crate::config::services::{ComposeSpec, DockerSettings, ServiceSpec, Stack};
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -71,9 +71,12 @@ pub enum Error {
 impl Diagnostic for Error {
     fn kind(&self) -> ErrorKind {
         match self {
-            Error::Unavailable { .. } | Error::ImageMissing { .. } | Error::Unhealthy { .. } | Error::Exited { .. } | Error::DependencyFailed { .. } | Error::Build { .. } => {
-                ErrorKind::Unavailable
-            }
+            Error::Unavailable { .. }
+            | Error::ImageMissing { .. }
+            | Error::Unhealthy { .. }
+            | Error::Exited { .. }
+            | Error::DependencyFailed { .. }
+            | Error::Build { .. } => ErrorKind::Unavailable,
             Error::PortTaken { .. } | Error::NameConflict { .. } => ErrorKind::Conflict,
             Error::Spec { .. } | Error::Template { .. } | Error::Compose { .. } => ErrorKind::Config,
             Error::NoSuchService { .. } | Error::NoSuchTemplate { .. } | Error::NoContainer { .. } => ErrorKind::NotFound,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::services::{parse_volume, start_order, DockerSettings, HealthCheck, Stack, VolumeSource};
 use super::Error;
+use crate::config::services::{parse_volume, start_order, DockerSettings, HealthCheck, Stack, VolumeSource};
 
 /// Label keys. Every resource iso creates carries `iso.managed`,
 /// `iso.repo` and `iso.thread`; containers also `iso.service`.
@@ -89,7 +89,11 @@ pub struct PlannedService {
 pub enum ImageSource {
     Image(String),
     /// Built from a context directory and tagged `tag`.
-    Build { context: PathBuf, dockerfile: String, tag: String },
+    Build {
+        context: PathBuf,
+        dockerfile: String,
+        tag: String,
+    },
 }
 
 impl ImageSource {
@@ -111,17 +115,16 @@ pub struct Mount {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum MountSource {
     /// Full name of a per-thread volume, and the name in iso.toml.
-    Volume { name: String, short: String },
+    Volume {
+        name: String,
+        short: String,
+    },
     Bind(PathBuf),
 }
 
 /// The repository's directory name made safe for Docker resource names.
 pub fn sanitize_repo(name: &str) -> String {
-    let mut s: String = name
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' { c } else { '-' })
-        .collect();
+    let mut s: String = name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' { c } else { '-' }).collect();
     s = s.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
     s.truncate(40);
     if s.is_empty() {
@@ -200,15 +203,15 @@ pub fn plan(t: &ThreadStack) -> Result<Plan, Error> {
         let mut ports = Vec::new();
         if let Some(c) = s.port {
             let slot = s.slot.as_deref().unwrap_or(name);
-            let host = *t.ports.get(slot).ok_or_else(|| Error::Spec {
-                service: name.clone(),
-                message: format!("port slot `{slot}` is not in [ports.slots]"),
-            })?;
+            let host =
+                *t.ports.get(slot).ok_or_else(|| Error::Spec { service: name.clone(), message: format!("port slot `{slot}` is not in [ports.slots]") })?;
             ports.push((c, host));
         }
         for p in &s.ports {
             let host = match (&p.slot, p.offset) {
-                (Some(slot), _) => *t.ports.get(slot).ok_or_else(|| Error::Spec { service: name.clone(), message: format!("port slot `{slot}` is not in [ports.slots]") })?,
+                (Some(slot), _) => {
+                    *t.ports.get(slot).ok_or_else(|| Error::Spec { service: name.clone(), message: format!("port slot `{slot}` is not in [ports.slots]") })?
+                }
                 (None, Some(off)) => t.block_start.saturating_add(off),
                 (None, None) => continue,
             };
@@ -386,7 +389,10 @@ mod tests {
         assert_eq!(p.exports["DATABASE_URL"], "postgresql://postgres@127.0.0.1:20100/app_1");
         let api = &p.services[1];
         assert_eq!(api.env["DB"], "postgres:5432 20100");
-        assert_eq!(api.image, ImageSource::Build { context: "/src/My App/.worktrees/thread-1".into(), dockerfile: "Dockerfile".into(), tag: "iso-my-app-t1-api:latest".into() });
+        assert_eq!(
+            api.image,
+            ImageSource::Build { context: "/src/My App/.worktrees/thread-1".into(), dockerfile: "Dockerfile".into(), tag: "iso-my-app-t1-api:latest".into() }
+        );
         assert_eq!(p.volumes.len(), 1);
     }
 

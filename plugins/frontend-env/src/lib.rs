@@ -58,12 +58,7 @@ struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            file: ".env".into(),
-            key: "VITE_BACKEND_API_URL".into(),
-            port: "api".into(),
-            url: "http://localhost:{port}".into(),
-        }
+        Config { file: ".env".into(), key: "VITE_BACKEND_API_URL".into(), port: "api".into(), url: "http://localhost:{port}".into() }
     }
 }
 
@@ -77,10 +72,7 @@ impl Guest for FrontendEnv {
             ))
         })?;
         if config.key.is_empty() || config.key.contains(['=', '\n', ' ']) {
-            return Err(Failure::Failed(format!(
-                "config `key` = {:?} is not a variable name; set it to e.g. \"VITE_BACKEND_API_URL\"",
-                config.key
-            )));
+            return Err(Failure::Failed(format!("config `key` = {:?} is not a variable name; set it to e.g. \"VITE_BACKEND_API_URL\"", config.key)));
         }
         let worktree = Path::new(&event.thread.worktree_path);
         let file = worktree.join(&config.file);
@@ -92,30 +84,15 @@ impl Guest for FrontendEnv {
             "post-cleanup" => nothing_to_do(&event.name),
             name if name.starts_with("post-") => {
                 let Some(port) = event.thread.ports.iter().find(|p| p.name == config.port) else {
-                    let names: Vec<&str> =
-                        event.thread.ports.iter().map(|p| p.name.as_str()).collect();
-                    let has = if names.is_empty() {
-                        "the thread has no ports".to_string()
-                    } else {
-                        format!("the thread has: {}", names.join(", "))
-                    };
-                    return Err(Failure::Failed(format!(
-                        "no port named `{}`; {has} (set config `port` to one of them)",
-                        config.port
-                    )));
+                    let names: Vec<&str> = event.thread.ports.iter().map(|p| p.name.as_str()).collect();
+                    let has = if names.is_empty() { "the thread has no ports".to_string() } else { format!("the thread has: {}", names.join(", ")) };
+                    return Err(Failure::Failed(format!("no port named `{}`; {has} (set config `port` to one of them)", config.port)));
                 };
                 let url = config.url.replace("{port}", &port.number.to_string());
                 if url.contains('\n') {
                     return Err(Failure::Failed("config `url` must be a single line".into()));
                 }
-                set(
-                    &file,
-                    &backup,
-                    &config.file,
-                    &backup_name,
-                    &config.key,
-                    &url,
-                )
+                set(&file, &backup, &config.file, &backup_name, &config.key, &url)
             }
             _ => nothing_to_do(&event.name),
         }
@@ -124,9 +101,7 @@ impl Guest for FrontendEnv {
 
 fn nothing_to_do(event: &str) -> Result<Outcome, Failure> {
     Ok(Outcome {
-        messages: vec![format!(
-            "nothing to do on `{event}` (frontend-env sets the key on post-init/post-up and restores the file on pre-cleanup)"
-        )],
+        messages: vec![format!("nothing to do on `{event}` (frontend-env sets the key on post-init/post-up and restores the file on pre-cleanup)")],
         env: Vec::new(),
     })
 }
@@ -138,14 +113,7 @@ fn backup_path(file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn set(
-    file: &Path,
-    backup: &Path,
-    file_name: &str,
-    backup_name: &str,
-    key: &str,
-    url: &str,
-) -> Result<Outcome, Failure> {
+fn set(file: &Path, backup: &Path, file_name: &str, backup_name: &str, key: &str, url: &str) -> Result<Outcome, Failure> {
     let existing = match fs::read_to_string(file) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == ErrorKind::NotFound => None,
@@ -160,11 +128,7 @@ fn set(
     let note = match &existing {
         Some(_) => {
             if !exists(backup, backup_name)? {
-                fs::copy(file, backup).map_err(|e| {
-                    Failure::Failed(format!(
-                        "could not back up {file_name} to {backup_name}: {e}"
-                    ))
-                })?;
+                fs::copy(file, backup).map_err(|e| Failure::Failed(format!("could not back up {file_name} to {backup_name}: {e}")))?;
             }
             format!("backup in {backup_name}")
         }
@@ -175,52 +139,26 @@ fn set(
     if existing.as_deref() != Some(updated.as_str()) {
         fs::write(file, &updated).map_err(|e| {
             let hint = match file.parent() {
-                Some(dir) if existing.is_none() && !dir.exists() => {
-                    " (its directory does not exist in the worktree: check config `file`)"
-                }
+                Some(dir) if existing.is_none() && !dir.exists() => " (its directory does not exist in the worktree: check config `file`)",
                 _ => "",
             };
             Failure::Failed(format!("could not write {file_name}: {e}{hint}"))
         })?;
     }
 
-    Ok(Outcome {
-        messages: vec![format!("set {key}={url} in {file_name} ({note})")],
-        env: vec![EnvVar {
-            name: key.to_string(),
-            value: url.to_string(),
-        }],
-    })
+    Ok(Outcome { messages: vec![format!("set {key}={url} in {file_name} ({note})")], env: vec![EnvVar { name: key.to_string(), value: url.to_string() }] })
 }
 
-fn restore(
-    file: &Path,
-    backup: &Path,
-    file_name: &str,
-    backup_name: &str,
-) -> Result<Outcome, Failure> {
+fn restore(file: &Path, backup: &Path, file_name: &str, backup_name: &str) -> Result<Outcome, Failure> {
     if !exists(backup, backup_name)? {
-        return Ok(Outcome {
-            messages: vec![format!(
-                "nothing to restore: there is no {backup_name} (left {file_name} as it is)"
-            )],
-            env: Vec::new(),
-        });
+        return Ok(Outcome { messages: vec![format!("nothing to restore: there is no {backup_name} (left {file_name} as it is)")], env: Vec::new() });
     }
-    fs::rename(backup, file).map_err(|e| {
-        Failure::Failed(format!(
-            "could not restore {file_name} from {backup_name}: {e}"
-        ))
-    })?;
-    Ok(Outcome {
-        messages: vec![format!("restored {file_name} from {backup_name}")],
-        env: Vec::new(),
-    })
+    fs::rename(backup, file).map_err(|e| Failure::Failed(format!("could not restore {file_name} from {backup_name}: {e}")))?;
+    Ok(Outcome { messages: vec![format!("restored {file_name} from {backup_name}")], env: Vec::new() })
 }
 
 fn exists(path: &Path, name: &str) -> Result<bool, Failure> {
-    path.try_exists()
-        .map_err(|e| Failure::Failed(format!("could not look for {name}: {e}")))
+    path.try_exists().map_err(|e| Failure::Failed(format!("could not look for {name}: {e}")))
 }
 
 /// Sets `key=value` in the text of an env file: every `key=…` or
@@ -296,18 +234,9 @@ mod tests {
     fn replaces_appends_and_keeps_the_rest() {
         let text = "# api\nVITE_BACKEND_API_URL=http://localhost:8000\nOTHER=1\n";
         let once = set_key(text, "VITE_BACKEND_API_URL", "http://localhost:10102");
-        assert_eq!(
-            once,
-            "# api\nVITE_BACKEND_API_URL=http://localhost:10102\nOTHER=1\n"
-        );
-        assert_eq!(
-            set_key(&once, "VITE_BACKEND_API_URL", "http://localhost:10102"),
-            once
-        );
-        assert_eq!(
-            set_key("export K = a\r\nKEY=b", "K", "x"),
-            "export K=x\r\nKEY=b"
-        );
+        assert_eq!(once, "# api\nVITE_BACKEND_API_URL=http://localhost:10102\nOTHER=1\n");
+        assert_eq!(set_key(&once, "VITE_BACKEND_API_URL", "http://localhost:10102"), once);
+        assert_eq!(set_key("export K = a\r\nKEY=b", "K", "x"), "export K=x\r\nKEY=b");
         assert_eq!(set_key("A=1", "K", "x"), "A=1\nK=x\n");
         assert_eq!(set_key("", "K", "x"), "K=x\n");
     }

@@ -30,8 +30,7 @@ struct Migrate;
 
 export!(Migrate);
 
-const EXAMPLE: &str =
-    r#"config = { command = ["sh", "-c", "psql \"$DATABASE_URL\" -f db/schema.sql"] }"#;
+const EXAMPLE: &str = r#"config = { command = ["sh", "-c", "psql \"$DATABASE_URL\" -f db/schema.sql"] }"#;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,14 +50,10 @@ impl Guest for Migrate {
         let command = match config.command {
             Some(command) if !command.is_empty() && !command[0].is_empty() => command,
             Some(_) => {
-                return Err(Failure::Failed(format!(
-                    "config `command` is empty; give the program and its arguments, e.g. {EXAMPLE}"
-                )));
+                return Err(Failure::Failed(format!("config `command` is empty; give the program and its arguments, e.g. {EXAMPLE}")));
             }
             None => {
-                return Err(Failure::Failed(format!(
-                    "config `command` is missing; set it in this hook's [[hooks]] entry, e.g. {EXAMPLE}"
-                )));
+                return Err(Failure::Failed(format!("config `command` is missing; set it in this hook's [[hooks]] entry, e.g. {EXAMPLE}")));
             }
         };
         let shown = show_command(&command);
@@ -73,23 +68,11 @@ impl Guest for Migrate {
 
         match output.exit_code {
             0 => {
-                let last = output
-                    .stdout
-                    .lines()
-                    .map(str::trim)
-                    .rfind(|line| !line.is_empty())
-                    .unwrap_or("done");
-                Ok(Outcome {
-                    messages: vec![format!("migrations ran: {last}")],
-                    env: Vec::new(),
-                })
+                let last = output.stdout.lines().map(str::trim).rfind(|line| !line.is_empty()).unwrap_or("done");
+                Ok(Outcome { messages: vec![format!("migrations ran: {last}")], env: Vec::new() })
             }
             code => {
-                let how = if code == -1 {
-                    "was ended (by a signal, or the hook's timeout ran out)".to_string()
-                } else {
-                    format!("exited with {code}")
-                };
+                let how = if code == -1 { "was ended (by a signal, or the hook's timeout ran out)".to_string() } else { format!("exited with {code}") };
                 let tail = match tail(&output.stderr, 20) {
                     t if !t.is_empty() => t,
                     _ => match tail(&output.stdout, 20) {
@@ -97,9 +80,7 @@ impl Guest for Migrate {
                         _ => "(no output)".to_string(),
                     },
                 };
-                Err(Failure::Failed(format!(
-                    "migration command `{shown}` {how}: {tail}"
-                )))
+                Err(Failure::Failed(format!("migration command `{shown}` {how}: {tail}")))
             }
         }
     }
@@ -116,15 +97,8 @@ fn show_command(command: &[String]) -> String {
     command
         .iter()
         .map(|arg| {
-            let plain = !arg.is_empty()
-                && arg
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c));
-            if plain {
-                arg.clone()
-            } else {
-                format!("'{}'", arg.replace('\'', r"'\''"))
-            }
+            let plain = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c));
+            if plain { arg.clone() } else { format!("'{}'", arg.replace('\'', r"'\''")) }
         })
         .collect::<Vec<_>>()
         .join(" ")

@@ -73,15 +73,9 @@ impl Guest for PrSummary {
             ))
         })?;
         let Some(url) = config.url else {
-            return Err(failed(format!(
-                "config `url` is missing; set it to the webhook, e.g. {EXAMPLE}"
-            )));
+            return Err(failed(format!("config `url` is missing; set it to the webhook, e.g. {EXAMPLE}")));
         };
-        let target = Url::parse(&url).ok_or_else(|| {
-            failed(format!(
-                "config `url` = {url:?} is not an http:// or https:// URL, e.g. {EXAMPLE}"
-            ))
-        })?;
+        let target = Url::parse(&url).ok_or_else(|| failed(format!("config `url` = {url:?} is not an http:// or https:// URL, e.g. {EXAMPLE}")))?;
 
         let body = json!({
             "event": event.name,
@@ -93,10 +87,7 @@ impl Guest for PrSummary {
 
         let (status, answer) = post(&target, &config.headers, &body).map_err(|e| match e {
             PostError::Config(message) => failed(message),
-            PostError::Transport(message) => failed(format!(
-                "could not reach the webhook at {}: {message} — is its host in allow.hosts?",
-                target.host
-            )),
+            PostError::Transport(message) => failed(format!("could not reach the webhook at {}: {message} — is its host in allow.hosts?", target.host)),
         })?;
         if !(200..300).contains(&status) {
             let answer = String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned();
@@ -105,18 +96,9 @@ impl Guest for PrSummary {
                 text => text,
             };
             // Only the host: webhook URLs often carry a secret in the path.
-            return Err(failed(format!(
-                "the webhook at {} answered {status}: {answer}",
-                target.host
-            )));
+            return Err(failed(format!("the webhook at {} answered {status}: {answer}", target.host)));
         }
-        Ok(Outcome {
-            messages: vec![format!(
-                "posted the summary of thread {} to {}",
-                event.thread.id, target.host
-            )],
-            env: Vec::new(),
-        })
+        Ok(Outcome { messages: vec![format!("posted the summary of thread {} to {}", event.thread.id, target.host)], env: Vec::new() })
     }
 }
 
@@ -149,10 +131,7 @@ fn git_json(git: &GitSummary) -> serde_json::Value {
 /// One paragraph for people, e.g. `Thread 3 (add-auth) on thread-3-add-auth:
 /// 2 commits ahead of main, 5 files changed. Task: add login. PR #12.`
 fn summary(thread: &Thread, git: Option<&GitSummary>) -> String {
-    let mut text = format!(
-        "Thread {} ({}) on {}",
-        thread.id, thread.name, thread.branch
-    );
+    let mut text = format!("Thread {} ({}) on {}", thread.id, thread.name, thread.branch);
     match git {
         Some(git) => {
             text.push_str(&format!(
@@ -162,21 +141,13 @@ fn summary(thread: &Thread, git: Option<&GitSummary>) -> String {
                 plural(git.files_changed.len(), "file"),
             ));
             if !git.uncommitted.is_empty() {
-                text.push_str(&format!(
-                    ", {} with uncommitted changes",
-                    plural(git.uncommitted.len(), "path")
-                ));
+                text.push_str(&format!(", {} with uncommitted changes", plural(git.uncommitted.len(), "path")));
             }
             text.push('.');
         }
         None => text.push_str(&format!(" (from {}), {}.", thread.base, thread.status)),
     }
-    if let Some(task) = thread
-        .task
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
+    if let Some(task) = thread.task.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         text.push_str(" Task: ");
         text.push_str(task);
         if !task.ends_with(['.', '!', '?']) {
@@ -190,11 +161,7 @@ fn summary(thread: &Thread, git: Option<&GitSummary>) -> String {
 }
 
 fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
 /// The parts of an http(s) URL that wasi:http wants.
@@ -234,12 +201,7 @@ impl Url {
             p if p.starts_with('?') => format!("/{p}"),
             p => p.to_string(),
         };
-        Some(Url {
-            scheme,
-            authority: authority.to_string(),
-            host,
-            path_with_query,
-        })
+        Some(Url { scheme, authority: authority.to_string(), host, path_with_query })
     }
 }
 
@@ -252,39 +214,20 @@ enum PostError {
 
 /// POSTs `body` as JSON; returns the status and up to [`MAX_RESPONSE`] bytes
 /// of the response body.
-fn post(
-    url: &Url,
-    extra_headers: &BTreeMap<String, String>,
-    body: &[u8],
-) -> Result<(u16, Vec<u8>), PostError> {
+fn post(url: &Url, extra_headers: &BTreeMap<String, String>, body: &[u8]) -> Result<(u16, Vec<u8>), PostError> {
     let headers = Fields::new();
-    let mut all = vec![
-        ("content-type", "application/json".to_string()),
-        ("content-length", body.len().to_string()),
-    ];
+    let mut all = vec![("content-type", "application/json".to_string()), ("content-length", body.len().to_string())];
     all.extend(extra_headers.iter().map(|(k, v)| (k.as_str(), v.clone())));
     for (name, value) in &all {
-        headers.append(name, value.as_bytes()).map_err(|e| {
-            PostError::Config(format!(
-                "header `{name}` cannot be sent ({e:?}); check config `headers`"
-            ))
-        })?;
+        headers.append(name, value.as_bytes()).map_err(|e| PostError::Config(format!("header `{name}` cannot be sent ({e:?}); check config `headers`")))?;
     }
 
     let request = OutgoingRequest::new(headers);
     let bad = |what: &str| PostError::Config(format!("the host rejected the request's {what}"));
-    request
-        .set_method(&Method::Post)
-        .map_err(|()| bad("method"))?;
-    request
-        .set_scheme(Some(&url.scheme))
-        .map_err(|()| bad("scheme"))?;
-    request
-        .set_authority(Some(&url.authority))
-        .map_err(|()| bad("authority"))?;
-    request
-        .set_path_with_query(Some(&url.path_with_query))
-        .map_err(|()| bad("path"))?;
+    request.set_method(&Method::Post).map_err(|()| bad("method"))?;
+    request.set_scheme(Some(&url.scheme)).map_err(|()| bad("scheme"))?;
+    request.set_authority(Some(&url.authority)).map_err(|()| bad("authority"))?;
+    request.set_path_with_query(Some(&url.path_with_query)).map_err(|()| bad("path"))?;
     let outgoing_body = request.body().map_err(|()| bad("body"))?;
 
     // Send first and write the body after: the host streams the body to the
@@ -297,9 +240,7 @@ fn post(
     // which says why, comes with the response, so look there first.
     let response = loop {
         if let Some(result) = future.get() {
-            break result
-                .map_err(|()| PostError::Transport("the response was already taken".into()))?
-                .map_err(transport)?;
+            break result.map_err(|()| PostError::Transport("the response was already taken".into()))?.map_err(transport)?;
         }
         future.subscribe().block();
     };
@@ -323,13 +264,9 @@ fn post(
 /// Writes `body` in chunks of at most [`CHUNK`] bytes and finishes it.
 fn write_body(outgoing_body: OutgoingBody, body: &[u8]) -> Result<(), PostError> {
     {
-        let stream = outgoing_body
-            .write()
-            .map_err(|()| PostError::Config("the host gave no body stream".into()))?;
+        let stream = outgoing_body.write().map_err(|()| PostError::Config("the host gave no body stream".into()))?;
         for chunk in body.chunks(CHUNK) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| stream_error("sending the body", e))?;
+            stream.blocking_write_and_flush(chunk).map_err(|e| stream_error("sending the body", e))?;
         }
         // The stream is dropped here: it must be before the body is finished.
     }
@@ -342,12 +279,8 @@ fn transport(code: ErrorCode) -> PostError {
 
 fn stream_error(what: &str, e: StreamError) -> PostError {
     match e {
-        StreamError::LastOperationFailed(error) => {
-            PostError::Transport(format!("{what} failed: {}", error.to_debug_string()))
-        }
-        StreamError::Closed => {
-            PostError::Transport(format!("{what} failed: the connection closed"))
-        }
+        StreamError::LastOperationFailed(error) => PostError::Transport(format!("{what} failed: {}", error.to_debug_string())),
+        StreamError::Closed => PostError::Transport(format!("{what} failed: the connection closed")),
     }
 }
 

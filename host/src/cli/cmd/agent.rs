@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::cli::args::SpawnArgs;
-use crate::cli::spinner::Spinner;
 use crate::cli::output::RED;
+use crate::cli::spinner::Spinner;
 use crate::cli::{exit, render, CmdResult, Target};
 use crate::lifecycle::{agents, InitOptions, Run, RunState, SpawnRequest, StartOptions};
 
@@ -105,7 +105,8 @@ pub fn run_logs(target: &Target, thread: &str, follow: bool, which: Option<u32>)
                 if !follow {
                     return Ok(exit::OK);
                 }
-                let running = client.runs(thread).map(|runs| runs.iter().any(|r| r.state == RunState::Running && which.is_none_or(|n| r.run == n))).unwrap_or(false);
+                let running =
+                    client.runs(thread).map(|runs| runs.iter().any(|r| r.state == RunState::Running && which.is_none_or(|n| r.run == n))).unwrap_or(false);
                 if !running && text.is_empty() {
                     return Ok(exit::OK);
                 }

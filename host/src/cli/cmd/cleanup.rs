@@ -16,7 +16,9 @@ pub fn run(target: &Target, args: &CleanupArgs, quiet: bool) -> CmdResult {
             drop(spinner);
             bulk.items.into_iter().map(|i| (i.input, i.result.map_err(|e| Box::new(e) as Box<dyn Diagnostic>))).collect()
         }
-        Target::Remote(client) => args.threads.iter().map(|sel| (sel.clone(), client.cleanup(sel, opts).map_err(|e| Box::new(e) as Box<dyn Diagnostic>))).collect(),
+        Target::Remote(client) => {
+            args.threads.iter().map(|sel| (sel.clone(), client.cleanup(sel, opts).map_err(|e| Box::new(e) as Box<dyn Diagnostic>))).collect()
+        }
     };
     let (removed, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|(_, r)| r.is_ok());
     let removed: Vec<ThreadRecord> = removed.into_iter().filter_map(|(_, r)| r.ok()).collect();

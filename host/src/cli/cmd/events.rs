@@ -47,7 +47,11 @@ pub fn run(project: &Project, args: EventsArgs) -> CmdResult {
     let mut last = all.last().map(|e| e.seq).or(args.since).unwrap_or(0);
     let shown: Vec<&EventRecord> = all.iter().filter(|e| filter.matches(e)).collect();
     if shown.is_empty() && !args.json && !args.follow {
-        eprintln!("no events{}; lifecycle, agent and custom events are logged in {}", if all.is_empty() { " logged yet" } else { " match" }, events::log_path(project).display());
+        eprintln!(
+            "no events{}; lifecycle, agent and custom events are logged in {}",
+            if all.is_empty() { " logged yet" } else { " match" },
+            events::log_path(project).display()
+        );
         return Ok(exit::OK);
     }
     let rows: Vec<Vec<Cell>> = if args.json { Vec::new() } else { shown.iter().map(|e| row(e)).collect() };

@@ -123,7 +123,8 @@ pub fn plugin(cmd: &PluginCommand, cwd: &std::path::Path) -> i32 {
         let _ = writeln!(out, "imports:  {}", if r.imports.is_empty() { "none".into() } else { r.imports.join("\n          ") });
         let _ = writeln!(out, "exports:  {}", if r.exports.is_empty() { "none".into() } else { r.exports.join("\n          ") });
         if r.manifests.is_empty() {
-            let _ = writeln!(out, "grants:   none here: what a plugin may touch is set by its [[hooks]] entry in iso.toml (allow.paths, allow.exec, allow.hosts)");
+            let _ =
+                writeln!(out, "grants:   none here: what a plugin may touch is set by its [[hooks]] entry in iso.toml (allow.paths, allow.exec, allow.hosts)");
         }
         for m in &r.manifests {
             let events = m["events"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default();

@@ -13,7 +13,10 @@ pub fn run(target: &Target, args: &InitArgs, quiet: bool) -> CmdResult {
             let spinner = Spinner::new(quiet || args.json.json).hook_logs(!quiet);
             let bulk = lifecycle::init::init_many(project, &args.names, &opts, &spinner);
             drop(spinner);
-            bulk.items.into_iter().map(|i| (i.input, i.result.map(|t| lifecycle::view::created(project, t)).map_err(|e| Box::new(e) as Box<dyn Diagnostic>))).collect()
+            bulk.items
+                .into_iter()
+                .map(|i| (i.input, i.result.map(|t| lifecycle::view::created(project, t)).map_err(|e| Box::new(e) as Box<dyn Diagnostic>)))
+                .collect()
         }
         Target::Remote(client) => client.init(&args.names, &opts)?.into_iter().map(|(n, r)| (n, r.map_err(|e| Box::new(e) as Box<dyn Diagnostic>))).collect(),
     };

@@ -25,6 +25,14 @@ pub fn run(project: &Project, json: bool) -> CmdResult {
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     print_table(&header, &table);
     let p = &project.config.ports;
-    anstream::eprintln!("{}{} of {} blocks in use; thread N holds {} + N×{}{}", DIM.render(), rows.len(), project.config.threads.max, p.base, p.block_size, DIM.render_reset());
+    anstream::eprintln!(
+        "{}{} of {} blocks in use; thread N holds {} + N×{}{}",
+        DIM.render(),
+        rows.len(),
+        project.config.threads.max,
+        p.base,
+        p.block_size,
+        DIM.render_reset()
+    );
     Ok(exit::OK)
 }

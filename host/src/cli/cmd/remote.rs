@@ -1,7 +1,7 @@
 //! `iso remote connect|status|disconnect`.
 
-use crate::cli::output::{print_json, GREEN};
 use crate::cli::args::RemoteCommand;
+use crate::cli::output::{print_json, GREEN};
 use crate::cli::{exit, CmdResult};
 use crate::remote::{self, Client, Connection};
 

@@ -26,7 +26,15 @@ pub fn down(project: &Project, selector: &str) -> CmdResult {
     for name in &stopped {
         println!("stopped {name}");
     }
-    anstream::eprintln!("{}thread {} ({}): {} container(s) stopped; `iso up {}` starts them again{}", DIM.render(), t.id, t.name, stopped.len(), t.id, DIM.render_reset());
+    anstream::eprintln!(
+        "{}thread {} ({}): {} container(s) stopped; `iso up {}` starts them again{}",
+        DIM.render(),
+        t.id,
+        t.name,
+        stopped.len(),
+        t.id,
+        DIM.render_reset()
+    );
     Ok(exit::OK)
 }
 

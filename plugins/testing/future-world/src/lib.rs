@@ -19,9 +19,6 @@ export!(FutureWorld);
 
 impl Guest for FutureWorld {
     fn handle(_event: Event, extra: String) -> Result<Outcome, Failure> {
-        Ok(Outcome {
-            messages: vec![format!("future-world handled the event ({extra})")],
-            env: Vec::new(),
-        })
+        Ok(Outcome { messages: vec![format!("future-world handled the event ({extra})")], env: Vec::new() })
     }
 }

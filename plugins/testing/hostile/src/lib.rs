@@ -55,16 +55,9 @@ const MODES: &str = "ok, loop, memory, read, write, http, exec, panic, refuse, f
 
 impl Guest for Hostile {
     fn handle(event: Event) -> Result<Outcome, Failure> {
-        let config: Value = serde_json::from_str(&host::config())
-            .map_err(|e| Failure::Failed(format!("hostile: bad config: {e}")))?;
+        let config: Value = serde_json::from_str(&host::config()).map_err(|e| Failure::Failed(format!("hostile: bad config: {e}")))?;
         let text = |key: &str| config.get(key).and_then(Value::as_str).map(str::to_string);
-        let required = |key: &str| {
-            text(key).ok_or_else(|| {
-                Failure::Failed(format!(
-                    "hostile: this mode needs config `{key}` (a string)"
-                ))
-            })
-        };
+        let required = |key: &str| text(key).ok_or_else(|| Failure::Failed(format!("hostile: this mode needs config `{key}` (a string)")));
         let worktree = Path::new(&event.thread.worktree_path);
 
         match text("mode").as_deref().unwrap_or("ok") {
@@ -82,9 +75,7 @@ impl Guest for Hostile {
                     let mut buffer = Vec::new();
                     if buffer.try_reserve_exact(CHUNK).is_err() || kept.try_reserve(1).is_err() {
                         let mib = core::hint::black_box(&kept).len() * 16;
-                        return Err(Failure::Failed(format!(
-                            "blocked: allocation failed after {mib} MiB"
-                        )));
+                        return Err(Failure::Failed(format!("blocked: allocation failed after {mib} MiB")));
                     }
                     buffer.resize(CHUNK, 0xA5);
                     kept.push(core::hint::black_box(buffer));
@@ -93,10 +84,7 @@ impl Guest for Hostile {
             "read" => {
                 let path = required("path")?;
                 match std::fs::read(worktree.join(&path)) {
-                    Ok(bytes) => ok(vec![format!(
-                        "ESCAPED: read {} bytes from {path}",
-                        bytes.len()
-                    )]),
+                    Ok(bytes) => ok(vec![format!("ESCAPED: read {} bytes from {path}", bytes.len())]),
                     Err(e) => Err(Failure::Failed(format!("blocked: {e}"))),
                 }
             }
@@ -116,40 +104,20 @@ impl Guest for Hostile {
             }
             "exec" => {
                 let program = required("program")?;
-                let args: Vec<String> = config
-                    .get("args")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let args: Vec<String> =
+                    config.get("args").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default();
                 match host::exec(&program, &args) {
                     Ok(output) => ok(vec![format!("ESCAPED: exit {}", output.exit_code)]),
                     Err(e) => Err(Failure::Failed(format!("blocked: {e}"))),
                 }
             }
             "panic" => panic!("boom from the hostile plugin"),
-            "refuse" => Err(Failure::Refuse(
-                text("message").unwrap_or_else(|| "refused by policy".into()),
-            )),
-            "fail" => Err(Failure::Failed(
-                text("message").unwrap_or_else(|| "failed on purpose".into()),
-            )),
+            "refuse" => Err(Failure::Refuse(text("message").unwrap_or_else(|| "refused by policy".into()))),
+            "fail" => Err(Failure::Failed(text("message").unwrap_or_else(|| "failed on purpose".into()))),
             "env" => {
-                let mut messages: Vec<String> = std::env::vars()
-                    .map(|(name, value)| format!("{name}={value}"))
-                    .collect();
+                let mut messages: Vec<String> = std::env::vars().map(|(name, value)| format!("{name}={value}")).collect();
                 messages.push(format!("messages-before={}", event.messages.len()));
-                Ok(Outcome {
-                    messages,
-                    env: vec![EnvVar {
-                        name: "HOSTILE_SAW".into(),
-                        value: event.name.clone(),
-                    }],
-                })
+                Ok(Outcome { messages, env: vec![EnvVar { name: "HOSTILE_SAW".into(), value: event.name.clone() }] })
             }
             "log" => {
                 host::log(Level::Debug, "hostile log debug");
@@ -160,18 +128,13 @@ impl Guest for Hostile {
                 eprintln!("hostile stderr");
                 ok(vec!["logged".into()])
             }
-            other => Err(Failure::Failed(format!(
-                "hostile: unknown config `mode` = {other:?}; one of: {MODES}"
-            ))),
+            other => Err(Failure::Failed(format!("hostile: unknown config `mode` = {other:?}; one of: {MODES}"))),
         }
     }
 }
 
 fn ok(messages: Vec<String>) -> Result<Outcome, Failure> {
-    Ok(Outcome {
-        messages,
-        env: Vec::new(),
-    })
+    Ok(Outcome { messages, env: Vec::new() })
 }
 
 /// POSTs `{}` to an `http://` or `https://` URL; the answer's status.
@@ -188,22 +151,12 @@ fn post_empty_object(url: &str) -> Result<u16, String> {
     let path = if path.is_empty() { "/" } else { path };
 
     let headers = Fields::new();
-    headers
-        .append("content-type", b"application/json")
-        .map_err(|e| format!("{e:?}"))?;
+    headers.append("content-type", b"application/json").map_err(|e| format!("{e:?}"))?;
     let request = OutgoingRequest::new(headers);
-    request
-        .set_method(&Method::Post)
-        .map_err(|()| "bad method")?;
-    request
-        .set_scheme(Some(&scheme))
-        .map_err(|()| "bad scheme")?;
-    request
-        .set_authority(Some(authority))
-        .map_err(|()| "bad authority")?;
-    request
-        .set_path_with_query(Some(path))
-        .map_err(|()| "bad path")?;
+    request.set_method(&Method::Post).map_err(|()| "bad method")?;
+    request.set_scheme(Some(&scheme)).map_err(|()| "bad scheme")?;
+    request.set_authority(Some(authority)).map_err(|()| "bad authority")?;
+    request.set_path_with_query(Some(path)).map_err(|()| "bad path")?;
     let body = request.body().map_err(|()| "no body")?;
     let future = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
     // Body write errors are reported after the response's: a refused request
@@ -211,17 +164,13 @@ fn post_empty_object(url: &str) -> Result<u16, String> {
     let sent = (|| {
         {
             let stream = body.write().map_err(|()| "no body stream".to_string())?;
-            stream
-                .blocking_write_and_flush(b"{}")
-                .map_err(|e| format!("{e:?}"))?;
+            stream.blocking_write_and_flush(b"{}").map_err(|e| format!("{e:?}"))?;
         }
         OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))
     })();
     loop {
         if let Some(result) = future.get() {
-            let response = result
-                .map_err(|()| "response taken twice".to_string())?
-                .map_err(|e| format!("{e:?}"))?;
+            let response = result.map_err(|()| "response taken twice".to_string())?.map_err(|e| format!("{e:?}"))?;
             sent?;
             return Ok(response.status());
         }

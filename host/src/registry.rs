@@ -117,12 +117,15 @@ impl Diagnostic for RegistryError {
     }
 }
 
+/// The registry data last read, and the file's stamp then.
+type Memo = (FileStamp, Arc<RegistryData>);
+
 /// Handle on a repository's registry files.
 #[derive(Debug, Clone)]
 pub struct Registry {
     dir: PathBuf,
     /// The data last read or written, with the stamp the file had then.
-    memo: Arc<Mutex<Option<(FileStamp, Arc<RegistryData>)>>>,
+    memo: Arc<Mutex<Option<Memo>>>,
 }
 
 impl Registry {
@@ -208,9 +211,10 @@ impl Registry {
         E: From<RegistryError>,
     {
         let _lock = self.lock()?;
-        // Under the lock nobody else writes, so the memo (checked against the
-        // file's stamp) is exactly the file.
-        let mut data = self.load()?;
+        // Read from the file, not the memo: a stamp can in theory repeat
+        // (an inode reused within one clock tick, the same size), which a
+        // listing may survive but a change must never be based on.
+        let mut data = self.read()?;
         let out = change(&mut data)?;
         self.write(&data)?;
         if let Some(now) = FileStamp::of(&self.path()) {

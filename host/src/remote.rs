@@ -235,11 +235,14 @@ fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, RemoteError
     serde_json::from_value(value).map_err(|e| RemoteError::BadAnswer(format!("{e}: {}", text.chars().take(200).collect::<String>())))
 }
 
+/// One result per name of `POST /api/threads`, in the order asked.
+pub type InitResults = Vec<(String, Result<Created, RemoteError>)>;
+
 /// The operations the CLI sends to a server in remote mode, with the same
 /// typed records as the local ones.
 impl Client {
     /// `POST /api/threads`: one result per name, in order.
-    pub fn init(&self, names: &[String], opts: &InitOptions) -> Result<Vec<(String, Result<Created, RemoteError>)>, RemoteError> {
+    pub fn init(&self, names: &[String], opts: &InitOptions) -> Result<InitResults, RemoteError> {
         let base = serde_json::json!({ "base": opts.base, "task": opts.task, "no_services": opts.no_services, "context": opts.context });
         if let [name] = names {
             let mut body = base;

@@ -157,15 +157,29 @@ impl Default for Config {
 pub enum ConfigError {
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
-    /// A problem at a known place in a file.
-    #[error("{}:{line}:{column}: {message}\n{snippet}", path.display())]
-    Invalid { path: PathBuf, line: usize, column: usize, key: Option<String>, message: String, snippet: String, hint: String },
+    /// A problem at a known place in a file (boxed: it is large, and every
+    /// config result carries it).
+    #[error(transparent)]
+    Invalid(Box<Located>),
     /// A problem in an `ISO_*` environment variable.
     #[error("environment variable {var}={value:?}: {message}")]
     Env { var: String, value: String, message: String, hint: String },
     /// A problem with the merged result that no single place explains.
     #[error("configuration: {0}")]
     Merged(String),
+}
+
+/// Where in which file a problem is, with the line shown and the place marked.
+#[derive(Debug, Error)]
+#[error("{}:{line}:{column}: {message}\n{snippet}", path.display())]
+pub struct Located {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub key: Option<String>,
+    pub message: String,
+    pub snippet: String,
+    pub hint: String,
 }
 
 impl Diagnostic for ConfigError {
@@ -175,7 +189,8 @@ impl Diagnostic for ConfigError {
 
     fn hint(&self) -> Option<String> {
         match self {
-            ConfigError::Invalid { hint, .. } | ConfigError::Env { hint, .. } => Some(hint.clone()),
+            ConfigError::Invalid(at) => Some(at.hint.clone()),
+            ConfigError::Env { hint, .. } => Some(hint.clone()),
             ConfigError::Read { .. } | ConfigError::Merged(_) => None,
         }
     }
@@ -266,7 +281,7 @@ fn located(path: &Path, src: &str, span: Range<usize>, key: Option<String>, mess
     let width = src[start..span.end.min(src.len())].lines().next().map_or(1, |s| s.chars().count().max(1));
     let gutter = line.to_string().len();
     let snippet = format!("{:gutter$} |\n{line} | {text}\n{:gutter$} | {}{}", "", "", " ".repeat(column - 1), "^".repeat(width));
-    ConfigError::Invalid { path: path.to_path_buf(), line, column, key, message, snippet, hint }
+    ConfigError::Invalid(Box::new(Located { path: path.to_path_buf(), line, column, key, message, snippet, hint }))
 }
 
 // ---- loading ---------------------------------------------------------------
@@ -735,7 +750,7 @@ mod tests {
     fn wrong_type_points_at_the_value() {
         let err = load("[threads]\n\nmax = \"ten\"\n").unwrap_err();
         match err {
-            ConfigError::Invalid { line, column, .. } => assert_eq!((line, column), (3, 7)),
+            ConfigError::Invalid(at) => assert_eq!((at.line, at.column), (3, 7)),
             other => panic!("{other}"),
         }
     }

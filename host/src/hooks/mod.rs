@@ -156,7 +156,7 @@ impl Hooks {
         let event = payload.event.clone();
         let mut report = RunReport::default();
         let worktree = PathBuf::from(&payload.thread.worktree_path);
-        for hook in self.hooks.iter().filter(|h| h.events.iter().any(|e| *e == event)) {
+        for hook in self.hooks.iter().filter(|h| h.events.contains(&event)) {
             payload.messages = report.messages.clone();
             let mut env = payload.thread.env.clone();
             env.extend(report.env.clone());
@@ -195,7 +195,7 @@ impl Hooks {
         Ok(report)
     }
 
-    fn log_for(&self, plugin: &str, event: &str) -> Arc<dyn Fn(Level, &str) + Send + Sync> {
+    fn log_for(&self, plugin: &str, event: &str) -> payload::LogFn {
         let sink = self.sink.clone();
         let (plugin, event) = (plugin.to_string(), event.to_string());
         Arc::new(move |level, message| {

@@ -85,3 +85,6 @@ pub struct LogLine {
 
 /// Where log lines go (the CLI prints them on stderr).
 pub type LogSink = std::sync::Arc<dyn Fn(&LogLine) + Send + Sync>;
+
+/// How one hook call logs: a level and a line, tagged with the hook by the caller.
+pub type LogFn = std::sync::Arc<dyn Fn(Level, &str) + Send + Sync>;

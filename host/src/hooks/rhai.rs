@@ -24,7 +24,6 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rhai::module_resolvers::FileModuleResolver;
@@ -45,7 +44,7 @@ struct Collected {
     env: Vec<(String, String)>,
 }
 
-type Log = Arc<dyn Fn(Level, &str) + Send + Sync>;
+type Log = super::payload::LogFn;
 
 /// Run the script at `path` for one event. `hooks_dir` bounds `import`.
 pub fn call(path: &Path, display: &str, hooks_dir: &Path, payload: &Payload, grants: &Grants, config_json: &str, log: Log) -> Result<CallOutcome, CallError> {
@@ -58,7 +57,7 @@ pub fn call(path: &Path, display: &str, hooks_dir: &Path, payload: &Payload, gra
     let mut scope = Scope::new();
     scope.push_constant("event", payload.event.clone());
     scope.push_constant("thread", to_dyn(&payload.thread));
-    scope.push_constant("git", payload.git.as_ref().map_or(Dynamic::UNIT, |g| to_dyn(g)));
+    scope.push_constant("git", payload.git.as_ref().map_or(Dynamic::UNIT, to_dyn));
     scope.push_constant("payload", payload.payload.clone().map_or(Dynamic::UNIT, Dynamic::from));
     scope.push_constant("messages", to_dyn(&payload.messages));
     let config: serde_json::Value = serde_json::from_str(config_json).unwrap_or_default();
@@ -348,7 +347,7 @@ mod tests {
 
     fn run(src: &str, extra: &str) -> Result<CallOutcome, CallError> {
         let (dir, script, grants, payload) = fixture(src, extra);
-        let r = call(&script, "hooks/x.rhai", &dir.path().join("repo/hooks"), &payload, &grants, r#"{"key":"K"}"#, Arc::new(|_, _| {}));
+        let r = call(&script, "hooks/x.rhai", &dir.path().join("repo/hooks"), &payload, &grants, r#"{"key":"K"}"#, std::sync::Arc::new(|_, _| {}));
         drop(dir);
         r
     }
@@ -387,7 +386,7 @@ mod tests {
     fn shipped_scripts_compile() {
         let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hooks");
         let (dir, _, grants, _) = fixture("", "");
-        let e = engine(&grants, dir.path(), Instant::now() + Duration::from_secs(5), Arc::new(|_, _| {}), Rc::default());
+        let e = engine(&grants, dir.path(), Instant::now() + Duration::from_secs(5), std::sync::Arc::new(|_, _| {}), Rc::default());
         let mut n = 0;
         for sub in [hooks.clone(), hooks.join("examples")] {
             for f in std::fs::read_dir(&sub).unwrap().flatten().filter(|f| f.path().extension().is_some_and(|x| x == "rhai")) {

@@ -26,7 +26,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::payload::{CallError, CallOutcome, Level, Payload};
+use super::payload::{CallError, CallOutcome, Level, LogFn, Payload};
 use super::sandbox::Grants;
 use crate::config::hooks::Mode;
 
@@ -230,7 +230,7 @@ struct State {
     gate: HttpGate,
     grants: Arc<Grants>,
     config_json: String,
-    log: Arc<dyn Fn(Level, &str) + Send + Sync>,
+    log: LogFn,
     deadline: Instant,
 }
 
@@ -340,7 +340,7 @@ impl WasiHttpHooks for HttpGate {
 }
 
 /// Run the component at `path` for one event.
-pub fn call(path: &Path, payload: &Payload, grants: &Grants, config_json: &str, log: Arc<dyn Fn(Level, &str) + Send + Sync>) -> Result<CallOutcome, CallError> {
+pub fn call(path: &Path, payload: &Payload, grants: &Grants, config_json: &str, log: LogFn) -> Result<CallOutcome, CallError> {
     let failed = |m: String| CallError::Failed(m);
     let host = host().map_err(failed)?;
     let (component, _) = load(path).map_err(failed)?;

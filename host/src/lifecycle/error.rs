@@ -35,8 +35,9 @@ pub enum Error {
     Copy(#[from] CopyError),
     #[error(transparent)]
     Hook(#[from] HookFailure),
+    /// Boxed: a Docker error is large, and every lifecycle result carries this.
     #[error(transparent)]
-    Services(services::Error),
+    Services(Box<services::Error>),
     #[error(transparent)]
     Agent(#[from] AgentError),
     #[error("thread {id} is already named `{name}`")]
@@ -81,9 +82,9 @@ impl From<services::Error> for Error {
         match e {
             services::Error::PortTaken { service, port, owner } if owner.is_empty() && services::engine_is_local() => {
                 let owner = crate::listeners::owner_of(port).map(|o| format!(" by {o}")).unwrap_or_default();
-                Error::Services(services::Error::PortTaken { service, port, owner })
+                Error::Services(Box::new(services::Error::PortTaken { service, port, owner }))
             }
-            e => Error::Services(e),
+            e => Error::Services(Box::new(e)),
         }
     }
 }
@@ -108,7 +109,7 @@ impl Error {
             Error::Env(e) => e,
             Error::Copy(e) => e,
             Error::Hook(e) => e,
-            Error::Services(e) => e,
+            Error::Services(e) => e.as_ref(),
             Error::Agent(e) => e,
             Error::InitFailed { source, .. } => source.as_ref(),
             _ => return None,

@@ -57,8 +57,7 @@ pub fn import(repo_root: &Path, spec: &ComposeSpec, slots: &BTreeMap<String, u16
     for name in &names {
         let s = &services[name.as_str()];
         let ctx = |m: String| fail(format!("services.{name}: {m}"));
-        let mut out = ServiceSpec::default();
-        out.image = s.get("image").and_then(Yaml::as_str).map(str::to_string);
+        let mut out = ServiceSpec { image: s.get("image").and_then(Yaml::as_str).map(str::to_string), ..Default::default() };
         match s.get("build") {
             Some(Yaml::String(c)) => out.build = Some(dir_rel.join(c)),
             Some(b @ Yaml::Mapping(_)) => {

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::health;
 use super::plan::{label_filters, ImageSource, MountSource, Plan, PlannedService, LABEL_SERVICE, LABEL_THREAD};
-use super::{Error, Phase, Started};
+use super::{Error, Phase, PhaseReport, Started};
 use crate::config::services::HealthCheck;
 
 /// How many log lines a failure shows.
@@ -168,7 +168,7 @@ impl Engine {
     /// `report` hears each service's phase as it changes. On failure
     /// nothing is removed here (the caller decides); the error carries
     /// the failing service's last log lines.
-    pub fn up(&self, plan: &Plan, report: &dyn Fn(&[(String, Phase)])) -> Result<Vec<Started>, Error> {
+    pub fn up(&self, plan: &Plan, report: PhaseReport<'_>) -> Result<Vec<Started>, Error> {
         self.rt.block_on(up(&self.docker, plan, report))
     }
 
@@ -448,7 +448,7 @@ async fn teardown(docker: &Docker, repo_root: &std::path::Path, thread: Option<u
 
 type Progress = Rc<RefCell<Vec<(String, Phase)>>>;
 
-fn set_phase(state: &Progress, report: &dyn Fn(&[(String, Phase)]), service: &str, phase: Phase) {
+fn set_phase(state: &Progress, report: PhaseReport<'_>, service: &str, phase: Phase) {
     {
         let mut s = state.borrow_mut();
         if let Some(entry) = s.iter_mut().find(|(n, _)| n == service) {
@@ -461,7 +461,7 @@ fn set_phase(state: &Progress, report: &dyn Fn(&[(String, Phase)]), service: &st
     report(&state.borrow());
 }
 
-async fn up(docker: &Docker, plan: &Plan, report: &dyn Fn(&[(String, Phase)])) -> Result<Vec<Started>, Error> {
+async fn up(docker: &Docker, plan: &Plan, report: PhaseReport<'_>) -> Result<Vec<Started>, Error> {
     let state: Progress = Rc::new(RefCell::new(plan.services.iter().map(|s| (s.name.clone(), Phase::Waiting)).collect()));
     report(&state.borrow());
 

@@ -158,6 +158,9 @@ impl Phase {
     }
 }
 
+/// What `up` is told as services move on: every service's phase so far.
+pub type PhaseReport<'a> = &'a dyn Fn(&[(String, Phase)]);
+
 /// What `up` reports for each service: how long it took to be healthy.
 #[derive(Debug, Clone, Serialize)]
 pub struct Started {

@@ -9,7 +9,7 @@ use crate::thread::ThreadRecord;
 
 pub fn run(target: &Target, args: &CleanupArgs, quiet: bool) -> CmdResult {
     let opts = CleanupOptions { delete_branch: args.delete_branch, force: args.force, keep_volumes: args.keep_volumes, kill_ports: args.kill_ports };
-    let results: Vec<(String, Result<ThreadRecord, Box<dyn Diagnostic>>)> = match target {
+    let results: super::Outcomes<ThreadRecord> = match target {
         Target::Local(project) => {
             let spinner = Spinner::new(quiet || args.json.json).hook_logs(!quiet);
             let bulk = lifecycle::cleanup::cleanup_many(project, &args.threads, opts, &spinner);

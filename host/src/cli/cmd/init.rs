@@ -8,7 +8,7 @@ use crate::lifecycle::{self, Created, InitOptions};
 
 pub fn run(target: &Target, args: &InitArgs, quiet: bool) -> CmdResult {
     let opts = InitOptions { base: args.base.clone(), task: args.task.clone(), no_services: args.no_services, context: None };
-    let results: Vec<(String, Result<Created, Box<dyn Diagnostic>>)> = match target {
+    let results: super::Outcomes<Created> = match target {
         Target::Local(project) => {
             let spinner = Spinner::new(quiet || args.json.json).hook_logs(!quiet);
             let bulk = lifecycle::init::init_many(project, &args.names, &opts, &spinner);

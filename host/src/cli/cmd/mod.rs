@@ -41,6 +41,9 @@ fn finish_bulk(total: usize, done: usize, failures: Vec<(String, Box<dyn Diagnos
     Ok(if done == 0 { code } else { exit::PARTIAL })
 }
 
+/// Each item of a bulk command and how it ended, in the order asked.
+type Outcomes<T> = Vec<(String, Result<T, Box<dyn Diagnostic>>)>;
+
 /// Print `value` as JSON on stdout.
 fn json(value: &impl serde::Serialize) {
     print_json(value)

@@ -5,15 +5,13 @@
 //! 10, so 20 threads fit), below the kernel's ephemeral port range (32768+)
 //! so client sockets never hold a port of a test block.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{iso_cmd_in, stderr, stdout, TestRepo};
+use crate::support::{iso_cmd_in, stderr, stdout, TestRepo};
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -711,7 +709,7 @@ fn agent_runs_through_the_api_survive_a_server_restart() {
     assert_eq!(stopped["state"], "stopped");
     // CLI remote spawn through this server, --wait, exit 0.
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(support::ISO)
+    let out = Command::new(crate::support::ISO)
         .args(["spawn", "ok-remote", "--wait", "--json"])
         .current_dir(home.path())
         .env("ISO_REMOTE_FILE", "")

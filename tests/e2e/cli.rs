@@ -5,14 +5,12 @@
 //! (`threads.max` keeps its blocks inside it), below the kernel's ephemeral
 //! range so a client socket never holds a port of a test block.
 
-mod support;
-
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{git_in, iso_cmd_in, stderr, stdout, TestRepo};
+use crate::support::{git_in, iso_cmd_in, stderr, stdout, TestRepo};
 
 fn port(v: &Value, slot: &str) -> u64 {
     v["ports"][slot].as_u64().unwrap_or_else(|| panic!("no port {slot} in {v}"))

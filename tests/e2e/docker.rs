@@ -8,15 +8,11 @@
 //! a [`DockerGuard`] removes whatever carries its label when the test ends,
 //! pass or fail. Every resource also carries `iso.test=1`.
 
-mod support;
-#[path = "support/docker.rs"]
-mod docker_support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use docker_support::{docker_section, env_value, http_status, psql, redis_ping, tag, try_psql, DockerGuard};
-use support::{stderr, stdout, TestRepo};
+use crate::support::docker::{docker_section, env_value, http_status, psql, redis_ping, tag, try_psql, DockerGuard};
+use crate::support::{stderr, stdout, TestRepo};
 
 /// Postgres + Redis + an HTTP service, from the test images.
 const FULL_STACK: &str = r#"
@@ -273,7 +269,7 @@ fn down_up_logs_exec_compose_and_a_port_taken_meanwhile() {
     assert!(text.contains(&format!("container_name: iso-{tag}-t1-api")) && text.contains("127.0.0.1:25102:8080"), "{text}");
     assert!(text.contains("iso.thread: '1'") || text.contains("iso.thread: \"1\""), "{text}");
     let wt = repo.path(".worktrees/thread-1");
-    assert_eq!(support::git_in(&wt, &["status", "--porcelain"]), "", "the export is excluded from git");
+    assert_eq!(crate::support::git_in(&wt, &["status", "--porcelain"]), "", "the export is excluded from git");
     if Command::new("docker-compose").arg("version").output().is_ok_and(|o| o.status.success()) {
         let out = Command::new("docker-compose")
             .args(["-p", &format!("iso-{tag}-t1"), "-f", path.to_str().unwrap(), "ps"])

@@ -6,8 +6,6 @@
 //!
 //! Port window of this suite: 19800-19999 (block size 5, 20 ports per test).
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -16,7 +14,7 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::{stderr, stdout, TestRepo};
+use crate::support::{stderr, stdout, TestRepo};
 
 /// The workspace root (tests live in tests/e2e, the package in host/).
 fn workspace() -> PathBuf {
@@ -196,8 +194,8 @@ fn shipped_cycle(repo: &TestRepo, rx: &Receiver) {
 
     // pr-summary: posted before cleanup, with the git summary.
     std::fs::write(wt.join("feature.txt"), "x").unwrap();
-    support::git_in(&wt, &["add", "."]);
-    support::git_in(&wt, &["commit", "-q", "-m", "add the feature"]);
+    crate::support::git_in(&wt, &["add", "."]);
+    crate::support::git_in(&wt, &["commit", "-q", "-m", "add the feature"]);
     std::fs::remove_file(wt.join("migrated.txt")).unwrap();
     // Run pre-cleanup alone first to see the restore while the worktree exists.
     iso_ok(repo, &["hooks", "run", "pre-cleanup", "1"]);

@@ -16,14 +16,12 @@
 //! the default base 10000 because the examples show default port numbers,
 //! and take turns.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value as Json;
-use support::{stderr, stdout, TestRepo};
+use crate::support::{stderr, stdout, TestRepo};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_nu_plugin_iso");
 
@@ -273,7 +271,7 @@ fn init_from_nu_is_seen_by_the_cli() {
         assert_eq!(c["status"], "active");
         let wt = PathBuf::from(c["worktree"].as_str().unwrap());
         assert!(wt.join(".env.thread").is_file(), "{}", wt.display());
-        assert_eq!(support::git_in(&wt, &["branch", "--show-current"]).trim(), c["branch"].as_str().unwrap());
+        assert_eq!(crate::support::git_in(&wt, &["branch", "--show-current"]).trim(), c["branch"].as_str().unwrap());
     }
     assert_eq!(cli[0]["ports"]["postgres"], 19610);
 
@@ -386,7 +384,7 @@ fn commands_are_documented_in_nu_help() {
 // ---- examples through nu-plugin-test-support ---------------------------------
 
 mod examples {
-    use super::support::TestRepo;
+    use crate::support::TestRepo;
     use iso::nu::{Iso, IsoCleanup, IsoInit, IsoPlugin, IsoPorts, IsoThread, IsoThreads};
     use nu_plugin::SimplePluginCommand;
     use nu_plugin_test_support::PluginTest;

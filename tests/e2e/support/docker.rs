@@ -1,7 +1,6 @@
 //! Docker helpers for the end-to-end suites: a guard that removes every
 //! resource a test repository's threads created (by label, even when the
 //! test fails), and clients for what the stacks serve.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -3,7 +3,8 @@
 //!
 //! Every test repository gets its own port base (pass a distinct one per
 //! test) so suites running in parallel never meet on a port.
-#![allow(dead_code)]
+
+pub mod docker;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,7 +16,6 @@ pub const ISO: &str = env!("CARGO_BIN_EXE_iso");
 pub struct TestRepo {
     _dir: tempfile::TempDir,
     pub root: PathBuf,
-    pub port_base: u16,
 }
 
 impl TestRepo {
@@ -26,7 +26,7 @@ impl TestRepo {
         let root = dir.path().join("app");
         std::fs::create_dir(&root).unwrap();
         let root = root.canonicalize().unwrap();
-        let repo = TestRepo { _dir: dir, root, port_base };
+        let repo = TestRepo { _dir: dir, root };
         repo.git(&["init", "-q", "-b", "main"]);
         repo.write("README.md", "# app\n");
         repo.write("src/main.rs", "fn main() {}\n");

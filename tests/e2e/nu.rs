@@ -10,11 +10,10 @@
 //!   registry, running real pipelines checked against what the real `iso`
 //!   CLI did in the same repository, and the reverse.
 //!
-//! Port bases: each nu binary test owns a window of 50 ports in 19500-19799
-//! (`threads.max = 3`, blocks of 10), below the kernel's ephemeral range so
-//! no client socket ever holds a port of a test block. The example tests use
-//! the default base 10000 because the examples show default port numbers,
-//! and take turns.
+//! Ports: each nu binary test's repository has 4 blocks of 10
+//! (`threads.max = 3`) in a window of its own from `support::ports`. The
+//! example tests use iso's default window (base 10000, `ports::iso_defaults`)
+//! because the examples show default port numbers, and take turns.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -51,15 +50,18 @@ fn nu_binary() -> PathBuf {
 }
 
 /// A nu session setup: the plugin added to a throwaway plugin registry, and
-/// no user config, history or plugin registry touched.
+/// no user config, history or plugin registry touched; iso's state goes to
+/// the test repository's state directory, as the CLI's does.
 struct Nu {
     bin: PathBuf,
     home: tempfile::TempDir,
+    state_env: [(&'static str, PathBuf); 2],
 }
 
 impl Nu {
-    fn new() -> Nu {
-        let nu = Nu { bin: nu_binary(), home: tempfile::Builder::new().prefix("iso-nu-").tempdir().unwrap() };
+    fn new(repo: &TestRepo) -> Nu {
+        let home = tempfile::Builder::new().prefix("iso-nu-").tempdir().unwrap();
+        let nu = Nu { bin: nu_binary(), home, state_env: repo.state_env() };
         let version = nu.raw(nu.home.path(), "version | get version");
         assert!(version.status.success(), "{} does not run: {}", nu.bin.display(), stderr(&version));
         assert!(
@@ -99,6 +101,7 @@ impl Nu {
             .env("ISO_USER_CONFIG", "")
             .env("NO_COLOR", "1")
             .env_remove("ISO_PORTS_BASE")
+            .envs(self.state_env.clone())
             .output()
             .expect("run nu")
     }
@@ -171,8 +174,8 @@ fn assert_same_thread(cli: &Json, nu: &Json, full: bool) {
 }
 
 /// Threads a (active), b (merged, pr 7), c (removed), made with the CLI.
-fn three_threads(base: u16) -> TestRepo {
-    let repo = TestRepo::new(base, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+fn three_threads() -> TestRepo {
+    let repo = TestRepo::new("[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
     repo.iso_ok(&["init", "alpha", "--task", "first one"]);
     repo.iso_ok(&["init", "beta", "--base", "dev"]);
     repo.iso_ok(&["init", "gamma"]);
@@ -183,8 +186,8 @@ fn three_threads(base: u16) -> TestRepo {
 
 #[test]
 fn pipelines_over_threads_agree_with_the_cli() {
-    let repo = three_threads(19500);
-    let nu = Nu::new();
+    let repo = three_threads();
+    let nu = Nu::new(&repo);
     let root = &repo.root;
     let cli = repo.threads();
     assert_eq!(cli.len(), 2);
@@ -208,7 +211,8 @@ fn pipelines_over_threads_agree_with_the_cli() {
     assert_eq!(nu.json(root, "iso threads | where status == merged | get pr"), serde_json::json!([7]));
     let postgres: Vec<Json> = cli.iter().map(|t| t["ports"]["postgres"].clone()).collect();
     assert_eq!(nu.json(root, "iso threads | get ports.postgres"), Json::Array(postgres.clone()));
-    assert_eq!(postgres, [serde_json::json!(19510), serde_json::json!(19520)]);
+    let base = repo.port_base;
+    assert_eq!(postgres, [serde_json::json!(base + 10), serde_json::json!(base + 20)]);
     assert_eq!(nu.json(root, "iso threads | sort-by created | last | get name"), serde_json::json!("beta"));
     assert_eq!(nu.json(root, "iso threads | sort-by id --reverse | get worktree"), serde_json::json!([cli[1]["worktree"], cli[0]["worktree"]]));
     assert_eq!(nu.json(root, "iso threads | where created > ((date now) - 1hr) | length"), serde_json::json!(2));
@@ -236,8 +240,8 @@ fn pipelines_over_threads_agree_with_the_cli() {
 
 #[test]
 fn repository_is_found_from_the_engines_pwd() {
-    let repo = three_threads(19550);
-    let nu = Nu::new();
+    let repo = three_threads();
+    let nu = Nu::new(&repo);
     // nu (and so the plugin process) starts outside any repository; only
     // $env.PWD leads to it.
     let elsewhere = tempfile::tempdir().unwrap();
@@ -255,8 +259,8 @@ fn repository_is_found_from_the_engines_pwd() {
 
 #[test]
 fn init_from_nu_is_seen_by_the_cli() {
-    let repo = TestRepo::new(19600, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
-    let nu = Nu::new();
+    let repo = TestRepo::new("[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+    let nu = Nu::new(&repo);
     let root = &repo.root;
     let made = nu.json(root, "iso init one two --base dev --task 'from nu'");
     let made = made.as_array().unwrap();
@@ -273,7 +277,7 @@ fn init_from_nu_is_seen_by_the_cli() {
         assert!(wt.join(".env.thread").is_file(), "{}", wt.display());
         assert_eq!(crate::support::git_in(&wt, &["branch", "--show-current"]).trim(), c["branch"].as_str().unwrap());
     }
-    assert_eq!(cli[0]["ports"]["postgres"], 19610);
+    assert_eq!(cli[0]["ports"]["postgres"], repo.port_base + 10);
 
     // The record that init returns is the one later commands see.
     assert_eq!(nu.json(root, "iso init three | get 0.id"), serde_json::json!(3));
@@ -282,11 +286,11 @@ fn init_from_nu_is_seen_by_the_cli() {
 
 #[test]
 fn cleanup_from_nu_takes_arguments_or_piped_rows() {
-    let repo = TestRepo::new(19650, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+    let repo = TestRepo::new("[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
     repo.iso_ok(&["init", "a", "b", "c"]);
     repo.iso_ok(&["update", "b", "--status", "merged"]);
     repo.iso_ok(&["update", "c", "--status", "merged"]);
-    let nu = Nu::new();
+    let nu = Nu::new(&repo);
     let root = &repo.root;
 
     let removed = nu.json(root, "iso threads | where status == merged | iso cleanup --delete-branch | get name");
@@ -307,9 +311,9 @@ fn cleanup_from_nu_takes_arguments_or_piped_rows() {
 
 #[test]
 fn wrong_arguments_are_labelled() {
-    let repo = TestRepo::new(19700, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+    let repo = TestRepo::new("[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
     repo.iso_ok(&["init", "taken"]);
-    let nu = Nu::new();
+    let nu = Nu::new(&repo);
     let root = &repo.root;
 
     // Unknown thread: message, label under the argument, the hint in nu's words.
@@ -368,8 +372,8 @@ fn assert_label_under(err: &str, arg: &str, label: &str) {
 
 #[test]
 fn commands_are_documented_in_nu_help() {
-    let repo = TestRepo::new(19750, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
-    let nu = Nu::new();
+    let repo = TestRepo::new("[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+    let nu = Nu::new(&repo);
     let help = nu.ok(&repo.root, "help iso threads");
     assert!(help.contains("List the repository's threads") && help.contains("--all") && help.contains("where status == active"), "{help}");
     let overview = nu.ok(&repo.root, "iso");
@@ -384,7 +388,7 @@ fn commands_are_documented_in_nu_help() {
 // ---- examples through nu-plugin-test-support ---------------------------------
 
 mod examples {
-    use crate::support::TestRepo;
+    use crate::support::{ports, TestRepo};
     use iso::nu::{Iso, IsoCleanup, IsoInit, IsoPlugin, IsoPorts, IsoThread, IsoThreads};
     use nu_plugin::SimplePluginCommand;
     use nu_plugin_test_support::PluginTest;
@@ -397,6 +401,9 @@ mod examples {
         let state = test.engine_state_mut();
         state.add_env_var("PWD".into(), Value::test_string(repo.root.to_string_lossy()));
         state.add_env_var("ISO_USER_CONFIG".into(), Value::test_string(""));
+        for (key, dir) in repo.state_env() {
+            state.add_env_var(key.into(), Value::test_string(dir.to_string_lossy()));
+        }
         for decl in [
             Box::new(nu_command::Where) as Box<dyn nu_protocol::engine::Command>,
             Box::new(nu_command::Get),
@@ -413,19 +420,14 @@ mod examples {
         Ok(test)
     }
 
-    /// The examples show iso's default ports (base 10000), so the three
-    /// example tests share that base and take turns: run together, one
-    /// test's port probe could make another skip a block.
-    static DEFAULT_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-    fn default_ports() -> std::sync::MutexGuard<'static, ()> {
-        DEFAULT_PORTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+    // The examples show iso's default ports (base 10000), so the three
+    // example tests share iso's default window and take turns
+    // (`ports::iso_defaults`).
 
     /// The repository the read-only examples describe: 1 add-auth (active),
     /// 2 fix-login (merged), old-spike cleaned up; default ports.
-    fn described_repo() -> TestRepo {
-        let repo = TestRepo::new(10000, "");
+    fn described_repo(turn: &ports::IsoDefaults) -> TestRepo {
+        let repo = TestRepo::with_iso_defaults(turn, "");
         repo.iso_ok(&["init", "add-auth", "fix-login", "old-spike"]);
         repo.iso_ok(&["update", "fix-login", "--status", "merged"]);
         repo.iso_ok(&["cleanup", "old-spike"]);
@@ -443,8 +445,8 @@ mod examples {
 
     #[test]
     fn read_only_commands() {
-        let _turn = default_ports();
-        let repo = described_repo();
+        let turn = ports::iso_defaults();
+        let repo = described_repo(&turn);
         check(&repo, &IsoThreads);
         check(&repo, &IsoThread);
         check(&repo, &IsoPorts);
@@ -453,14 +455,14 @@ mod examples {
 
     #[test]
     fn init() {
-        let _turn = default_ports();
-        check(&TestRepo::new(10000, ""), &IsoInit);
+        let turn = ports::iso_defaults();
+        check(&TestRepo::with_iso_defaults(&turn, ""), &IsoInit);
     }
 
     #[test]
     fn cleanup() {
-        let _turn = default_ports();
-        let repo = TestRepo::new(10000, "");
+        let turn = ports::iso_defaults();
+        let repo = TestRepo::with_iso_defaults(&turn, "");
         repo.iso_ok(&["init", "add-auth", "fix-login"]);
         repo.iso_ok(&["update", "fix-login", "--status", "merged"]);
         check(&repo, &IsoCleanup);

@@ -1,19 +1,18 @@
-//! The Nushell plugin `nu_plugin_iso`, two ways:
+//! The Nushell plugin `nu_plugin_iso` in the real `nu` 0.115.1 binary
+//! (`ISO_TEST_NU`, else `nu` on PATH, else the one .ci/install-deps puts
+//! under /opt/iso-ci/nu; no nu is a failure, not a skip), with the real
+//! plugin binary added to a throwaway plugin registry:
 //!
-//! - `examples`: every command's documented examples run through
-//!   nu-plugin-test-support (with `where`, `get`, … from nu-command) in a real
-//!   repository laid out as the examples describe, and must give the results
-//!   they show.
-//! - the rest: the real `nu` 0.115.1 binary (`ISO_TEST_NU`, else `nu` on
-//!   PATH, else the one .ci/install-deps puts under /opt/iso-ci/nu; no nu is a failure, not
-//!   a skip) with the real plugin binary added to a throwaway plugin
-//!   registry, running real pipelines checked against what the real `iso`
-//!   CLI did in the same repository, and the reverse.
+//! - `examples`: every command's documented examples, as nu itself lists
+//!   them (`scope commands`), run in a real repository laid out as the
+//!   examples describe; each must give the result it shows.
+//! - the rest: real pipelines checked against what the real `iso` CLI did
+//!   in the same repository, and the reverse.
 //!
-//! Ports: each nu binary test's repository has 4 blocks of 10
-//! (`threads.max = 3`) in a window of its own from `support::ports`. The
-//! example tests use iso's default window (base 10000, `ports::iso_defaults`)
-//! because the examples show default port numbers, and take turns.
+//! Ports: each test's repository has 4 blocks of 10 (`threads.max = 3`) in
+//! a window of its own from `support::ports`. The example tests use iso's
+//! default window (base 10000, `ports::iso_defaults`) because the examples
+//! show default port numbers, and take turns.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -385,44 +384,70 @@ fn commands_are_documented_in_nu_help() {
     assert_eq!(nu.json(&repo.root, "help commands | where name == 'iso threads' | get 0.search_terms"), serde_json::json!("list, ls, worktrees, status, iso list"));
 }
 
-// ---- examples through nu-plugin-test-support ---------------------------------
+// ---- the documented examples, in the real nu ---------------------------------
 
 mod examples {
+    use super::Nu;
     use crate::support::{ports, TestRepo};
-    use iso::nu::{Iso, IsoCleanup, IsoInit, IsoPlugin, IsoPorts, IsoThread, IsoThreads};
-    use nu_plugin::SimplePluginCommand;
-    use nu_plugin_test_support::PluginTest;
-    use nu_protocol::{ShellError, Value};
+    use serde_json::Value as Json;
 
-    /// A plugin test whose engine sits in `repo` and has the nu-command
-    /// filters the examples use.
-    fn plugin_test(repo: &TestRepo) -> Result<PluginTest, ShellError> {
-        let mut test = PluginTest::new("iso", IsoPlugin.into())?;
-        let state = test.engine_state_mut();
-        state.add_env_var("PWD".into(), Value::test_string(repo.root.to_string_lossy()));
-        state.add_env_var("ISO_USER_CONFIG".into(), Value::test_string(""));
-        for (key, dir) in repo.state_env() {
-            state.add_env_var(key.into(), Value::test_string(dir.to_string_lossy()));
-        }
-        for decl in [
-            Box::new(nu_command::Where) as Box<dyn nu_protocol::engine::Command>,
-            Box::new(nu_command::Get),
-            Box::new(nu_command::Select),
-            Box::new(nu_command::SortBy),
-            Box::new(nu_command::First),
-            Box::new(nu_command::Last),
-            Box::new(nu_command::Length),
-            Box::new(nu_command::PathBasename),
-            Box::new(nu_command::StrContains),
-        ] {
-            test.add_decl(decl)?;
-        }
-        Ok(test)
+    /// Every iso command, by the test that runs its examples.
+    const READ_ONLY: [&str; 4] = ["iso threads", "iso thread", "iso ports", "iso"];
+    const INIT: [&str; 1] = ["iso init"];
+    const CLEANUP: [&str; 1] = ["iso cleanup"];
+
+    /// The iso commands as nu lists them, with what `plugin add` registered
+    /// of their signatures: category, description, search terms, examples
+    /// (`example`, `description`, `result`).
+    fn documented(nu: &Nu, repo: &TestRepo) -> Vec<Json> {
+        let script = "scope commands | where name == iso or name starts-with 'iso ' | select name category description search_terms examples";
+        nu.json(&repo.root, script).as_array().unwrap().clone()
     }
 
-    // The examples show iso's default ports (base 10000), so the three
-    // example tests share iso's default window and take turns
-    // (`ports::iso_defaults`).
+    /// Check the documentation of the commands `names` and run all their
+    /// examples, in order, in one nu session in `repo`: each must give the
+    /// result it documents (compared by nu's own `==`, so as nu sees values:
+    /// records regardless of column order).
+    fn check(nu: &Nu, repo: &TestRepo, names: &[&str]) {
+        let documented = documented(nu, repo);
+        let mut script = String::from("let docs = (scope commands | where name starts-with iso)\n[\n");
+        let mut run = Vec::new();
+        for &name in names {
+            let cmd = documented.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("nu does not list `{name}`"));
+            assert_eq!(cmd["category"], "iso", "{name}");
+            assert!(cmd["description"].as_str().is_some_and(|d| !d.is_empty()), "{name}: no description");
+            assert!(cmd["search_terms"].as_str().is_some_and(|t| !t.is_empty()), "{name}: no search terms");
+            let examples = cmd["examples"].as_array().unwrap_or_else(|| panic!("{name}: examples are {}", cmd["examples"]));
+            assert!(!examples.is_empty(), "{name}: no examples");
+            for (i, example) in examples.iter().enumerate() {
+                let source = example["example"].as_str().unwrap();
+                assert!(!example["result"].is_null(), "{name}: `{source}` shows no result");
+                script.push_str(&format!(
+                    "  (try {{ let got = ({source}); let want = ($docs | where name == '{name}' | get 0.examples.{i}.result); \
+                     {{same: ($got == $want), got: ($got | to nuon), want: ($want | to nuon)}} }} \
+                     catch {{|e| {{same: false, error: $e.rendered}} }})\n"
+                ));
+                run.push((name, example));
+            }
+        }
+        script.push(']');
+        let results = nu.json(&repo.root, &script);
+        let results = results.as_array().unwrap();
+        assert_eq!(results.len(), run.len(), "{results:?}");
+        let failed: Vec<String> = run
+            .iter()
+            .zip(results)
+            .filter(|(_, r)| r["same"] != true)
+            .map(|((name, example), r)| {
+                let what = match r["error"].as_str() {
+                    Some(error) => format!("failed:\n{error}"),
+                    None => format!("gave {}\n  documented: {}", r["got"].as_str().unwrap(), r["want"].as_str().unwrap()),
+                };
+                format!("{name}: `{}` ({}) {what}", example["example"].as_str().unwrap(), example["description"].as_str().unwrap())
+            })
+            .collect();
+        assert!(failed.is_empty(), "{} of {} examples do not do what they show:\n{}", failed.len(), run.len(), failed.join("\n"));
+    }
 
     /// The repository the read-only examples describe: 1 add-auth (active),
     /// 2 fix-login (merged), old-spike cleaned up; default ports.
@@ -434,29 +459,25 @@ mod examples {
         repo
     }
 
-    fn check(repo: &TestRepo, cmd: &impl SimplePluginCommand<Plugin = IsoPlugin>) {
-        let examples = cmd.examples();
-        assert!(!examples.is_empty() && examples.iter().all(|e| e.result.is_some()), "{}: every example has a result", cmd.name());
-        let sig = cmd.signature();
-        assert_eq!(sig.category, iso::nu::category(), "{}", cmd.name());
-        assert!(!cmd.description().is_empty() && !cmd.search_terms().is_empty(), "{}", cmd.name());
-        plugin_test(repo).and_then(|mut t| t.test_examples(&examples)).unwrap_or_else(|e| panic!("{} examples: {e:?}", cmd.name()));
-    }
-
     #[test]
     fn read_only_commands() {
         let turn = ports::iso_defaults();
         let repo = described_repo(&turn);
-        check(&repo, &IsoThreads);
-        check(&repo, &IsoThread);
-        check(&repo, &IsoPorts);
-        check(&repo, &Iso);
+        let nu = Nu::new(&repo);
+        check(&nu, &repo, &READ_ONLY);
+        // Every command nu lists has its examples run by one of these tests.
+        let mut listed: Vec<String> = documented(&nu, &repo).iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+        let mut tested: Vec<&str> = [&READ_ONLY[..], &INIT, &CLEANUP].concat();
+        listed.sort();
+        tested.sort_unstable();
+        assert_eq!(listed, tested);
     }
 
     #[test]
     fn init() {
         let turn = ports::iso_defaults();
-        check(&TestRepo::with_iso_defaults(&turn, ""), &IsoInit);
+        let repo = TestRepo::with_iso_defaults(&turn, "");
+        check(&Nu::new(&repo), &repo, &INIT);
     }
 
     #[test]
@@ -465,6 +486,6 @@ mod examples {
         let repo = TestRepo::with_iso_defaults(&turn, "");
         repo.iso_ok(&["init", "add-auth", "fix-login"]);
         repo.iso_ok(&["update", "fix-login", "--status", "merged"]);
-        check(&repo, &IsoCleanup);
+        check(&Nu::new(&repo), &repo, &CLEANUP);
     }
 }

@@ -732,7 +732,8 @@ fn custom_events_run_the_hooks_that_subscribe_to_them() {
     let t = ok("POST", &format!("{}/api/threads", s.url), Some(json!({"name": "shop"})));
     let marker = PathBuf::from(t["worktree"].as_str().unwrap()).join("deployed.txt");
     ok("POST", &format!("{}/api/events", s.url), Some(json!({"event": "deploy.requested", "thread": t["id"], "data": {"env": "staging"}})));
-    wait_for("the hook's file", Duration::from_secs(20), || marker.exists());
+    // Written, not only created: write_file creates the file, then writes it.
+    wait_for("the hook's file", Duration::from_secs(20), || std::fs::metadata(&marker).is_ok_and(|m| m.len() > 0));
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "deploy.requested to staging for shop");
     // How the hooks did is logged, and so reaches subscribers.
     let mut result = None;

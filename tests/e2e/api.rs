@@ -1,11 +1,8 @@
 //! End-to-end tests of `iso serve` (the real binary on 127.0.0.1, port 0)
 //! with a real HTTP client, the CLI in remote mode, and agent runs.
 //!
-//! Port bases: each test uses its own range inside 30000-32767 (block size
-//! 10, so 20 threads fit), below the kernel's ephemeral port range (32768+)
-//! so client sockets never hold a port of a test block.
-
-mod support;
+//! Ports: every test repository has blocks of 10 in a window of its own
+//! from `support::ports`; the servers listen on port 0.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -13,17 +10,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{iso_cmd_in, stderr, stdout, TestRepo};
+use crate::support::{stderr, stdout, TestRepo};
 
 const TOKEN: &str = "test-token-0123456789";
 
-fn repo(base: u16, extra: &str) -> TestRepo {
-    repo_max(base, 22, extra)
+fn repo(extra: &str) -> TestRepo {
+    repo_max(22, extra)
 }
 
-/// A repository whose ports span `base ..= base + (max + 1) * 10`.
-fn repo_max(base: u16, max: u32, extra: &str) -> TestRepo {
-    TestRepo::new(base, &format!("[ports]\nblock_size = 10\n[threads]\nmax = {max}\n{extra}"))
+/// A repository with `max` threads of 10 ports.
+fn repo_max(max: u32, extra: &str) -> TestRepo {
+    TestRepo::new(&format!("[ports]\nblock_size = 10\n[threads]\nmax = {max}\n{extra}"))
 }
 
 /// A running `iso serve`, killed on drop.
@@ -107,7 +104,7 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn health_is_open_and_every_other_endpoint_needs_the_token() {
-    let repo = repo(30000, "");
+    let repo = repo("");
     let s = Server::start(&repo, Some(TOKEN));
     let u = |p: &str| format!("{}{p}", s.url);
     let (st, v) = call("GET", &u("/api/health"), None, None);
@@ -156,7 +153,7 @@ fn health_is_open_and_every_other_endpoint_needs_the_token() {
 
 #[test]
 fn openapi_document_is_the_one_in_the_repository() {
-    let repo = repo(30300, "");
+    let repo = repo("");
     let s = Server::start(&repo, Some(TOKEN));
     let served = ok("GET", &format!("{}/api/openapi.json", s.url), None);
     let file = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json")).unwrap();
@@ -169,7 +166,7 @@ fn openapi_document_is_the_one_in_the_repository() {
 
 #[test]
 fn refuses_a_public_address_without_a_token() {
-    let repo = repo(30600, "");
+    let repo = repo("");
     let out = repo.iso_cmd(&["serve", "--bind", "0.0.0.0:0"]).env_remove("ISO_API_TOKEN").output().unwrap();
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert!(stderr(&out).contains("refusing to listen on 0.0.0.0"), "{}", stderr(&out));
@@ -180,7 +177,7 @@ fn refuses_a_public_address_without_a_token() {
 #[test]
 fn without_a_configured_token_loopback_gets_a_generated_one() {
     use std::os::unix::fs::PermissionsExt;
-    let repo = repo_max(32740, 1, "");
+    let repo = repo_max(1, "");
     let s = Server::start(&repo, None);
     let (status, _) = call("GET", &format!("{}/api/threads", s.url), None, None);
     assert_eq!(status, 401, "no open API even on loopback");
@@ -198,7 +195,7 @@ fn without_a_configured_token_loopback_gets_a_generated_one() {
 
 #[test]
 fn twenty_concurrent_creates_get_distinct_threads_and_port_blocks() {
-    let repo = repo_max(31200, 25, "");
+    let repo = repo_max(25, "");
     let s = Server::start(&repo, Some(TOKEN));
     let url = format!("{}/api/threads", s.url);
     let handles: Vec<_> = (0..20)
@@ -225,7 +222,7 @@ fn twenty_concurrent_creates_get_distinct_threads_and_port_blocks() {
     let threads = repo.threads();
     for t in &threads {
         let id = t["id"].as_u64().unwrap();
-        assert_eq!(t["port_block"]["start"].as_u64().unwrap(), 31200 + id * 10, "block follows the id");
+        assert_eq!(t["port_block"]["start"].as_u64().unwrap(), u64::from(repo.port_base) + id * 10, "block follows the id");
     }
     // The CLI beside the running server sees the same registry.
     assert_eq!(threads.len(), 20);
@@ -259,7 +256,7 @@ fn read_events(r: impl Read, n: usize) -> Vec<(String, Value)> {
 
 #[test]
 fn event_stream_carries_init_and_cleanup_in_order_and_custom_events() {
-    let repo = repo(30900, "");
+    let repo = repo("");
     let s = Server::start(&repo, Some(TOKEN));
     let resp = agent().get(format!("{}/api/events", s.url)).header("Authorization", format!("Bearer {TOKEN}")).call().unwrap();
     let reader = std::thread::spawn(move || read_events(resp.into_body().into_reader(), 7));
@@ -337,7 +334,7 @@ fn logged_events(repo: &TestRepo, args: &[&str]) -> Vec<Value> {
 
 #[test]
 fn cli_lifecycle_beside_a_server_reaches_the_event_stream_once_each() {
-    let repo = repo_max(30240, 3, "");
+    let repo = repo_max(3, "");
     let s = Server::start(&repo, Some(TOKEN));
     let reader = subscribe(&s.url, None, "done");
     wait_for("the subscriber", Duration::from_secs(10), || ok("GET", &format!("{}/api/status", s.url), None)["event_subscribers"] == 1);
@@ -402,7 +399,7 @@ fn cli_lifecycle_beside_a_server_reaches_the_event_stream_once_each() {
 
 #[test]
 fn stops_on_sigterm_and_sigint_with_an_event_stream_open() {
-    let repo = repo_max(30540, 1, "");
+    let repo = repo_max(1, "");
     let token_file = repo.path(".git/iso/api-token");
     for signal in ["TERM", "INT"] {
         let mut child = repo
@@ -449,7 +446,7 @@ fn stops_on_sigterm_and_sigint_with_an_event_stream_open() {
 
 #[test]
 fn request_handling_rejects_bad_input_with_json_errors() {
-    let repo = repo(31600, "");
+    let repo = repo("");
     let s = Server::start(&repo, Some(TOKEN));
     let url = format!("{}/api/threads", s.url);
     let post = |body: &[u8]| call("POST", &url, Some(TOKEN), Some(body));
@@ -521,12 +518,12 @@ fn request_handling_rejects_bad_input_with_json_errors() {
 
 #[test]
 fn cli_in_remote_mode_goes_through_the_server() {
-    let repo = repo(31900, "");
+    let repo = repo("");
     let s = Server::start(&repo, Some(TOKEN));
     let home = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap(); // not a git repository
     let iso = |args: &[&str]| {
-        let mut c = iso_cmd_in(elsewhere.path(), args);
+        let mut c = repo.iso_cmd_at(elsewhere.path(), args);
         c.env("ISO_REMOTE_FILE", home.path().join("iso/remote.json")).env_remove("ISO_API_TOKEN");
         c.output().unwrap()
     };
@@ -574,7 +571,7 @@ fn cli_in_remote_mode_goes_through_the_server() {
     assert!(!file.exists());
     assert!(okk(&["remote", "status"]).contains("not connected"));
     // ISO_API_URL / ISO_API_TOKEN alone are enough.
-    let out = iso_cmd_in(elsewhere.path(), &["list", "--json"])
+    let out = repo.iso_cmd_at(elsewhere.path(), &["list", "--json"])
         .env("ISO_API_URL", &s.url)
         .env("ISO_API_TOKEN", TOKEN)
         .output()
@@ -583,7 +580,7 @@ fn cli_in_remote_mode_goes_through_the_server() {
     assert_eq!(serde_json::from_str::<Value>(&stdout(&out)).unwrap().as_array().unwrap().len(), 1);
 }
 
-fn agent_repo(base: u16) -> (TestRepo, tempfile::TempDir) {
+fn agent_repo() -> (TestRepo, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("agent.sh");
     std::fs::write(
@@ -599,12 +596,12 @@ esac
     )
     .unwrap();
     let toml = format!("[agent]\ncommand = [\"sh\", \"{}\", \"{{prompt}}\"]\n", script.display());
-    (repo(base, &toml), dir)
+    (repo(&toml), dir)
 }
 
 #[test]
 fn spawn_runs_the_agent_and_records_how_it_ended() {
-    let (repo, _scripts) = agent_repo(32200);
+    let (repo, _scripts) = agent_repo();
     repo.write("tpl.md", "Work on {{ thread.name }}; ticket {{ context.ticket }}.");
 
     // Exit 0: the agent ran in the worktree with the thread's env and the prompt.
@@ -687,7 +684,7 @@ fn spawn_runs_the_agent_and_records_how_it_ended() {
 
 #[test]
 fn agent_runs_through_the_api_survive_a_server_restart() {
-    let (repo, _scripts) = agent_repo(32500);
+    let (repo, _scripts) = agent_repo();
     let s = Server::start(&repo, Some(TOKEN));
     let t = ok("POST", &format!("{}/api/threads", s.url), Some(json!({"name": "long-api", "context": {"ticket": "X-1"}})));
     let id = t["id"].as_u64().unwrap();
@@ -711,10 +708,8 @@ fn agent_runs_through_the_api_survive_a_server_restart() {
     assert_eq!(stopped["state"], "stopped");
     // CLI remote spawn through this server, --wait, exit 0.
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(support::ISO)
-        .args(["spawn", "ok-remote", "--wait", "--json"])
-        .current_dir(home.path())
-        .env("ISO_REMOTE_FILE", "")
+    let out = repo
+        .iso_cmd_at(home.path(), &["spawn", "ok-remote", "--wait", "--json"])
         .env("ISO_API_URL", &s.url)
         .env("ISO_API_TOKEN", TOKEN)
         .output()
@@ -728,7 +723,7 @@ fn agent_runs_through_the_api_survive_a_server_restart() {
 #[test]
 fn custom_events_run_the_hooks_that_subscribe_to_them() {
     let hook = "\n[[hooks]]\nevent = \"deploy.requested\"\nrhai = \"hooks/deploy.rhai\"\n";
-    let repo = repo_max(31450, 3, hook);
+    let repo = repo_max(3, hook);
     repo.write(
         "hooks/deploy.rhai",
         "let d = parse_json(payload);\nwrite_file(\"deployed.txt\", `${event} to ${d.env} for ${thread.name}`);\nmessage(\"deployed\");",
@@ -737,7 +732,8 @@ fn custom_events_run_the_hooks_that_subscribe_to_them() {
     let t = ok("POST", &format!("{}/api/threads", s.url), Some(json!({"name": "shop"})));
     let marker = PathBuf::from(t["worktree"].as_str().unwrap()).join("deployed.txt");
     ok("POST", &format!("{}/api/events", s.url), Some(json!({"event": "deploy.requested", "thread": t["id"], "data": {"env": "staging"}})));
-    wait_for("the hook's file", Duration::from_secs(20), || marker.exists());
+    // Written, not only created: write_file creates the file, then writes it.
+    wait_for("the hook's file", Duration::from_secs(20), || std::fs::metadata(&marker).is_ok_and(|m| m.len() > 0));
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "deploy.requested to staging for shop");
     // How the hooks did is logged, and so reaches subscribers.
     let mut result = None;

@@ -1,18 +1,15 @@
 //! End-to-end tests of the `iso` CLI against real git repositories: the
 //! foundation (worktrees, branches, port blocks, registry, doctor).
 //!
-//! Port bases: each test owns a window of 500 ports inside 12000-19999
-//! (`threads.max` keeps its blocks inside it), below the kernel's ephemeral
-//! range so a client socket never holds a port of a test block.
-
-mod support;
+//! Ports: every test repository has a window of its own from
+//! `support::ports`; expected ports are offsets from its base.
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{git_in, iso_cmd_in, stderr, stdout, TestRepo};
+use crate::support::{git_in, stderr, stdout, TestRepo};
 
 fn port(v: &Value, slot: &str) -> u64 {
     v["ports"][slot].as_u64().unwrap_or_else(|| panic!("no port {slot} in {v}"))
@@ -20,7 +17,8 @@ fn port(v: &Value, slot: &str) -> u64 {
 
 #[test]
 fn init_creates_worktree_branch_ports_and_env() {
-    let repo = TestRepo::new(12000, "[threads]\nmax = 3\n");
+    let repo = TestRepo::new("[threads]\nmax = 3\n");
+    let base = repo.port_base;
     let out = repo.iso_ok(&["init", "add-auth", "--task", "add login"]);
     assert!(out.contains("thread 1") && out.contains("thread-1-add-auth"), "{out}");
 
@@ -37,9 +35,9 @@ fn init_creates_worktree_branch_ports_and_env() {
 
     // .env.thread with the thread's ports; the gitignored .env was copied.
     let env = std::fs::read_to_string(wt.join(".env.thread")).unwrap();
-    assert!(env.contains("DATABASE_URL=postgresql://postgres:postgres@localhost:12100/app"), "{env}");
-    assert!(env.contains("REDIS_URL=redis://localhost:12101"), "{env}");
-    assert!(env.contains("API_URL=http://localhost:12102"), "{env}");
+    assert!(env.contains(&format!("DATABASE_URL=postgresql://postgres:postgres@localhost:{}/app", base + 100)), "{env}");
+    assert!(env.contains(&format!("REDIS_URL=redis://localhost:{}", base + 101)), "{env}");
+    assert!(env.contains(&format!("API_URL=http://localhost:{}", base + 102)), "{env}");
     assert!(env.contains("ISO_THREAD_ID=1"), "{env}");
     assert_eq!(std::fs::read_to_string(wt.join(".env")).unwrap(), "SECRET=local\n");
 
@@ -61,9 +59,10 @@ fn init_creates_worktree_branch_ports_and_env() {
     assert_eq!(t["status"], "active");
     assert_eq!(t["task"], "add login");
     assert_eq!(t["worktree"], wt.display().to_string());
-    assert_eq!((port(t, "postgres"), port(t, "redis"), port(t, "api"), port(t, "worker")), (12100, 12101, 12102, 12103));
-    assert_eq!(t["port_block"]["start"], 12100);
-    assert_eq!(t["port_block"]["end"], 12199);
+    let b = u64::from(base);
+    assert_eq!((port(t, "postgres"), port(t, "redis"), port(t, "api"), port(t, "worker")), (b + 100, b + 101, b + 102, b + 103));
+    assert_eq!(t["port_block"]["start"], base + 100);
+    assert_eq!(t["port_block"]["end"], base + 199);
     let status = repo.iso_json(&["status", "add-auth"]);
     assert_eq!(status["id"], 1);
     let events: Vec<&str> = status["history"].as_array().unwrap().iter().map(|h| h["event"].as_str().unwrap()).collect();
@@ -77,23 +76,23 @@ fn chrono_like(v: &Value) -> bool {
 
 #[test]
 fn threads_are_found_by_id_name_or_branch_and_from_inside_a_worktree() {
-    let repo = TestRepo::new(12500, "[threads]\nmax = 4\n");
+    let repo = TestRepo::new("[threads]\nmax = 4\n");
     repo.iso_ok(&["init", "one", "two"]);
     let wt2 = repo.path(".worktrees/thread-2");
     for sel in ["2", "two", "thread-2-two"] {
         assert_eq!(repo.iso_ok(&["path", sel]).trim(), wt2.display().to_string());
     }
     // From inside thread 2's worktree iso finds the main repository.
-    let inside = iso_cmd_in(&wt2.join("src"), &["list", "--json"]).output().unwrap();
+    let inside = repo.iso_cmd_at(&wt2.join("src"), &["list", "--json"]).output().unwrap();
     assert!(inside.status.success(), "{}", stderr(&inside));
     let listed: Vec<Value> = serde_json::from_slice(&inside.stdout).unwrap();
     assert_eq!(listed.len(), 2);
-    let created = iso_cmd_in(&wt2, &["init", "three"]).output().unwrap();
+    let created = repo.iso_cmd_at(&wt2, &["init", "three"]).output().unwrap();
     assert!(created.status.success(), "{}", stderr(&created));
     assert!(repo.path(".worktrees/thread-3").is_dir(), "worktrees go beside the main checkout");
     // -C works like git's.
     let other = tempfile::tempdir().unwrap();
-    let out = iso_cmd_in(other.path(), &["-C", repo.root.to_str().unwrap(), "path", "three"]).output().unwrap();
+    let out = repo.iso_cmd_at(other.path(), &["-C", repo.root.to_str().unwrap(), "path", "three"]).output().unwrap();
     assert_eq!(stdout(&out).trim(), repo.path(".worktrees/thread-3").display().to_string());
 
     let missing = repo.iso(&["status", "nope"]);
@@ -103,7 +102,7 @@ fn threads_are_found_by_id_name_or_branch_and_from_inside_a_worktree() {
 
 #[test]
 fn base_branch_and_existing_branches() {
-    let repo = TestRepo::new(13000, "[threads]\nmax = 4\nbranch_template = \"work/{name}\"\n");
+    let repo = TestRepo::new("[threads]\nmax = 4\nbranch_template = \"work/{name}\"\n");
     repo.iso_ok(&["init", "from-dev", "--base", "dev"]);
     assert_eq!(repo.git(&["rev-parse", "work/from-dev"]), repo.git(&["rev-parse", "dev"]));
 
@@ -123,7 +122,7 @@ fn base_branch_and_existing_branches() {
 
 #[test]
 fn bulk_init_reports_each_name_and_fails_if_any_failed() {
-    let repo = TestRepo::new(13500, "[threads]\nmax = 4\n");
+    let repo = TestRepo::new("[threads]\nmax = 4\n");
     let out = repo.iso(&["init", "fix-a", "bad..name", "fix-c"]);
     assert_eq!(out.status.code(), Some(4), "partial failure exit code");
     let err = stderr(&out);
@@ -134,7 +133,7 @@ fn bulk_init_reports_each_name_and_fails_if_any_failed() {
 
 #[test]
 fn twenty_parallel_inits_get_distinct_ids_and_blocks() {
-    let repo = TestRepo::new(14000, "[threads]\nmax = 25\n[ports]\nblock_size = 10\n");
+    let repo = TestRepo::new("[threads]\nmax = 25\n[ports]\nblock_size = 10\n");
     let children: Vec<_> = (0..20)
         .map(|i| {
             repo.iso_cmd(&["init", &format!("par-{i}"), "-q"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
@@ -190,7 +189,7 @@ fn kill_init_at(repo: &TestRepo, name: &str, point: &str) {
 
 #[test]
 fn kill_9_mid_init_then_doctor_fix_leaves_nothing_behind() {
-    let repo = TestRepo::new(14500, "[threads]\nmax = 4\n");
+    let repo = TestRepo::new("[threads]\nmax = 4\n");
     for (i, point) in ["reserved", "branch", "worktree"].into_iter().enumerate() {
         let name = format!("killed-{i}");
         kill_init_at(&repo, &name, point);
@@ -218,21 +217,22 @@ fn kill_9_mid_init_then_doctor_fix_leaves_nothing_behind() {
 
 #[test]
 fn a_busy_port_block_is_skipped_with_the_reason() {
-    let repo = TestRepo::new(15000, "[threads]\nmax = 4\n");
+    let repo = TestRepo::new("[threads]\nmax = 4\n");
     // Thread 1's redis slot (offset 1) is taken by another program.
-    let _listener = TcpListener::bind(("127.0.0.1", 15101)).unwrap();
+    let busy = repo.port_base + 101;
+    let _listener = TcpListener::bind(("127.0.0.1", busy)).unwrap();
     let out = repo.iso(&["init", "busy"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("skipped block 1") && err.contains("15101") && err.contains("redis"), "{err}");
+    assert!(err.contains("skipped block 1") && err.contains(&busy.to_string()) && err.contains("redis"), "{err}");
     let t = &repo.threads()[0];
     assert_eq!(t["id"], 2);
-    assert_eq!(port(t, "postgres"), 15200);
+    assert_eq!(port(t, "postgres"), u64::from(repo.port_base) + 200);
 }
 
 #[test]
 fn running_out_of_blocks_says_how_many_are_held() {
-    let repo = TestRepo::new(15500, "[threads]\nmax = 2\n");
+    let repo = TestRepo::new("[threads]\nmax = 2\n");
     repo.iso_ok(&["init", "a", "b"]);
     let out = repo.iso(&["init", "c"]);
     assert_eq!(out.status.code(), Some(1));
@@ -243,7 +243,7 @@ fn running_out_of_blocks_says_how_many_are_held() {
 
 #[test]
 fn cleanup_keeps_the_branch_and_refuses_to_lose_work() {
-    let repo = TestRepo::new(16000, "[threads]\nmax = 4\n");
+    let repo = TestRepo::new("[threads]\nmax = 4\n");
     repo.iso_ok(&["init", "work"]);
     let wt = repo.path(".worktrees/thread-1");
 
@@ -282,7 +282,7 @@ fn cleanup_keeps_the_branch_and_refuses_to_lose_work() {
 
 #[test]
 fn a_failed_init_rolls_back_what_it_created() {
-    let repo = TestRepo::new(16500, "[threads]\nmax = 3\n");
+    let repo = TestRepo::new("[threads]\nmax = 3\n");
     // Something that is not a worktree sits where thread 1's worktree goes.
     repo.write(".worktrees/thread-1/keep.txt", "user data\n");
     let out = repo.iso(&["init", "blocked"]);
@@ -296,7 +296,7 @@ fn a_failed_init_rolls_back_what_it_created() {
 
 #[test]
 fn update_changes_task_pr_and_status() {
-    let repo = TestRepo::new(17000, "[threads]\nmax = 3\n");
+    let repo = TestRepo::new("[threads]\nmax = 3\n");
     repo.iso_ok(&["init", "upd"]);
     repo.iso_ok(&["update", "upd", "--task", "ship it", "--pr", "123", "--status", "merged"]);
     let t = repo.iso_json(&["status", "1"]);
@@ -310,7 +310,7 @@ fn update_changes_task_pr_and_status() {
 
 #[test]
 fn bad_names_and_bad_places_get_clear_errors() {
-    let repo = TestRepo::new(17500, "[threads]\nmax = 3\n");
+    let repo = TestRepo::new("[threads]\nmax = 3\n");
     for (name, needle) in [("", "empty"), ("-rf", "starts with `-`"), ("a..b", "`..`"), ("a\u{1}b", "control character")] {
         let out = repo.iso(&["init", "--", name]);
         assert_eq!(out.status.code(), Some(1), "{name:?}");
@@ -323,21 +323,21 @@ fn bad_names_and_bad_places_get_clear_errors() {
 
     // Outside a repository.
     let plain = tempfile::tempdir().unwrap();
-    let out = iso_cmd_in(plain.path(), &["list"]).output().unwrap();
+    let out = repo.iso_cmd_at(plain.path(), &["list"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not inside a git repository"), "{}", stderr(&out));
 
     // A bare repository.
     let bare = plain.path().join("bare.git");
     git_in(plain.path(), &["init", "-q", "--bare", bare.to_str().unwrap()]);
-    let out = iso_cmd_in(&bare, &["list"]).output().unwrap();
+    let out = repo.iso_cmd_at(&bare, &["list"]).output().unwrap();
     assert!(stderr(&out).contains("bare repository"), "{}", stderr(&out));
 
     // A repository without commits.
     let empty = plain.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     git_in(&empty, &["init", "-q", "-b", "main"]);
-    let out = iso_cmd_in(&empty, &["init", "first"]).output().unwrap();
+    let out = repo.iso_cmd_at(&empty, &["init", "first"]).output().unwrap();
     assert!(stderr(&out).contains("no commits yet") && stderr(&out).contains("fix:"), "{}", stderr(&out));
     assert!(!empty.join(".worktrees").exists(), "nothing created");
 
@@ -351,29 +351,30 @@ fn bad_names_and_bad_places_get_clear_errors() {
 
 #[test]
 fn a_malformed_iso_toml_points_at_the_line() {
-    let repo = TestRepo::new(18000, "[threads]\nmaxx = 3\n");
+    let repo = TestRepo::new("[threads]\nmaxx = 3\n");
     let out = repo.iso(&["list"]);
     assert_eq!(out.status.code(), Some(78));
     let err = stderr(&out);
     assert!(err.contains("iso.toml:4:1") && err.contains("maxx"), "{err}");
 
-    repo.write("iso.toml", "[ports]\nbase = 18000\nblock_size = \"big\"\n");
+    let base = repo.port_base;
+    repo.write("iso.toml", &format!("[ports]\nbase = {base}\nblock_size = \"big\"\n"));
     let err = stderr(&repo.iso(&["list"]));
     assert!(err.contains("iso.toml:3:14"), "{err}");
 
     // Environment overrides win, and bad ones are named.
-    repo.write("iso.toml", "[ports]\nbase = 18000\n[threads]\nmax = 3\n");
+    repo.write("iso.toml", &format!("[ports]\nbase = {base}\n[threads]\nmax = 3\n"));
     let out = repo.iso_cmd(&["config", "--json"]).env("ISO_PORTS_BLOCK_SIZE", "0").output().unwrap();
     assert!(stderr(&out).contains("ISO_PORTS_BLOCK_SIZE"), "{}", stderr(&out));
     let out = repo.iso_cmd(&["config", "--json"]).env("ISO_MAX_THREADS", "4").output().unwrap();
     let cfg: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cfg["config"]["threads"]["max"], 4);
-    assert_eq!(cfg["config"]["ports"]["base"], 18000);
+    assert_eq!(cfg["config"]["ports"]["base"], base);
 }
 
 #[test]
 fn output_is_plain_when_piped_and_completions_exist() {
-    let repo = TestRepo::new(18500, "[threads]\nmax = 2\n[ports]\nblock_size = 10\n");
+    let repo = TestRepo::new("[threads]\nmax = 2\n[ports]\nblock_size = 10\n");
     let out = repo.iso_cmd(&["init", "plain"]).env_remove("NO_COLOR").output().unwrap();
     assert!(out.status.success());
     assert!(!out.stdout.contains(&0x1b) && !out.stderr.contains(&0x1b), "no escape codes when piped");
@@ -381,7 +382,7 @@ fn output_is_plain_when_piped_and_completions_exist() {
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["THREAD", "NAME", "BRANCH", "STATUS", "PORTS", "WORKTREE", "AGE"]);
     let ports = repo.iso_json(&["ports"]);
-    assert_eq!(ports[0]["ports"]["api"], 18512);
+    assert_eq!(ports[0]["ports"]["api"], repo.port_base + 12);
     for shell in ["bash", "zsh", "fish", "nushell", "powershell"] {
         let text = repo.iso_ok(&["completions", shell]);
         assert!(text.contains("cleanup") && text.len() > 500, "{shell}");
@@ -390,7 +391,7 @@ fn output_is_plain_when_piped_and_completions_exist() {
 
 #[test]
 fn doctor_finds_orphans_and_missing_worktrees() {
-    let repo = TestRepo::new(19000, "[threads]\nmax = 5\n[ports]\nblock_size = 10\n");
+    let repo = TestRepo::new("[threads]\nmax = 5\n[ports]\nblock_size = 10\n");
     repo.iso_ok(&["init", "gone", "kept"]);
     // Someone deleted thread 1's worktree by hand.
     std::fs::remove_dir_all(repo.path(".worktrees/thread-1")).unwrap();
@@ -414,7 +415,7 @@ fn doctor_finds_orphans_and_missing_worktrees() {
 
 #[test]
 fn events_lists_and_follows_what_the_cli_did() {
-    let repo = TestRepo::new(19500, "[threads]\nmax = 4\n[ports]\nblock_size = 10\n");
+    let repo = TestRepo::new("[threads]\nmax = 4\n[ports]\nblock_size = 10\n");
     let out = repo.iso(&["events"]);
     assert!(out.status.success() && out.stdout.is_empty(), "{}", stderr(&out));
     assert!(stderr(&out).contains("no events logged yet"), "{}", stderr(&out));

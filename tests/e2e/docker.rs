@@ -3,20 +3,17 @@
 //! `iso-test/pg-redis:1` (iso-postgres, iso-redis) and `iso-test/busybox:1`
 //! (busybox httpd).
 //!
-//! Isolation: each test repository has its own port base in 20000-29999
-//! and its own directory (so its own `iso.repo` label and resource names);
-//! a [`DockerGuard`] removes whatever carries its label when the test ends,
-//! pass or fail. Every resource also carries `iso.test=1`.
-
-mod support;
-#[path = "support/docker.rs"]
-mod docker_support;
+//! Isolation: each test repository has its own port window (from
+//! `support::ports`), its own directory (so its own `iso.repo` label) and
+//! its own resource name tag; a [`DockerGuard`] removes whatever carries its
+//! label when the test ends, pass or fail. Every resource also carries
+//! `iso.test=1`.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use docker_support::{docker_section, env_value, http_status, psql, redis_ping, tag, try_psql, DockerGuard};
-use support::{stderr, stdout, TestRepo};
+use crate::support::docker::{docker_section, env_value, http_status, psql, redis_ping, tag, try_psql, DockerGuard};
+use crate::support::{stderr, stdout, TestRepo};
 
 /// Postgres + Redis + an HTTP service, from the test images.
 const FULL_STACK: &str = r#"
@@ -56,9 +53,9 @@ export = { API_URL = "http://{{ host }}:{{ port }}" }
 "#;
 
 /// A test repository with `stack`; resource names are `iso-<tag>-t<id>-*`.
-fn repo(port_base: u16, stack: &str) -> (TestRepo, DockerGuard, String) {
-    let t = tag(port_base);
-    let repo = TestRepo::new(port_base, &format!("{}{stack}", docker_section(&t, "")));
+fn repo(stack: &str) -> (TestRepo, DockerGuard, String) {
+    let t = tag();
+    let repo = TestRepo::new(&format!("{}{stack}", docker_section(&t, "")));
     let guard = DockerGuard::new(&repo.root);
     (repo, guard, t)
 }
@@ -69,12 +66,13 @@ fn env_file(repo: &TestRepo, id: u32) -> std::path::PathBuf {
 
 #[test]
 fn three_threads_get_isolated_stacks_and_cleanup_and_doctor_find_them_by_label() {
-    let (repo, docker, tag) = repo(21000, FULL_STACK);
+    let (repo, docker, tag) = repo(FULL_STACK);
+    let base = repo.port_base;
     let out = repo.iso_ok(&["init", "one", "two", "three"]);
     // init ends by printing the connection details.
-    assert!(out.contains("DATABASE_URL=postgresql://postgres@127.0.0.1:21100/app"), "{out}");
-    assert!(out.contains("REDIS_URL=redis://127.0.0.1:21201"), "{out}");
-    assert!(out.contains("API_URL=http://127.0.0.1:21302"), "{out}");
+    assert!(out.contains(&format!("DATABASE_URL=postgresql://postgres@127.0.0.1:{}/app", base + 100)), "{out}");
+    assert!(out.contains(&format!("REDIS_URL=redis://127.0.0.1:{}", base + 201)), "{out}");
+    assert!(out.contains(&format!("API_URL=http://127.0.0.1:{}", base + 302)), "{out}");
 
     let name = |id: u32, svc: &str| format!("iso-{tag}-t{id}-{svc}");
     for id in 1..=3 {
@@ -89,7 +87,7 @@ fn three_threads_get_isolated_stacks_and_cleanup_and_doctor_find_them_by_label()
     }
     // Published on 127.0.0.1 only.
     let ports = Command::new("docker").args(["port", &name(1, "postgres"), "5432/tcp"]).output().unwrap();
-    assert_eq!(stdout(&ports).trim(), "127.0.0.1:21100");
+    assert_eq!(stdout(&ports).trim(), format!("127.0.0.1:{}", base + 100));
 
     // Databases are separate: a row in thread 1 is not in thread 2.
     let db1 = env_value(&env_file(&repo, 1), "DATABASE_URL");
@@ -108,7 +106,8 @@ fn three_threads_get_isolated_stacks_and_cleanup_and_doctor_find_them_by_label()
     for s in services {
         assert_eq!((s["state"].as_str(), s["health"].as_str()), (Some("running"), Some("healthy")), "{s}");
     }
-    assert!(services.iter().any(|s| s["ports"][0] == "127.0.0.1:21201->6379/tcp"), "{status}");
+    let redis = format!("127.0.0.1:{}->6379/tcp", base + 201);
+    assert!(services.iter().any(|s| s["ports"][0] == redis.as_str()), "{status}");
 
     // Cleanup of thread 2 removes its containers, volume and network; the
     // others still answer.
@@ -155,8 +154,8 @@ slot = "worker"
 healthcheck = {{ http = "/" }}
 "#
     );
-    let t = tag(22000);
-    let repo = TestRepo::new(22000, &format!("{}{stack}", docker_section(&t, "health_timeout = 3\n")));
+    let t = tag();
+    let repo = TestRepo::new(&format!("{}{stack}", docker_section(&t, "health_timeout = 3\n")));
     let docker = DockerGuard::new(&repo.root);
     let t0 = Instant::now();
     let out = repo.iso(&["init", "sick"]);
@@ -177,7 +176,7 @@ healthcheck = {{ http = "/" }}
 #[test]
 fn missing_image_is_a_clear_error_and_nothing_is_created() {
     let stack = WEB_STACK.replace("iso-test/busybox:1", "iso-test/not-built-here:0");
-    let (repo, docker, _) = repo(23000, &stack);
+    let (repo, docker, _) = repo(&stack);
     let out = repo.iso(&["init", "x"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -190,7 +189,7 @@ fn missing_image_is_a_clear_error_and_nothing_is_created() {
 
 #[test]
 fn unreachable_engine_is_a_clear_error_and_no_services_still_gives_a_thread() {
-    let repo = TestRepo::new(24000, &format!("{}{WEB_STACK}", docker_section(&tag(24000), "")));
+    let repo = TestRepo::new(&format!("{}{WEB_STACK}", docker_section(&tag(), "")));
     let dead = repo.root.join("no-docker.sock");
     let host = format!("unix://{}", dead.display());
     let out = repo.iso_cmd(&["init", "x"]).env("DOCKER_HOST", &host).output().unwrap();
@@ -204,14 +203,14 @@ fn unreachable_engine_is_a_clear_error_and_no_services_still_gives_a_thread() {
     let out = repo.iso_cmd(&["init", "x", "--no-services"]).env("DOCKER_HOST", &host).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("not started"), "{}", stdout(&out));
-    assert_eq!(env_value(&env_file(&repo, 1), "API_URL"), "http://127.0.0.1:24102");
+    assert_eq!(env_value(&env_file(&repo, 1), "API_URL"), format!("http://127.0.0.1:{}", repo.port_base + 102));
     // Cleanup of a thread that never had services does not need Docker.
     let out = repo.iso_cmd(&["cleanup", "1"]).env("DOCKER_HOST", &host).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Without a stack iso never talks to Docker: a plain repository works
     // with a dead DOCKER_HOST.
-    let plain = TestRepo::new(24500, "");
+    let plain = TestRepo::new("");
     let out = plain.iso_cmd(&["init", "y"]).env("DOCKER_HOST", &host).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let out = plain.iso_cmd(&["list"]).env("DOCKER_HOST", &host).output().unwrap();
@@ -220,7 +219,7 @@ fn unreachable_engine_is_a_clear_error_and_no_services_still_gives_a_thread() {
 
 #[test]
 fn down_up_logs_exec_compose_and_a_port_taken_meanwhile() {
-    let (repo, docker, tag) = repo(25000, WEB_STACK);
+    let (repo, docker, tag) = repo(WEB_STACK);
     // A container of the same name that is not this thread's is never taken over.
     let squatter = format!("iso-{tag}-t1-api");
     let made = Command::new("docker").args(["create", "--name", &squatter, "--label", "iso.test=1", "iso-test/busybox:1", "true"]).output().unwrap();
@@ -257,11 +256,12 @@ fn down_up_logs_exec_compose_and_a_port_taken_meanwhile() {
 
     // A port taken meanwhile: the error names it and its process.
     repo.iso_ok(&["down", "1"]);
-    let holder = std::net::TcpListener::bind("127.0.0.1:25102").unwrap();
+    let api_port = repo.port_base + 102;
+    let holder = std::net::TcpListener::bind(("127.0.0.1", api_port)).unwrap();
     let out = repo.iso(&["up", "1"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("port 25102 for service `api` is already in use"), "{err}");
+    assert!(err.contains(&format!("port {api_port} for service `api` is already in use")), "{err}");
     assert!(err.contains(&format!("pid {}", std::process::id())), "names the holder: {err}");
     drop(holder);
     repo.iso_ok(&["up", "1"]);
@@ -270,10 +270,10 @@ fn down_up_logs_exec_compose_and_a_port_taken_meanwhile() {
     let path = repo.iso_ok(&["compose", "1"]);
     let path = std::path::PathBuf::from(path.trim());
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(&format!("container_name: iso-{tag}-t1-api")) && text.contains("127.0.0.1:25102:8080"), "{text}");
+    assert!(text.contains(&format!("container_name: iso-{tag}-t1-api")) && text.contains(&format!("127.0.0.1:{api_port}:8080")), "{text}");
     assert!(text.contains("iso.thread: '1'") || text.contains("iso.thread: \"1\""), "{text}");
     let wt = repo.path(".worktrees/thread-1");
-    assert_eq!(support::git_in(&wt, &["status", "--porcelain"]), "", "the export is excluded from git");
+    assert_eq!(crate::support::git_in(&wt, &["status", "--porcelain"]), "", "the export is excluded from git");
     if Command::new("docker-compose").arg("version").output().is_ok_and(|o| o.status.success()) {
         let out = Command::new("docker-compose")
             .args(["-p", &format!("iso-{tag}-t1"), "-f", path.to_str().unwrap(), "ps"])
@@ -309,7 +309,7 @@ networks:
 volumes:
   webdata: {}
 "#;
-    let (repo, docker, tag) = repo(26000, "[compose]\nfile = \"docker-compose.yml\"\nslots = { web = \"api\" }\n");
+    let (repo, docker, tag) = repo("[compose]\nfile = \"docker-compose.yml\"\nslots = { web = \"api\" }\n");
     repo.write("docker-compose.yml", compose);
     let out = repo.iso_ok(&["init", "c"]);
     assert_eq!(repo.read("docker-compose.yml"), compose, "the user's file is untouched");
@@ -318,10 +318,14 @@ volumes:
     assert_eq!(docker.names("volume", Some(1)), [format!("iso-{tag}-t1-webdata")]);
     assert_eq!(docker.names("network", Some(1)), [format!("iso-{tag}-t1")]);
     // Published ports moved into the thread's block: the `api` slot, then a free offset.
-    assert_eq!(http_status("http://127.0.0.1:26102"), 200);
+    let base = repo.port_base;
+    assert_eq!(http_status(&format!("http://127.0.0.1:{}", base + 102)), 200);
     let p = Command::new("docker").args(["port", &format!("iso-{tag}-t1-web")]).output().unwrap();
     let ports = stdout(&p);
-    assert!(ports.contains("80/tcp -> 127.0.0.1:26102") && ports.contains("9999/tcp -> 127.0.0.1:26104"), "{ports}");
+    assert!(
+        ports.contains(&format!("80/tcp -> 127.0.0.1:{}", base + 102)) && ports.contains(&format!("9999/tcp -> 127.0.0.1:{}", base + 104)),
+        "{ports}"
+    );
     let logs = repo.iso_ok(&["logs", "1", "worker"]);
     assert!(logs.contains("hello"), "{logs}");
     repo.iso_ok(&["cleanup", "1"]);
@@ -330,11 +334,12 @@ volumes:
 
 #[test]
 fn cleanup_kill_ports_names_and_ends_listeners_on_the_block() {
-    let repo = TestRepo::new(27000, "");
+    let repo = TestRepo::new("");
+    let port = repo.port_base + 150;
     repo.iso_ok(&["init", "k"]);
     // A dev server of this user still listening on the thread's block.
     let mut server = Command::new("python3")
-        .args(["-c", "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',27150))\ns.listen()\nprint('ready',flush=True)\ntime.sleep(600)"])
+        .args(["-c", &format!("import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',{port}))\ns.listen()\nprint('ready',flush=True)\ntime.sleep(600)")])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -344,7 +349,7 @@ fn cleanup_kill_ports_names_and_ends_listeners_on_the_block() {
     let out = repo.iso(&["cleanup", "1", "--kill-ports"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains(&format!("ending pid {}", server.id())) && err.contains("port 27150"), "{err}");
+    assert!(err.contains(&format!("ending pid {}", server.id())) && err.contains(&format!("port {port}")), "{err}");
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "listener still running");
@@ -354,7 +359,7 @@ fn cleanup_kill_ports_names_and_ends_listeners_on_the_block() {
 
 #[test]
 fn init_killed_after_starting_services_is_undone_by_doctor_fix() {
-    let (repo, docker, _) = repo(28000, WEB_STACK);
+    let (repo, docker, _) = repo(WEB_STACK);
     let mut child = repo.iso_cmd(&["init", "doomed"]).env("ISO_FAULT_PAUSE", "services").stderr(Stdio::piped()).spawn().unwrap();
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();

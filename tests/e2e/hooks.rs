@@ -4,9 +4,8 @@
 //! plugins and scripts that must be stopped and reported with the
 //! registry intact.
 //!
-//! Port window of this suite: 19800-19999 (block size 5, 20 ports per test).
-
-mod support;
+//! Ports: every test repository has 4 blocks of 5 (`threads.max = 3`) in a
+//! window of its own from `support::ports`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -16,7 +15,7 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::{stderr, stdout, TestRepo};
+use crate::support::{stderr, stdout, TestRepo};
 
 /// The workspace root (tests live in tests/e2e, the package in host/).
 fn workspace() -> PathBuf {
@@ -48,8 +47,8 @@ fn wasm(name: &str) -> String {
 
 /// A repository with the given hooks, port block size 5; `frontend/.env`
 /// is copied into new worktrees.
-fn repo(base: u16, hooks_toml: &str) -> TestRepo {
-    TestRepo::new(base, &format!("[threads]\nmax = 3\ncopy = [\".env\", \"frontend/.env\"]\n[ports]\nblock_size = 5\n{hooks_toml}"))
+fn repo(hooks_toml: &str) -> TestRepo {
+    TestRepo::new(&format!("[threads]\nmax = 3\ncopy = [\".env\", \"frontend/.env\"]\n[ports]\nblock_size = 5\n{hooks_toml}"))
 }
 
 /// `iso` with a compile cache shared by this suite's tests.
@@ -196,8 +195,8 @@ fn shipped_cycle(repo: &TestRepo, rx: &Receiver) {
 
     // pr-summary: posted before cleanup, with the git summary.
     std::fs::write(wt.join("feature.txt"), "x").unwrap();
-    support::git_in(&wt, &["add", "."]);
-    support::git_in(&wt, &["commit", "-q", "-m", "add the feature"]);
+    crate::support::git_in(&wt, &["add", "."]);
+    crate::support::git_in(&wt, &["commit", "-q", "-m", "add the feature"]);
     std::fs::remove_file(wt.join("migrated.txt")).unwrap();
     // Run pre-cleanup alone first to see the restore while the worktree exists.
     iso_ok(repo, &["hooks", "run", "pre-cleanup", "1"]);
@@ -220,7 +219,7 @@ fn shipped_cycle(repo: &TestRepo, rx: &Receiver) {
 fn shipped_rhai_scripts_do_their_job() {
     let rx = receiver(200);
     let toml = shipped_stack_toml("rhai", ["hooks/frontend-env.rhai", "hooks/migrate.rhai", "hooks/pr-summary.rhai"], rx.port, &rx.url);
-    let repo = repo(19800, &toml);
+    let repo = repo(&toml);
     ship_scripts(&repo);
     shipped_cycle(&repo, &rx);
 }
@@ -230,7 +229,7 @@ fn shipped_wasm_plugins_do_their_job() {
     let rx = receiver(200);
     let files = [wasm("iso_frontend_env.wasm"), wasm("iso_migrate.wasm"), wasm("iso_pr_summary.wasm")];
     let toml = shipped_stack_toml("wasm", [&files[0], &files[1], &files[2]], rx.port, &rx.url);
-    let repo = repo(19820, &toml);
+    let repo = repo(&toml);
     shipped_cycle(&repo, &rx);
     // Compiled once, then taken from the cache.
     let cached = std::fs::read_dir(cache_dir().join("wasm")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cwasm")).count();
@@ -265,7 +264,7 @@ fn hostile_wasm_plugins_are_contained_and_reported() {
     let h = wasm("iso_hostile.wasm");
     let other = wasm("iso-other-world.wasm");
     let future = wasm("iso_future_world.wasm");
-    let repo = repo(19840, "");
+    let repo = repo("");
     let main_file = repo.path("README.md").display().to_string();
     let toml = format!(
         r#"
@@ -360,7 +359,7 @@ wasm = "{future}"
 #[test]
 fn hostile_rhai_scripts_are_contained_and_reported() {
     let rx = receiver(200);
-    let repo = repo(19860, "");
+    let repo = repo("");
     let scripts = [
         ("h-loop", "loop.rhai", "let x = 0; loop { x += 1; }", "timeout = \"300ms\""),
         ("h-memory", "bomb.rhai", "let s = \"xxxxxxxxxxxxxxxx\"; loop { s += s; }", "memory = \"8MiB\""),
@@ -404,7 +403,7 @@ fn hostile_rhai_scripts_are_contained_and_reported() {
 #[test]
 fn refusals_failures_and_the_chain() {
     let h = wasm("iso_hostile.wasm");
-    let repo = repo(19880, "");
+    let repo = repo("");
     let mut cfg = repo.read("iso.toml");
     cfg.push_str(&format!(
         r#"
@@ -473,7 +472,7 @@ config = {{ mode = "refuse", message = "unpushed work, says policy" }}
 
 #[test]
 fn a_failing_post_hook_marks_the_thread_failed() {
-    let repo = repo(19900, "\n[[hooks]]\nevent = \"post-up\"\nrhai = \"hooks/bad.rhai\"\n");
+    let repo = repo("\n[[hooks]]\nevent = \"post-up\"\nrhai = \"hooks/bad.rhai\"\n");
     repo.write("hooks/bad.rhai", "throw \"database unreachable\";");
     let out = iso(&repo, &["init", "x"]);
     let t = thread(&repo, 1);
@@ -485,7 +484,7 @@ fn a_failing_post_hook_marks_the_thread_failed() {
 #[test]
 fn hooks_list_and_plugin_check() {
     let fe = wasm("iso_frontend_env.wasm");
-    let repo = repo(19920, &format!("\n[[hooks]]\nevent = [\"post-init\", \"pre-cleanup\"]\nwasm = \"{fe}\"\nallow.paths = [{{ path = \".\", mode = \"ro\" }}]\n"));
+    let repo = repo(&format!("\n[[hooks]]\nevent = [\"post-init\", \"pre-cleanup\"]\nwasm = \"{fe}\"\nallow.paths = [{{ path = \".\", mode = \"ro\" }}]\n"));
     repo.write("hooks/post-up.rhai", "message(\"hi\");");
     let list: serde_json::Value = serde_json::from_str(&iso_ok(&repo, &["hooks", "list", "--json"])).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
@@ -522,7 +521,7 @@ fn hooks_list_and_plugin_check() {
 
 #[test]
 fn a_malformed_hook_entry_points_at_the_line() {
-    let repo = repo(19940, "\n[[hooks]]\nevent = \"post_up\"\nrhai = \"hooks/x.rhai\"\n");
+    let repo = repo("\n[[hooks]]\nevent = \"post_up\"\nrhai = \"hooks/x.rhai\"\n");
     let out = iso(&repo, &["hooks", "list"]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     let e = stderr(&out);

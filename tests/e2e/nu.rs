@@ -1,29 +1,25 @@
-//! The Nushell plugin `nu_plugin_iso`, two ways:
+//! The Nushell plugin `nu_plugin_iso` in the real `nu` 0.115.1 binary
+//! (`ISO_TEST_NU`, else `nu` on PATH, else the one .ci/install-deps puts
+//! under /opt/iso-ci/nu; no nu is a failure, not a skip), with the real
+//! plugin binary added to a throwaway plugin registry:
 //!
-//! - `examples`: every command's documented examples run through
-//!   nu-plugin-test-support (with `where`, `get`, … from nu-command) in a real
-//!   repository laid out as the examples describe, and must give the results
-//!   they show.
-//! - the rest: the real `nu` 0.115.1 binary (`ISO_TEST_NU`, else `nu` on
-//!   PATH, else the one .ci/install-deps puts under /opt/iso-ci/nu; no nu is a failure, not
-//!   a skip) with the real plugin binary added to a throwaway plugin
-//!   registry, running real pipelines checked against what the real `iso`
-//!   CLI did in the same repository, and the reverse.
+//! - `examples`: every command's documented examples, as nu itself lists
+//!   them (`scope commands`), run in a real repository laid out as the
+//!   examples describe; each must give the result it shows.
+//! - the rest: real pipelines checked against what the real `iso` CLI did
+//!   in the same repository, and the reverse.
 //!
-//! Port bases: each nu binary test owns a window of 50 ports in 19500-19799
-//! (`threads.max = 3`, blocks of 10), below the kernel's ephemeral range so
-//! no client socket ever holds a port of a test block. The example tests use
-//! the default base 10000 because the examples show default port numbers,
-//! and take turns.
-
-mod support;
+//! Ports: each test's repository has 4 blocks of 10 (`threads.max = 3`) in
+//! a window of its own from `support::ports`. The example tests use iso's
+//! default window (base 10000, `ports::iso_defaults`) because the examples
+//! show default port numbers, and take turns.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value as Json;
-use support::{stderr, stdout, TestRepo};
+use crate::support::{stderr, stdout, TestRepo};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_nu_plugin_iso");
 
@@ -53,15 +49,18 @@ fn nu_binary() -> PathBuf {
 }
 
 /// A nu session setup: the plugin added to a throwaway plugin registry, and
-/// no user config, history or plugin registry touched.
+/// no user config, history or plugin registry touched; iso's state goes to
+/// the test repository's state directory, as the CLI's does.
 struct Nu {
     bin: PathBuf,
     home: tempfile::TempDir,
+    state_env: [(&'static str, PathBuf); 2],
 }
 
 impl Nu {
-    fn new() -> Nu {
-        let nu = Nu { bin: nu_binary(), home: tempfile::Builder::new().prefix("iso-nu-").tempdir().unwrap() };
+    fn new(repo: &TestRepo) -> Nu {
+        let home = tempfile::Builder::new().prefix("iso-nu-").tempdir().unwrap();
+        let nu = Nu { bin: nu_binary(), home, state_env: repo.state_env() };
         let version = nu.raw(nu.home.path(), "version | get version");
         assert!(version.status.success(), "{} does not run: {}", nu.bin.display(), stderr(&version));
         assert!(
@@ -101,6 +100,7 @@ impl Nu {
             .env("ISO_USER_CONFIG", "")
             .env("NO_COLOR", "1")
             .env_remove("ISO_PORTS_BASE")
+            .envs(self.state_env.clone())
             .output()
             .expect("run nu")
     }
@@ -173,8 +173,8 @@ fn assert_same_thread(cli: &Json, nu: &Json, full: bool) {
 }
 
 /// Threads a (active), b (merged, pr 7), c (removed), made with the CLI.
-fn three_threads(base: u16) -> TestRepo {
-    let repo = TestRepo::new(base, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+fn three_threads() -> TestRepo {
+    let repo = TestRepo::new("[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
     repo.iso_ok(&["init", "alpha", "--task", "first one"]);
     repo.iso_ok(&["init", "beta", "--base", "dev"]);
     repo.iso_ok(&["init", "gamma"]);
@@ -185,8 +185,8 @@ fn three_threads(base: u16) -> TestRepo {
 
 #[test]
 fn pipelines_over_threads_agree_with_the_cli() {
-    let repo = three_threads(19500);
-    let nu = Nu::new();
+    let repo = three_threads();
+    let nu = Nu::new(&repo);
     let root = &repo.root;
     let cli = repo.threads();
     assert_eq!(cli.len(), 2);
@@ -210,7 +210,8 @@ fn pipelines_over_threads_agree_with_the_cli() {
     assert_eq!(nu.json(root, "iso threads | where status == merged | get pr"), serde_json::json!([7]));
     let postgres: Vec<Json> = cli.iter().map(|t| t["ports"]["postgres"].clone()).collect();
     assert_eq!(nu.json(root, "iso threads | get ports.postgres"), Json::Array(postgres.clone()));
-    assert_eq!(postgres, [serde_json::json!(19510), serde_json::json!(19520)]);
+    let base = repo.port_base;
+    assert_eq!(postgres, [serde_json::json!(base + 10), serde_json::json!(base + 20)]);
     assert_eq!(nu.json(root, "iso threads | sort-by created | last | get name"), serde_json::json!("beta"));
     assert_eq!(nu.json(root, "iso threads | sort-by id --reverse | get worktree"), serde_json::json!([cli[1]["worktree"], cli[0]["worktree"]]));
     assert_eq!(nu.json(root, "iso threads | where created > ((date now) - 1hr) | length"), serde_json::json!(2));
@@ -238,8 +239,8 @@ fn pipelines_over_threads_agree_with_the_cli() {
 
 #[test]
 fn repository_is_found_from_the_engines_pwd() {
-    let repo = three_threads(19550);
-    let nu = Nu::new();
+    let repo = three_threads();
+    let nu = Nu::new(&repo);
     // nu (and so the plugin process) starts outside any repository; only
     // $env.PWD leads to it.
     let elsewhere = tempfile::tempdir().unwrap();
@@ -257,8 +258,8 @@ fn repository_is_found_from_the_engines_pwd() {
 
 #[test]
 fn init_from_nu_is_seen_by_the_cli() {
-    let repo = TestRepo::new(19600, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
-    let nu = Nu::new();
+    let repo = TestRepo::new("[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+    let nu = Nu::new(&repo);
     let root = &repo.root;
     let made = nu.json(root, "iso init one two --base dev --task 'from nu'");
     let made = made.as_array().unwrap();
@@ -273,9 +274,9 @@ fn init_from_nu_is_seen_by_the_cli() {
         assert_eq!(c["status"], "active");
         let wt = PathBuf::from(c["worktree"].as_str().unwrap());
         assert!(wt.join(".env.thread").is_file(), "{}", wt.display());
-        assert_eq!(support::git_in(&wt, &["branch", "--show-current"]).trim(), c["branch"].as_str().unwrap());
+        assert_eq!(crate::support::git_in(&wt, &["branch", "--show-current"]).trim(), c["branch"].as_str().unwrap());
     }
-    assert_eq!(cli[0]["ports"]["postgres"], 19610);
+    assert_eq!(cli[0]["ports"]["postgres"], repo.port_base + 10);
 
     // The record that init returns is the one later commands see.
     assert_eq!(nu.json(root, "iso init three | get 0.id"), serde_json::json!(3));
@@ -284,11 +285,11 @@ fn init_from_nu_is_seen_by_the_cli() {
 
 #[test]
 fn cleanup_from_nu_takes_arguments_or_piped_rows() {
-    let repo = TestRepo::new(19650, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+    let repo = TestRepo::new("[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
     repo.iso_ok(&["init", "a", "b", "c"]);
     repo.iso_ok(&["update", "b", "--status", "merged"]);
     repo.iso_ok(&["update", "c", "--status", "merged"]);
-    let nu = Nu::new();
+    let nu = Nu::new(&repo);
     let root = &repo.root;
 
     let removed = nu.json(root, "iso threads | where status == merged | iso cleanup --delete-branch | get name");
@@ -309,9 +310,9 @@ fn cleanup_from_nu_takes_arguments_or_piped_rows() {
 
 #[test]
 fn wrong_arguments_are_labelled() {
-    let repo = TestRepo::new(19700, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+    let repo = TestRepo::new("[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
     repo.iso_ok(&["init", "taken"]);
-    let nu = Nu::new();
+    let nu = Nu::new(&repo);
     let root = &repo.root;
 
     // Unknown thread: message, label under the argument, the hint in nu's words.
@@ -370,8 +371,8 @@ fn assert_label_under(err: &str, arg: &str, label: &str) {
 
 #[test]
 fn commands_are_documented_in_nu_help() {
-    let repo = TestRepo::new(19750, "[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
-    let nu = Nu::new();
+    let repo = TestRepo::new("[threads]\nmax = 3\n[ports]\nblock_size = 10\n");
+    let nu = Nu::new(&repo);
     let help = nu.ok(&repo.root, "help iso threads");
     assert!(help.contains("List the repository's threads") && help.contains("--all") && help.contains("where status == active"), "{help}");
     let overview = nu.ok(&repo.root, "iso");
@@ -383,88 +384,108 @@ fn commands_are_documented_in_nu_help() {
     assert_eq!(nu.json(&repo.root, "help commands | where name == 'iso threads' | get 0.search_terms"), serde_json::json!("list, ls, worktrees, status, iso list"));
 }
 
-// ---- examples through nu-plugin-test-support ---------------------------------
+// ---- the documented examples, in the real nu ---------------------------------
 
 mod examples {
-    use super::support::TestRepo;
-    use iso::nu::{Iso, IsoCleanup, IsoInit, IsoPlugin, IsoPorts, IsoThread, IsoThreads};
-    use nu_plugin::SimplePluginCommand;
-    use nu_plugin_test_support::PluginTest;
-    use nu_protocol::{ShellError, Value};
+    use super::Nu;
+    use crate::support::{ports, TestRepo};
+    use serde_json::Value as Json;
 
-    /// A plugin test whose engine sits in `repo` and has the nu-command
-    /// filters the examples use.
-    fn plugin_test(repo: &TestRepo) -> Result<PluginTest, ShellError> {
-        let mut test = PluginTest::new("iso", IsoPlugin.into())?;
-        let state = test.engine_state_mut();
-        state.add_env_var("PWD".into(), Value::test_string(repo.root.to_string_lossy()));
-        state.add_env_var("ISO_USER_CONFIG".into(), Value::test_string(""));
-        for decl in [
-            Box::new(nu_command::Where) as Box<dyn nu_protocol::engine::Command>,
-            Box::new(nu_command::Get),
-            Box::new(nu_command::Select),
-            Box::new(nu_command::SortBy),
-            Box::new(nu_command::First),
-            Box::new(nu_command::Last),
-            Box::new(nu_command::Length),
-            Box::new(nu_command::PathBasename),
-            Box::new(nu_command::StrContains),
-        ] {
-            test.add_decl(decl)?;
-        }
-        Ok(test)
+    /// Every iso command, by the test that runs its examples.
+    const READ_ONLY: [&str; 4] = ["iso threads", "iso thread", "iso ports", "iso"];
+    const INIT: [&str; 1] = ["iso init"];
+    const CLEANUP: [&str; 1] = ["iso cleanup"];
+
+    /// The iso commands as nu lists them, with what `plugin add` registered
+    /// of their signatures: category, description, search terms, examples
+    /// (`example`, `description`, `result`).
+    fn documented(nu: &Nu, repo: &TestRepo) -> Vec<Json> {
+        let script = "scope commands | where name == iso or name starts-with 'iso ' | select name category description search_terms examples";
+        nu.json(&repo.root, script).as_array().unwrap().clone()
     }
 
-    /// The examples show iso's default ports (base 10000), so the three
-    /// example tests share that base and take turns: run together, one
-    /// test's port probe could make another skip a block.
-    static DEFAULT_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-    fn default_ports() -> std::sync::MutexGuard<'static, ()> {
-        DEFAULT_PORTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Check the documentation of the commands `names` and run all their
+    /// examples, in order, in one nu session in `repo`: each must give the
+    /// result it documents (compared by nu's own `==`, so as nu sees values:
+    /// records regardless of column order).
+    fn check(nu: &Nu, repo: &TestRepo, names: &[&str]) {
+        let documented = documented(nu, repo);
+        let mut script = String::from("let docs = (scope commands | where name starts-with iso)\n[\n");
+        let mut run = Vec::new();
+        for &name in names {
+            let cmd = documented.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("nu does not list `{name}`"));
+            assert_eq!(cmd["category"], "iso", "{name}");
+            assert!(cmd["description"].as_str().is_some_and(|d| !d.is_empty()), "{name}: no description");
+            assert!(cmd["search_terms"].as_str().is_some_and(|t| !t.is_empty()), "{name}: no search terms");
+            let examples = cmd["examples"].as_array().unwrap_or_else(|| panic!("{name}: examples are {}", cmd["examples"]));
+            assert!(!examples.is_empty(), "{name}: no examples");
+            for (i, example) in examples.iter().enumerate() {
+                let source = example["example"].as_str().unwrap();
+                assert!(!example["result"].is_null(), "{name}: `{source}` shows no result");
+                script.push_str(&format!(
+                    "  (try {{ let got = ({source}); let want = ($docs | where name == '{name}' | get 0.examples.{i}.result); \
+                     {{same: ($got == $want), got: ($got | to nuon), want: ($want | to nuon)}} }} \
+                     catch {{|e| {{same: false, error: $e.rendered}} }})\n"
+                ));
+                run.push((name, example));
+            }
+        }
+        script.push(']');
+        let results = nu.json(&repo.root, &script);
+        let results = results.as_array().unwrap();
+        assert_eq!(results.len(), run.len(), "{results:?}");
+        let failed: Vec<String> = run
+            .iter()
+            .zip(results)
+            .filter(|(_, r)| r["same"] != true)
+            .map(|((name, example), r)| {
+                let what = match r["error"].as_str() {
+                    Some(error) => format!("failed:\n{error}"),
+                    None => format!("gave {}\n  documented: {}", r["got"].as_str().unwrap(), r["want"].as_str().unwrap()),
+                };
+                format!("{name}: `{}` ({}) {what}", example["example"].as_str().unwrap(), example["description"].as_str().unwrap())
+            })
+            .collect();
+        assert!(failed.is_empty(), "{} of {} examples do not do what they show:\n{}", failed.len(), run.len(), failed.join("\n"));
     }
 
     /// The repository the read-only examples describe: 1 add-auth (active),
     /// 2 fix-login (merged), old-spike cleaned up; default ports.
-    fn described_repo() -> TestRepo {
-        let repo = TestRepo::new(10000, "");
+    fn described_repo(turn: &ports::IsoDefaults) -> TestRepo {
+        let repo = TestRepo::with_iso_defaults(turn, "");
         repo.iso_ok(&["init", "add-auth", "fix-login", "old-spike"]);
         repo.iso_ok(&["update", "fix-login", "--status", "merged"]);
         repo.iso_ok(&["cleanup", "old-spike"]);
         repo
     }
 
-    fn check(repo: &TestRepo, cmd: &impl SimplePluginCommand<Plugin = IsoPlugin>) {
-        let examples = cmd.examples();
-        assert!(!examples.is_empty() && examples.iter().all(|e| e.result.is_some()), "{}: every example has a result", cmd.name());
-        let sig = cmd.signature();
-        assert_eq!(sig.category, iso::nu::category(), "{}", cmd.name());
-        assert!(!cmd.description().is_empty() && !cmd.search_terms().is_empty(), "{}", cmd.name());
-        plugin_test(repo).and_then(|mut t| t.test_examples(&examples)).unwrap_or_else(|e| panic!("{} examples: {e:?}", cmd.name()));
-    }
-
     #[test]
     fn read_only_commands() {
-        let _turn = default_ports();
-        let repo = described_repo();
-        check(&repo, &IsoThreads);
-        check(&repo, &IsoThread);
-        check(&repo, &IsoPorts);
-        check(&repo, &Iso);
+        let turn = ports::iso_defaults();
+        let repo = described_repo(&turn);
+        let nu = Nu::new(&repo);
+        check(&nu, &repo, &READ_ONLY);
+        // Every command nu lists has its examples run by one of these tests.
+        let mut listed: Vec<String> = documented(&nu, &repo).iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+        let mut tested: Vec<&str> = [&READ_ONLY[..], &INIT, &CLEANUP].concat();
+        listed.sort();
+        tested.sort_unstable();
+        assert_eq!(listed, tested);
     }
 
     #[test]
     fn init() {
-        let _turn = default_ports();
-        check(&TestRepo::new(10000, ""), &IsoInit);
+        let turn = ports::iso_defaults();
+        let repo = TestRepo::with_iso_defaults(&turn, "");
+        check(&Nu::new(&repo), &repo, &INIT);
     }
 
     #[test]
     fn cleanup() {
-        let _turn = default_ports();
-        let repo = TestRepo::new(10000, "");
+        let turn = ports::iso_defaults();
+        let repo = TestRepo::with_iso_defaults(&turn, "");
         repo.iso_ok(&["init", "add-auth", "fix-login"]);
         repo.iso_ok(&["update", "fix-login", "--status", "merged"]);
-        check(&repo, &IsoCleanup);
+        check(&Nu::new(&repo), &repo, &CLEANUP);
     }
 }

@@ -1,12 +1,12 @@
 //! Docker helpers for the end-to-end suites: a guard that removes every
 //! resource a test repository's threads created (by label, even when the
 //! test fails), and clients for what the stacks serve.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// The `[docker]` table of a test repository: every resource carries
@@ -18,9 +18,11 @@ pub fn docker_section(tag: &str, extra: &str) -> String {
     format!("[docker]\nlabels = {{ \"iso.test\" = \"1\" }}\nstop_timeout = 1\nname = \"{tag}\"\n{extra}")
 }
 
-/// A tag unique to this test process and port base.
-pub fn tag(port_base: u16) -> String {
-    format!("e{}-{}", port_base / 1000, std::process::id())
+/// A tag no other test repository of any test process has: a count within
+/// this process, and the process id.
+pub fn tag() -> String {
+    static COUNT: AtomicU32 = AtomicU32::new(1);
+    format!("e{}-{}", COUNT.fetch_add(1, Ordering::Relaxed), std::process::id())
 }
 
 /// Removes every container, volume and network labelled with the test

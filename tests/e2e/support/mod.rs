@@ -1,9 +1,12 @@
 //! Helpers shared by the end-to-end suites: real temporary git repositories
 //! and the real `iso` binary.
 //!
-//! Every test repository gets its own port base (pass a distinct one per
-//! test) so suites running in parallel never meet on a port.
-#![allow(dead_code)]
+//! Every test repository gets its own port window from [`ports`] and its
+//! own state directory, so tests running in parallel never meet on a port
+//! or in iso's per-user state.
+
+pub mod docker;
+pub mod ports;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,20 +16,33 @@ pub const ISO: &str = env!("CARGO_BIN_EXE_iso");
 /// A temporary git repository with a few commits, branches `main` and
 /// `dev`, a gitignored `.env`, and an `iso.toml` giving it its own ports.
 pub struct TestRepo {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub root: PathBuf,
+    /// `ports.base` in its iso.toml: the start of its port window.
     pub port_base: u16,
 }
 
 impl TestRepo {
-    /// A repository whose iso.toml sets `ports.base = port_base` plus
-    /// `extra_toml`.
-    pub fn new(port_base: u16, extra_toml: &str) -> TestRepo {
+    /// A repository whose iso.toml is `extra_toml` with `ports.base` set
+    /// to the start of a port window of its own, as long as the
+    /// configuration's blocks need ([`ports::span`]).
+    pub fn new(extra_toml: &str) -> TestRepo {
+        TestRepo::at(ports::window(ports::span(extra_toml)), extra_toml)
+    }
+
+    /// A repository in iso's default window (base 10000), for tests whose
+    /// expected values are iso's default ports; `turn` keeps other such
+    /// tests out while it lives.
+    pub fn with_iso_defaults(turn: &ports::IsoDefaults, extra_toml: &str) -> TestRepo {
+        TestRepo::at(turn.base, extra_toml)
+    }
+
+    fn at(port_base: u16, extra_toml: &str) -> TestRepo {
         let dir = tempfile::Builder::new().prefix("iso-e2e-").tempdir().expect("tempdir");
         let root = dir.path().join("app");
         std::fs::create_dir(&root).unwrap();
         let root = root.canonicalize().unwrap();
-        let repo = TestRepo { _dir: dir, root, port_base };
+        let repo = TestRepo { dir, root, port_base };
         repo.git(&["init", "-q", "-b", "main"]);
         repo.write("README.md", "# app\n");
         repo.write("src/main.rs", "fn main() {}\n");
@@ -67,9 +83,34 @@ impl TestRepo {
     }
 
     /// A `Command` for the real iso binary in this repository, isolated from
-    /// the user's own configuration.
+    /// the user's own configuration and state.
     pub fn iso_cmd(&self, args: &[&str]) -> Command {
-        iso_cmd_in(&self.root, args)
+        self.iso_cmd_at(&self.root, args)
+    }
+
+    /// Like [`TestRepo::iso_cmd`], run in `dir` (a worktree, or a directory
+    /// outside any repository), with this test's state directory.
+    pub fn iso_cmd_at(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(ISO);
+        cmd.args(args)
+            .current_dir(dir)
+            .env("ISO_USER_CONFIG", "")
+            .env("NO_COLOR", "1")
+            .env_remove("ISO_PORTS_BASE")
+            // Never talk to a server the developer is connected to.
+            .env("ISO_REMOTE_FILE", "")
+            .env_remove("ISO_API_URL")
+            .env_remove("ISO_FAULT_PAUSE")
+            .envs(self.state_env());
+        cmd
+    }
+
+    /// `ISO_STATE_DIR` and `XDG_STATE_HOME` for everything this test runs:
+    /// a state directory of its own (iso's per-user state, such as a port
+    /// ledger, never reaches the user's or another test's).
+    pub fn state_env(&self) -> [(&'static str, PathBuf); 2] {
+        let home = self.dir.path().join("state");
+        [("XDG_STATE_HOME", home.clone()), ("ISO_STATE_DIR", home.join("iso"))]
     }
 
     pub fn iso(&self, args: &[&str]) -> Output {
@@ -94,20 +135,6 @@ impl TestRepo {
     pub fn threads(&self) -> Vec<serde_json::Value> {
         self.iso_json(&["list"]).as_array().unwrap().clone()
     }
-}
-
-pub fn iso_cmd_in(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(ISO);
-    cmd.args(args)
-        .current_dir(dir)
-        .env("ISO_USER_CONFIG", "")
-        .env("NO_COLOR", "1")
-        .env_remove("ISO_PORTS_BASE")
-        // Never talk to a server the developer is connected to.
-        .env("ISO_REMOTE_FILE", "")
-        .env_remove("ISO_API_URL")
-        .env_remove("ISO_FAULT_PAUSE");
-    cmd
 }
 
 pub fn git_in(dir: &Path, args: &[&str]) -> String {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
 use crate::support::{stderr, stdout, TestRepo};
+use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -159,7 +159,16 @@ fn openapi_document_is_the_one_in_the_repository() {
     let file = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json")).unwrap();
     assert_eq!(served, serde_json::from_str::<Value>(&file).unwrap());
     // Every route the server has is documented.
-    for p in ["/api/health", "/api/status", "/api/threads", "/api/threads/{id}", "/api/threads/{id}/start", "/api/threads/{id}/stop", "/api/threads/{id}/logs", "/api/events"] {
+    for p in [
+        "/api/health",
+        "/api/status",
+        "/api/threads",
+        "/api/threads/{id}",
+        "/api/threads/{id}/start",
+        "/api/threads/{id}/stop",
+        "/api/threads/{id}/logs",
+        "/api/events",
+    ] {
         assert!(served["paths"].get(p).is_some(), "{p} missing from openapi.json");
     }
 }
@@ -402,13 +411,8 @@ fn stops_on_sigterm_and_sigint_with_an_event_stream_open() {
     let repo = repo_max(1, "");
     let token_file = repo.path(".git/iso/api-token");
     for signal in ["TERM", "INT"] {
-        let mut child = repo
-            .iso_cmd(&["serve", "--bind", "127.0.0.1:0"])
-            .env_remove("ISO_API_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child =
+            repo.iso_cmd(&["serve", "--bind", "127.0.0.1:0"]).env_remove("ISO_API_TOKEN").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
@@ -418,9 +422,7 @@ fn stops_on_sigterm_and_sigint_with_an_event_stream_open() {
             let mut text = String::new();
             let _ = resp.into_body().into_reader().read_to_string(&mut text);
         });
-        wait_for("the subscriber", Duration::from_secs(10), || {
-            call("GET", &format!("{url}/api/status"), Some(&token), None).1["event_subscribers"] == 1
-        });
+        wait_for("the subscriber", Duration::from_secs(10), || call("GET", &format!("{url}/api/status"), Some(&token), None).1["event_subscribers"] == 1);
 
         let started = Instant::now();
         let kill = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
@@ -477,7 +479,22 @@ fn request_handling_rejects_bad_input_with_json_errors() {
 
     // Hostile names: refused with 422, or sanitised into a thread inside .worktrees.
     let hostile = [
-        "../../etc", "-rf", "a\u{0}b", "..", "", "a b", "x/../../y", "$(touch pwned)", "`id`", "a\nb", "refs/heads/main", "ünï", "a:b", "~x", "^HEAD", "x.lock",
+        "../../etc",
+        "-rf",
+        "a\u{0}b",
+        "..",
+        "",
+        "a b",
+        "x/../../y",
+        "$(touch pwned)",
+        "`id`",
+        "a\nb",
+        "refs/heads/main",
+        "ünï",
+        "a:b",
+        "~x",
+        "^HEAD",
+        "x.lock",
     ];
     let long = "n".repeat(10_000);
     for name in hostile.iter().copied().chain([long.as_str()]) {
@@ -571,11 +588,7 @@ fn cli_in_remote_mode_goes_through_the_server() {
     assert!(!file.exists());
     assert!(okk(&["remote", "status"]).contains("not connected"));
     // ISO_API_URL / ISO_API_TOKEN alone are enough.
-    let out = repo.iso_cmd_at(elsewhere.path(), &["list", "--json"])
-        .env("ISO_API_URL", &s.url)
-        .env("ISO_API_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+    let out = repo.iso_cmd_at(elsewhere.path(), &["list", "--json"]).env("ISO_API_URL", &s.url).env("ISO_API_TOKEN", TOKEN).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(serde_json::from_str::<Value>(&stdout(&out)).unwrap().as_array().unwrap().len(), 1);
 }
@@ -634,9 +647,7 @@ fn spawn_runs_the_agent_and_records_how_it_ended() {
     assert!(!out.status.success(), "the name is taken");
     let stopped: Value = serde_json::from_str(&repo.iso_ok(&["stop", "long-1", "--json"])).unwrap();
     assert_eq!(stopped["state"], "stopped", "{stopped}");
-    wait_for("the agent to be gone", Duration::from_secs(10), || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
-    });
+    wait_for("the agent to be gone", Duration::from_secs(10), || std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z ")));
     let out = repo.iso(&["stop", "long-1"]);
     assert_eq!(out.status.code(), Some(3), "nothing left to stop: {}", stderr(&out));
     assert!(repo.iso_ok(&["run-logs", "long-1"]).contains("started"));
@@ -670,10 +681,7 @@ fn spawn_runs_the_agent_and_records_how_it_ended() {
     let out = repo.iso(&["cleanup", "long-2", "--force"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("stopped agent run 1"), "{}", stderr(&out));
-    assert!(
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z ")),
-        "the agent is gone after cleanup"
-    );
+    assert!(std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z ")), "the agent is gone after cleanup");
     // Its run records moved out of the way of the next thread with that id.
     let id = run["thread"].as_u64().unwrap();
     assert!(!repo.path(&format!(".git/iso/runs/thread-{id}")).exists());
@@ -701,19 +709,17 @@ fn agent_runs_through_the_api_survive_a_server_restart() {
     let runs = ok("GET", &format!("{}/api/threads/{id}/runs", s.url), None);
     assert_eq!(runs[0]["state"], "running", "{runs}");
     assert_eq!(runs[0]["pid"], run["pid"]);
-    wait_for("the log", Duration::from_secs(10), || {
-        matches!(call("GET", &format!("{}/api/threads/{id}/logs", s.url), Some(TOKEN), None), (200, Value::String(ref t)) if t.contains("started"))
-    });
+    wait_for(
+        "the log",
+        Duration::from_secs(10),
+        || matches!(call("GET", &format!("{}/api/threads/{id}/logs", s.url), Some(TOKEN), None), (200, Value::String(ref t)) if t.contains("started")),
+    );
     let stopped = ok("POST", &format!("{}/api/threads/{id}/stop", s.url), None);
     assert_eq!(stopped["state"], "stopped");
     // CLI remote spawn through this server, --wait, exit 0.
     let home = tempfile::tempdir().unwrap();
-    let out = repo
-        .iso_cmd_at(home.path(), &["spawn", "ok-remote", "--wait", "--json"])
-        .env("ISO_API_URL", &s.url)
-        .env("ISO_API_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+    let out =
+        repo.iso_cmd_at(home.path(), &["spawn", "ok-remote", "--wait", "--json"]).env("ISO_API_URL", &s.url).env("ISO_API_TOKEN", TOKEN).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let run: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(run["state"], "completed", "{run}");

@@ -8,8 +8,8 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use crate::support::{git_in, stderr, stdout, TestRepo};
+use serde_json::Value;
 
 fn port(v: &Value, slot: &str) -> u64 {
     v["ports"][slot].as_u64().unwrap_or_else(|| panic!("no port {slot} in {v}"))
@@ -134,11 +134,8 @@ fn bulk_init_reports_each_name_and_fails_if_any_failed() {
 #[test]
 fn twenty_parallel_inits_get_distinct_ids_and_blocks() {
     let repo = TestRepo::new("[threads]\nmax = 25\n[ports]\nblock_size = 10\n");
-    let children: Vec<_> = (0..20)
-        .map(|i| {
-            repo.iso_cmd(&["init", &format!("par-{i}"), "-q"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
-        })
-        .collect();
+    let children: Vec<_> =
+        (0..20).map(|i| repo.iso_cmd(&["init", &format!("par-{i}"), "-q"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()).collect();
     for child in children {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
@@ -163,13 +160,7 @@ fn twenty_parallel_inits_get_distinct_ids_and_blocks() {
 
 /// Start an init that pauses at `point`, then kill it with SIGKILL.
 fn kill_init_at(repo: &TestRepo, name: &str, point: &str) {
-    let mut child = repo
-        .iso_cmd(&["init", name])
-        .env("ISO_FAULT_PAUSE", point)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = repo.iso_cmd(&["init", name]).env("ISO_FAULT_PAUSE", point).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     // Wait until it reports the pause point, then kill -9.
     let mut err = child.stderr.take().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

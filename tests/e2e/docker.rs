@@ -275,11 +275,7 @@ fn down_up_logs_exec_compose_and_a_port_taken_meanwhile() {
     let wt = repo.path(".worktrees/thread-1");
     assert_eq!(crate::support::git_in(&wt, &["status", "--porcelain"]), "", "the export is excluded from git");
     if Command::new("docker-compose").arg("version").output().is_ok_and(|o| o.status.success()) {
-        let out = Command::new("docker-compose")
-            .args(["-p", &format!("iso-{tag}-t1"), "-f", path.to_str().unwrap(), "ps"])
-            .current_dir(&wt)
-            .output()
-            .unwrap();
+        let out = Command::new("docker-compose").args(["-p", &format!("iso-{tag}-t1"), "-f", path.to_str().unwrap(), "ps"]).current_dir(&wt).output().unwrap();
         assert!(out.status.success() && stdout(&out).contains(&format!("iso-{tag}-t1-api")) && stdout(&out).contains("Up"), "{}{}", stdout(&out), stderr(&out));
     }
 
@@ -322,10 +318,7 @@ volumes:
     assert_eq!(http_status(&format!("http://127.0.0.1:{}", base + 102)), 200);
     let p = Command::new("docker").args(["port", &format!("iso-{tag}-t1-web")]).output().unwrap();
     let ports = stdout(&p);
-    assert!(
-        ports.contains(&format!("80/tcp -> 127.0.0.1:{}", base + 102)) && ports.contains(&format!("9999/tcp -> 127.0.0.1:{}", base + 104)),
-        "{ports}"
-    );
+    assert!(ports.contains(&format!("80/tcp -> 127.0.0.1:{}", base + 102)) && ports.contains(&format!("9999/tcp -> 127.0.0.1:{}", base + 104)), "{ports}");
     let logs = repo.iso_ok(&["logs", "1", "worker"]);
     assert!(logs.contains("hello"), "{logs}");
     repo.iso_ok(&["cleanup", "1"]);

@@ -17,9 +17,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::{stderr, stdout, TestRepo};
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value as Json;
-use crate::support::{stderr, stdout, TestRepo};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_nu_plugin_iso");
 
@@ -381,7 +381,10 @@ fn commands_are_documented_in_nu_help() {
     }
     let found = nu.json(&repo.root, "help commands | where category == iso | get name | sort");
     assert_eq!(found, serde_json::json!(["iso", "iso cleanup", "iso init", "iso ports", "iso thread", "iso threads"]));
-    assert_eq!(nu.json(&repo.root, "help commands | where name == 'iso threads' | get 0.search_terms"), serde_json::json!("list, ls, worktrees, status, iso list"));
+    assert_eq!(
+        nu.json(&repo.root, "help commands | where name == 'iso threads' | get 0.search_terms"),
+        serde_json::json!("list, ls, worktrees, status, iso list")
+    );
 }
 
 // ---- the documented examples, in the real nu ---------------------------------

@@ -66,10 +66,7 @@ pub fn span(toml: &str) -> u32 {
 fn ephemeral_start() -> u32 {
     static START: OnceLock<u32> = OnceLock::new();
     *START.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|text| text.split_whitespace().next()?.parse().ok())
-            .unwrap_or(32768)
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok().and_then(|text| text.split_whitespace().next()?.parse().ok()).unwrap_or(32768)
     })
 }
 

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Benchmark: `GET /api/threads` of `iso serve` with N (default 200) threads:
-# requests per second and p99 latency, measured with wrk on loopback only,
-# for a bounded time.
+# Benchmark: `GET /api/threads` of `iso serve` with N (default 200) threads,
+# against `GET /api/health` of the same server in the same run: requests
+# per second, p99 latency and their ratio, measured with wrk on loopback
+# only, for a bounded time. Goal: threads >= 0.1 x health.
 #
 # Makes a temporary repository, starts `iso serve --bind 127.0.0.1:0` with a
 # random token, creates the N threads through the API (POST /api/threads,
 # 50 names per request; real worktrees), then runs
 #   wrk -t$THREADS -c$CONNS -d$DURATION --latency  GET /api/threads
-# and prints the response size, requests/s and the latency percentiles.
+# then the same for GET /api/health, and prints the response size,
+# requests/s, the latency percentiles and threads/health.
 #
 # Env: N (threads), DURATION (default 10s, at most 60s), CONNS (default 8),
 # THREADS (wrk threads, default 2), ISO_BIN (default: `cargo build --release
-# --no-default-features --bin iso` and target/release/iso).
+# --bin iso` and target/release/iso, the binary users install).
 # Needs wrk (Debian: apt-get install -y wrk) and curl.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,7 +30,7 @@ secs=${DURATION%s}
 
 ISO=${ISO_BIN:-}
 if [[ -z $ISO ]]; then
-  cargo build --release --no-default-features --bin iso --quiet
+  cargo build --release --locked --bin iso --quiet
   ISO=$PWD/target/release/iso
 fi
 [[ -x $ISO ]] || die "no iso binary at $ISO"
@@ -70,8 +72,14 @@ count=$(curl -s -H "Authorization: Bearer $token" "$url/api/threads" | grep -o '
 [[ $count == "$N" ]] || die "expected $N threads, the API lists $count"
 echo "created $N threads through the API in ${created}s; GET /api/threads is $bytes bytes"
 
-wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $token" "$url/api/threads" | tee "$tmp/wrk.out"
-rps=$(awk '/^Requests\/sec/ { print $2 }' "$tmp/wrk.out")
-p99=$(awk '$1 == "99%" { print $2 }' "$tmp/wrk.out")
-non2xx=$(awk '/Non-2xx/ { print $NF }' "$tmp/wrk.out")
-echo "RESULT threads=$N conns=$CONNS duration=$DURATION req/s=$rps p99=$p99 non-2xx=${non2xx:-0}"
+measure() { # measure NAME PATH: wrk against PATH, prints its lines, sets rps_NAME and p99_NAME
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $token" "$url$2" | tee "$tmp/wrk-$1.out"
+  non2xx=$(awk '/Non-2xx/ { print $NF }' "$tmp/wrk-$1.out")
+  [[ -z $non2xx ]] || die "$2: $non2xx answers were not 2xx"
+  printf -v "rps_$1" '%s' "$(awk '/^Requests\/sec/ { print $2 }' "$tmp/wrk-$1.out")"
+  printf -v "p99_$1" '%s' "$(awk '$1 == "99%" { print $2 }' "$tmp/wrk-$1.out")"
+}
+measure threads /api/threads
+measure health /api/health
+ratio=$(awk "BEGIN { printf \"%.3f\", $rps_threads / $rps_health }")
+echo "RESULT threads=$N conns=$CONNS duration=$DURATION bytes=$bytes threads_req/s=$rps_threads threads_p99=$p99_threads health_req/s=$rps_health health_p99=$p99_health ratio=$ratio"

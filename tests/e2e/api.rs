@@ -754,3 +754,109 @@ fn custom_events_run_the_hooks_that_subscribe_to_them() {
     // An event no hook listens to runs nothing.
     ok("POST", &format!("{}/api/events", s.url), Some(json!({"event": "nobody.listens", "thread": t["id"]})));
 }
+
+/// `12s` → `Ns`, `(3m ago)` → `(Nm ago)`: ages move on between two runs.
+fn mask_ages(text: &str) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let start_ok = i == 0 || !chars[i - 1].is_ascii_alphanumeric();
+        if start_ok && chars[i].is_ascii_digit() {
+            let mut j = i;
+            while j < chars.len() && chars[j].is_ascii_digit() {
+                j += 1;
+            }
+            let unit_ok = j < chars.len() && "smhd".contains(chars[j]) && chars.get(j + 1).is_none_or(|c| !c.is_ascii_alphanumeric());
+            if unit_ok {
+                out.push('N');
+                out.push(chars[j]);
+                i = j + 1;
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn remote_mode_prints_exactly_what_local_prints() {
+    let repo = repo("");
+    repo.iso_ok(&["init", "alpha", "beta", "gamma"]);
+    repo.iso_ok(&["update", "beta", "--status", "merged", "--task", "ship it", "--pr", "4"]);
+    repo.iso_ok(&["cleanup", "alpha"]);
+    let s = Server::start(&repo, Some(TOKEN));
+    let elsewhere = tempfile::tempdir().unwrap(); // no repository: everything comes from the server
+    let remote = |args: &[&str]| repo.iso_cmd_at(elsewhere.path(), args).env("ISO_API_URL", &s.url).env("ISO_API_TOKEN", TOKEN).output().unwrap();
+    let cases: [&[&str]; 9] = [
+        &["ls"],
+        &["ls", "--all"],
+        &["ls", "--json"],
+        &["ls", "--all", "--json"],
+        &["status", "beta"],
+        &["status", "beta", "--json"],
+        // Errors: the same message, hint and exit code.
+        &["status", "nope"],
+        &["init", "beta"],
+        &["update", "gamma", "--pr", "x"],
+    ];
+    for args in cases {
+        let (local, rem) = (repo.iso(args), remote(args));
+        assert_eq!(local.status.code(), rem.status.code(), "{args:?}: exit codes\nlocal: {}\nremote: {}", stderr(&local), stderr(&rem));
+        assert_eq!(mask_ages(&stdout(&local)), mask_ages(&stdout(&rem)), "{args:?}: stdout");
+        assert_eq!(stderr(&local), stderr(&rem), "{args:?}: stderr");
+    }
+    // The table really is the full one (AGE included), and the errors carry their hint.
+    let header = stdout(&remote(&["ls"])).lines().next().unwrap().split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(header, ["THREAD", "NAME", "BRANCH", "STATUS", "PORTS", "WORKTREE", "AGE"]);
+    let missing = remote(&["status", "nope"]);
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(stderr(&missing).contains("  fix: see `iso list`"), "{}", stderr(&missing));
+    let taken = remote(&["init", "beta"]);
+    assert!(stderr(&taken).contains("already named `beta`") && stderr(&taken).contains("fix: pick another name"), "{}", stderr(&taken));
+}
+
+#[test]
+fn errors_carry_their_kind_and_hint() {
+    let repo = repo("");
+    let s = Server::start(&repo, Some(TOKEN));
+    let (st, v) = call("GET", &format!("{}/api/threads/nope", s.url), Some(TOKEN), None);
+    assert_eq!(st, 404);
+    assert_eq!((v["error"]["kind"].as_str(), v["error"]["code"].as_str()), (Some("not_found"), Some("not_found")), "{v}");
+    assert_eq!(v["error"]["hint"], "see `iso list` for ids and names", "{v}");
+    assert!(!v["error"]["message"].as_str().unwrap().contains("fix:"), "the hint is data, not part of the message: {v}");
+    let (st, v) = call("POST", &format!("{}/api/threads", s.url), Some(TOKEN), Some(br#"{"name": "x", "base": "no-such-branch"}"#));
+    assert_eq!((st, v["error"]["kind"].as_str(), v["error"]["code"].as_str()), (422, Some("invalid"), Some("base_not_found")), "{v}");
+    let (st, v) = call("POST", &format!("{}/api/threads/x/start", s.url), Some(TOKEN), Some(b"{}"));
+    assert_eq!((st, v["error"]["kind"].as_str()), (404, Some("not_found")), "{v}");
+}
+
+#[test]
+fn the_server_sees_config_and_registry_changes_without_a_restart() {
+    let repo = repo("");
+    let s = Server::start(&repo, Some(TOKEN));
+    let status = || ok("GET", &format!("{}/api/status", s.url), None);
+    assert_eq!(status()["max_threads"], 22);
+    // iso.toml edited while the server runs (same ports, fewer threads).
+    let toml = repo.read("iso.toml").replace("max = 22", "max = 2");
+    repo.write("iso.toml", &toml);
+    assert_eq!(status()["max_threads"], 2, "the next request reads the new configuration");
+    // A thread made by the CLI beside the server is listed by it at once,
+    // and one removed by the CLI is gone from the listing.
+    let list = || ok("GET", &format!("{}/api/threads", s.url), None).as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert!(list().is_empty());
+    repo.iso_ok(&["init", "beside"]);
+    assert_eq!(list(), ["beside"]);
+    assert_eq!(list(), ["beside"], "the same answer again (from the server's copy)");
+    repo.iso_ok(&["update", "beside", "--task", "changed by the CLI"]);
+    let t = ok("GET", &format!("{}/api/threads", s.url), None);
+    assert_eq!(t[0]["task"], "changed by the CLI");
+    repo.iso_ok(&["cleanup", "beside"]);
+    assert!(list().is_empty());
+    // The new limit holds for inits through the server.
+    ok("POST", &format!("{}/api/threads", s.url), Some(json!({ "names": ["a", "b"], "no_services": true })));
+    let (st, v) = call("POST", &format!("{}/api/threads", s.url), Some(TOKEN), Some(br#"{"name": "c"}"#));
+    assert_eq!((st, v["error"]["code"].as_str()), (409, Some("no_ports")), "max = 2 is what the server uses now: {v}");
+}

@@ -492,3 +492,21 @@ mod examples {
         check(&Nu::new(&repo), &repo, &CLEANUP);
     }
 }
+
+#[test]
+fn init_from_nu_can_skip_the_stack_and_shows_what_hooks_said() {
+    // A stack whose image does not exist: starting it would fail.
+    let repo = TestRepo::new("[threads]\nmax = 3\n[ports]\nblock_size = 10\n[services.api]\nimage = \"iso-test/never-built:0\"\nport = 8080\n");
+    repo.write("hooks/post-init.rhai", "message(`hello from ${thread.name}`);\n");
+    let nu = Nu::new(&repo);
+    let root = &repo.root;
+    let made = nu.json(root, "iso init quiet-one --no-services --task 'no stack'");
+    let row = &made[0];
+    assert_eq!((row["name"].as_str(), row["task"].as_str(), row["status"].as_str()), (Some("quiet-one"), Some("no stack"), Some("active")), "{made}");
+    let messages: Vec<&str> = row["messages"].as_array().unwrap().iter().filter_map(|m| m.as_str()).collect();
+    assert!(messages.iter().any(|m| m.contains("hello from quiet-one")), "the hook's message is in the row: {messages:?}");
+    assert!(repo.iso_json(&["status", "quiet-one"])["history"].as_array().unwrap().iter().any(|h| h["detail"].as_str().unwrap_or("").contains("hello from quiet-one")));
+    // Without --no-services the stack is started, and here that fails.
+    let err = nu.err(root, "iso init with-stack");
+    assert!(err.contains("iso-test/never-built:0"), "{err}");
+}

@@ -845,7 +845,8 @@ fn the_server_sees_config_and_registry_changes_without_a_restart() {
     assert_eq!(status()["max_threads"], 2, "the next request reads the new configuration");
     // A thread made by the CLI beside the server is listed by it at once,
     // and one removed by the CLI is gone from the listing.
-    let list = || ok("GET", &format!("{}/api/threads", s.url), None).as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let list =
+        || ok("GET", &format!("{}/api/threads", s.url), None).as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
     assert!(list().is_empty());
     repo.iso_ok(&["init", "beside"]);
     assert_eq!(list(), ["beside"]);

@@ -361,7 +361,7 @@ fn wrong_arguments_are_labelled() {
 fn assert_label_under(err: &str, arg: &str, label: &str) {
     let lines: Vec<&str> = err.lines().collect();
     let is_source = |l: &&str| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.contains(" | ") && l.contains(arg);
-    let src = lines.iter().position(|l| is_source(&l)).unwrap_or_else(|| panic!("`{arg}` not shown in:\n{err}"));
+    let src = lines.iter().position(|l| is_source(l)).unwrap_or_else(|| panic!("`{arg}` not shown in:\n{err}"));
     let col = lines[src].find(arg).unwrap();
     let marker = lines[src + 1];
     let under: String = marker.chars().skip(lines[src][..col].chars().count()).take(arg.chars().count()).collect();
@@ -505,7 +505,11 @@ fn init_from_nu_can_skip_the_stack_and_shows_what_hooks_said() {
     assert_eq!((row["name"].as_str(), row["task"].as_str(), row["status"].as_str()), (Some("quiet-one"), Some("no stack"), Some("active")), "{made}");
     let messages: Vec<&str> = row["messages"].as_array().unwrap().iter().filter_map(|m| m.as_str()).collect();
     assert!(messages.iter().any(|m| m.contains("hello from quiet-one")), "the hook's message is in the row: {messages:?}");
-    assert!(repo.iso_json(&["status", "quiet-one"])["history"].as_array().unwrap().iter().any(|h| h["detail"].as_str().unwrap_or("").contains("hello from quiet-one")));
+    assert!(repo.iso_json(&["status", "quiet-one"])["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["detail"].as_str().unwrap_or("").contains("hello from quiet-one")));
     // Without --no-services the stack is started, and here that fails.
     let err = nu.err(root, "iso init with-stack");
     assert!(err.contains("iso-test/never-built:0"), "{err}");

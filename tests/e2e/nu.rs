@@ -361,7 +361,7 @@ fn wrong_arguments_are_labelled() {
 fn assert_label_under(err: &str, arg: &str, label: &str) {
     let lines: Vec<&str> = err.lines().collect();
     let is_source = |l: &&str| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.contains(" | ") && l.contains(arg);
-    let src = lines.iter().position(|l| is_source(l)).unwrap_or_else(|| panic!("`{arg}` not shown in:\n{err}"));
+    let src = lines.iter().position(is_source).unwrap_or_else(|| panic!("`{arg}` not shown in:\n{err}"));
     let col = lines[src].find(arg).unwrap();
     let marker = lines[src + 1];
     let under: String = marker.chars().skip(lines[src][..col].chars().count()).take(arg.chars().count()).collect();

@@ -21,9 +21,11 @@ enum Layer {
 
 const LAYERS: &[(&str, Layer)] = &[
     ("config", Layer::Model),
+    ("envvar", Layer::Model),
     ("error", Layer::Model),
     ("events", Layer::Model),
     ("progress", Layer::Model),
+    ("rooted", Layer::Model),
     ("stamp", Layer::Model),
     ("thread", Layer::Model),
     ("agent", Layer::Concern),

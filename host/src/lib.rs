@@ -6,8 +6,10 @@
 //! The modules are layered, and the unit test in `layering.rs` fails when
 //! an import breaks the layers (README, "Architecture"):
 //!
-//! - **model** — [`thread`], [`events`], [`error`], [`progress`], [`stamp`]
-//!   and [`config`] (the schema of `iso.toml`, including `[[hooks]]` and
+//! - **model** — [`thread`], [`events`], [`error`], [`progress`], [`stamp`],
+//!   [`envvar`] (variable names and `.env.thread` quoting), [`rooted`]
+//!   (writes beneath a worktree, never through a symlink) and [`config`]
+//!   (the schema of `iso.toml`, including `[[hooks]]` and
 //!   `[services]`): plain types every module may use; they use nothing but
 //!   each other.
 //! - **concerns** — [`registry`], [`ports`], [`worktree`], [`envfile`],
@@ -24,9 +26,11 @@
 
 // model
 pub mod config;
+pub mod envvar;
 pub mod error;
 pub mod events;
 pub mod progress;
+pub mod rooted;
 pub mod stamp;
 pub mod thread;
 

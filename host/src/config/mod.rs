@@ -667,15 +667,9 @@ fn check_identifier(table: &str, name: &str, origin: &Origin) -> Result<(), Conf
 }
 
 fn check_env_key(key: &str, origin: &Origin) -> Result<(), ConfigError> {
-    let ok = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(origin.error(
-            &format!("env.{key}"),
-            format!("`{key}` is not a valid environment variable name"),
-            "use letters, digits and `_`, not starting with a digit",
-        ))
+    match crate::envvar::name_problem(key) {
+        None => Ok(()),
+        Some(problem) => Err(origin.error(&format!("env.{key}"), problem, "use letters, digits and `_`, not starting with a digit")),
     }
 }
 

@@ -413,8 +413,15 @@ pub fn supervise(run_file: &Path, report: &dyn Fn(&RunEvent<'_>)) -> Result<i32,
     let stdin = std::fs::File::open(&run.prompt).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
 
     use std::os::unix::process::CommandExt;
-    let spawned =
-        Command::new(&run.command[0]).args(&args).current_dir(&run.worktree).envs(&env).stdin(stdin).stdout(log).stderr(log2).process_group(0).spawn();
+    let spawned = Command::new(&run.command[0])
+        .args(&args)
+        .current_dir(&run.worktree)
+        .envs(&env)
+        .stdin(stdin)
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0)
+        .spawn();
     let name = env.get("ISO_THREAD_NAME").cloned();
     let mut child = match spawned {
         Ok(c) => c,
@@ -484,7 +491,7 @@ fn stop_run(run: Run, id: u32, grace: Duration) -> Result<Run, AgentError> {
     let Some(pid) = run.pid else {
         return Err(AgentError::NoRun { id, running: true });
     };
-    let agent = Owner { pid, start_ticks: run.start_ticks };
+    let agent = Owner { pid, start_ticks: run.start_ticks, op: None };
     if agent.is_alive() {
         // SAFETY: signals the agent's own process group (it was started as its leader).
         unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGTERM) };

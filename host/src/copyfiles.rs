@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Diagnostic, ErrorKind};
+use crate::rooted::{Root, RootedError};
 use thiserror::Error;
 
 pub const INCLUDE_FILE: &str = ".worktreeinclude";
@@ -16,8 +17,11 @@ pub enum CopyError {
     Pattern { pattern: String, message: String },
     #[error("copy pattern `{pattern}` reaches outside the repository")]
     Outside { pattern: String },
-    #[error("copy {} to {}: {source}", from.display(), to.display())]
-    Io { from: PathBuf, to: PathBuf, source: std::io::Error },
+    #[error("copy {}: {source}", from.display())]
+    Io { from: PathBuf, source: std::io::Error },
+    /// The destination in the worktree (a symlink from the branch, …).
+    #[error(transparent)]
+    Rooted(#[from] RootedError),
 }
 
 impl Diagnostic for CopyError {
@@ -25,6 +29,7 @@ impl Diagnostic for CopyError {
         match self {
             CopyError::Pattern { .. } | CopyError::Outside { .. } => ErrorKind::Config,
             CopyError::Io { .. } => ErrorKind::Internal,
+            CopyError::Rooted(e) => e.kind(),
         }
     }
 
@@ -33,6 +38,14 @@ impl Diagnostic for CopyError {
             CopyError::Pattern { .. } => Some(format!("correct it in iso.toml threads.copy or {INCLUDE_FILE}")),
             CopyError::Outside { .. } => Some("use a path relative to the repository root".into()),
             CopyError::Io { .. } => None,
+            CopyError::Rooted(e) => e.hint(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            CopyError::Rooted(e) => e.code(),
+            _ => self.kind().as_str(),
         }
     }
 }
@@ -48,9 +61,12 @@ pub fn patterns(root: &Path, configured: &[String]) -> Vec<String> {
 
 /// Copy every file matching `patterns` under `root` into `dest`, keeping
 /// relative paths. Files that already exist in `dest` (tracked ones came
-/// with the checkout) are left alone. Returns the relative paths copied.
+/// with the checkout) are left alone; a symlink there (or on the way) is
+/// an error, never written through ([`crate::rooted`]). Returns the
+/// relative paths copied.
 pub fn copy_matching(root: &Path, dest: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, CopyError> {
     let mut copied = Vec::new();
+    let dest = Root::open(dest)?;
     for pattern in patterns {
         if Path::new(pattern).components().any(|c| matches!(c, std::path::Component::ParentDir)) || Path::new(pattern).is_absolute() {
             return Err(CopyError::Outside { pattern: pattern.clone() });
@@ -64,26 +80,22 @@ pub fn copy_matching(root: &Path, dest: &Path, patterns: &[String]) -> Result<Ve
             if matches!(first.as_deref(), Some(".git") | Some(".worktrees")) {
                 continue;
             }
-            copy_tree(&from, &dest.join(rel), rel, &mut copied)?;
+            copy_tree(&from, &dest, rel, &mut copied)?;
         }
     }
     Ok(copied)
 }
 
-fn copy_tree(from: &Path, to: &Path, rel: &Path, copied: &mut Vec<PathBuf>) -> Result<(), CopyError> {
-    let io = |source| CopyError::Io { from: from.to_path_buf(), to: to.to_path_buf(), source };
+fn copy_tree(from: &Path, dest: &Root, rel: &Path, copied: &mut Vec<PathBuf>) -> Result<(), CopyError> {
+    let io = |source| CopyError::Io { from: from.to_path_buf(), source };
     let meta = std::fs::symlink_metadata(from).map_err(io)?;
     if meta.is_dir() {
         for entry in std::fs::read_dir(from).map_err(io)? {
             let entry = entry.map_err(io)?;
             let name = entry.file_name();
-            copy_tree(&entry.path(), &to.join(&name), &rel.join(&name), copied)?;
+            copy_tree(&entry.path(), dest, &rel.join(&name), copied)?;
         }
-    } else if meta.is_file() && !to.exists() {
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        std::fs::copy(from, to).map_err(io)?;
+    } else if meta.is_file() && dest.copy_new(from, rel)? {
         copied.push(rel.to_path_buf());
     }
     Ok(())
@@ -110,5 +122,13 @@ mod tests {
         assert_eq!(copied, vec![PathBuf::from(".env"), PathBuf::from("certs/dev.pem")]);
         assert_eq!(std::fs::read_to_string(dest.path().join(".env.local")).unwrap(), "mine");
         assert!(matches!(copy_matching(root.path(), dest.path(), &["../x".into()]), Err(CopyError::Outside { .. })));
+
+        // A branch that has `certs` as a link out of the worktree.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let dest2 = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dest2.path().join("certs")).unwrap();
+        let e = copy_matching(root.path(), dest2.path(), &pats).unwrap_err();
+        assert!(matches!(&e, CopyError::Rooted(RootedError::Symlink { .. })), "{e}");
+        assert!(std::fs::read_dir(elsewhere.path()).unwrap().next().is_none(), "nothing written through the link");
     }
 }

@@ -1,9 +1,11 @@
-//! Rendering and writing `.env.thread`.
+//! Rendering, writing and reading `.env.thread`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::envvar;
 use crate::error::{Diagnostic, ErrorKind};
+use crate::rooted::{Root, RootedError};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -11,22 +13,37 @@ use thiserror::Error;
 pub enum EnvFileError {
     #[error("env template for `{key}` failed: {message}")]
     Template { key: String, message: String },
-    #[error("write {}: {source}", path.display())]
-    Write { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{problem}")]
+    Name { problem: String },
+    #[error("cannot write `{key}` to {file}: {why}")]
+    Value { key: String, file: String, why: String },
+    #[error(transparent)]
+    Rooted(#[from] RootedError),
 }
 
 impl Diagnostic for EnvFileError {
     fn kind(&self) -> ErrorKind {
         match self {
             EnvFileError::Template { .. } => ErrorKind::Config,
-            EnvFileError::Write { .. } => ErrorKind::Internal,
+            EnvFileError::Name { .. } | EnvFileError::Value { .. } => ErrorKind::Invalid,
+            EnvFileError::Rooted(e) => e.kind(),
         }
     }
 
     fn hint(&self) -> Option<String> {
         match self {
             EnvFileError::Template { .. } => Some("check [env] in iso.toml; available values are thread.*, ports.*, repo.*".into()),
-            EnvFileError::Write { .. } => None,
+            EnvFileError::Name { .. } => Some("variable names are letters, digits and `_`, not starting with a digit".into()),
+            EnvFileError::Value { .. } => Some("change the value (or the [env] template or hook that makes it)".into()),
+            EnvFileError::Rooted(e) => e.hint(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            EnvFileError::Template { .. } => "config",
+            EnvFileError::Name { .. } | EnvFileError::Value { .. } => "env_value",
+            EnvFileError::Rooted(e) => e.code(),
         }
     }
 }
@@ -47,8 +64,9 @@ pub fn render(templates: &BTreeMap<String, String>, context: &impl Serialize) ->
         .collect()
 }
 
-/// Write `vars` as a dotenv file, quoting values that need it.
-pub fn write(path: &Path, header: &str, vars: &BTreeMap<String, String>) -> Result<(), EnvFileError> {
+/// The text of a dotenv file holding `vars` (see [`crate::envvar`] for
+/// the quoting), or the first variable that cannot be written.
+pub fn text(file: &str, header: &str, vars: &BTreeMap<String, String>) -> Result<String, EnvFileError> {
     let mut text = String::new();
     for line in header.lines() {
         text.push_str("# ");
@@ -56,51 +74,74 @@ pub fn write(path: &Path, header: &str, vars: &BTreeMap<String, String>) -> Resu
         text.push('\n');
     }
     for (k, v) in vars {
+        if let Some(problem) = envvar::name_problem(k) {
+            return Err(EnvFileError::Name { problem });
+        }
+        let quoted = envvar::quote(v).map_err(|why| EnvFileError::Value { key: k.clone(), file: file.to_string(), why })?;
         text.push_str(k);
         text.push('=');
-        text.push_str(&quote(v));
+        text.push_str(&quoted);
         text.push('\n');
     }
-    std::fs::write(path, text).map_err(|source| EnvFileError::Write { path: path.to_path_buf(), source })
+    Ok(text)
+}
+
+/// Write `vars` as the dotenv file `rel` inside `worktree`, atomically and
+/// never through a symlink the branch put there ([`crate::rooted`]).
+pub fn write(worktree: &Path, rel: &Path, header: &str, vars: &BTreeMap<String, String>) -> Result<(), EnvFileError> {
+    let text = text(&rel.display().to_string(), header, vars)?;
+    Root::open(worktree)?.write(rel, text.as_bytes())?;
+    Ok(())
 }
 
 /// The variables of a file [`write`] wrote (comments skipped, quoting
-/// undone). A missing or unreadable file gives none.
-pub fn read(path: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), unquote(v.trim())))
-        .collect()
+/// undone; a symlink is followed only inside the worktree). A missing or
+/// unreadable file gives none.
+pub fn read(worktree: &Path, rel: &Path) -> BTreeMap<String, String> {
+    let bytes = Root::open(worktree).and_then(|r| r.read(rel)).unwrap_or_default();
+    parse(&String::from_utf8_lossy(&bytes))
 }
 
-fn unquote(value: &str) -> String {
-    let Some(inner) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else { return value.to_string() };
-    let mut out = String::new();
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
+/// Where the quote `q` opening `v` closes. Inside double quotes a
+/// backslash escapes the next character (files of iso's old writer).
+fn closing(v: &str, q: char) -> Option<usize> {
+    let mut chars = v.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        if c == '\\' && q == '"' {
+            chars.next();
+        } else if c == q {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// The variables of dotenv text as [`text`] writes it: `NAME=value` lines,
+/// a quoted value possibly spanning lines.
+pub fn parse(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim_start().starts_with('#') {
             continue;
         }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some(other) => out.push(other),
-            None => out.push('\\'),
+        let Some((k, rest)) = line.split_once('=') else { continue };
+        let mut value = rest.to_string();
+        if let Some(q) = value.chars().next().filter(|c| *c == '\'' || *c == '"') {
+            // A quoted value ends at its closing quote, lines later maybe.
+            loop {
+                if let Some(end) = closing(&value, q) {
+                    value.truncate(end + 1);
+                    break;
+                }
+                let Some(next) = lines.next() else { break };
+                value.push('\n');
+                value.push_str(next);
+            }
         }
+        out.insert(k.trim().to_string(), envvar::unquote(&value));
     }
     out
-}
-
-fn quote(value: &str) -> String {
-    let plain = !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+,=?&".contains(c));
-    if plain {
-        value.to_string()
-    } else {
-        let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").replace('$', "\\$");
-        format!("\"{escaped}\"")
-    }
 }
 
 #[cfg(test)]
@@ -118,21 +159,31 @@ mod tests {
     }
 
     #[test]
-    fn quotes_values_that_need_it() {
-        assert_eq!(quote("postgresql://u:p@localhost:1/app"), "postgresql://u:p@localhost:1/app");
-        assert_eq!(quote("two words"), "\"two words\"");
-        assert_eq!(quote("a\"b$c"), "\"a\\\"b\\$c\"");
-        assert_eq!(quote(""), "\"\"");
+    fn read_undoes_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let vars: BTreeMap<String, String> = [
+            ("A".into(), "plain".into()),
+            ("B".into(), "two words".into()),
+            ("C".into(), "a\"b$c\\d\ne".into()),
+            ("D".into(), "".into()),
+            ("E".into(), "it's\nmulti\n# line".into()),
+            ("F".into(), "`touch /tmp/x`".into()),
+        ]
+        .into();
+        write(dir.path(), Path::new(".env.thread"), "header", &vars).unwrap();
+        assert_eq!(read(dir.path(), Path::new(".env.thread")), vars);
+        assert!(read(dir.path(), Path::new("missing")).is_empty());
+        let bad: BTreeMap<String, String> = [("X".into(), "a\rb".into())].into();
+        let e = write(dir.path(), Path::new(".env.thread"), "h", &bad).unwrap_err();
+        assert!(e.to_string().contains("`X`") && e.to_string().contains("carriage return"), "{e}");
+        let bad: BTreeMap<String, String> = [("X Y".into(), "1".into())].into();
+        assert!(matches!(write(dir.path(), Path::new(".env.thread"), "h", &bad), Err(EnvFileError::Name { .. })));
+        assert_eq!(read(dir.path(), Path::new(".env.thread")), vars, "a refused write leaves the file as it was");
     }
 
     #[test]
-    fn read_undoes_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join(".env.thread");
-        let vars: BTreeMap<String, String> =
-            [("A".into(), "plain".into()), ("B".into(), "two words".into()), ("C".into(), "a\"b$c\\d\ne".into()), ("D".into(), "".into())].into();
-        write(&f, "header", &vars).unwrap();
-        assert_eq!(read(&f), vars);
-        assert!(read(&dir.path().join("missing")).is_empty());
+    fn files_of_the_old_writer_still_read() {
+        let old = "# header\nA=plain\nC=\"a\\\"b\\$c\\\\d\\ne\"\n";
+        assert_eq!(parse(old).get("C").map(String::as_str), Some("a\"b$c\\d\ne"));
     }
 }

@@ -216,6 +216,10 @@ impl Registry {
         // listing may survive but a change must never be based on.
         let mut data = self.read()?;
         let out = change(&mut data)?;
+        // Bounded however the change (or an older iso) filled them.
+        for t in data.threads.iter_mut().chain(data.removed.iter_mut()) {
+            t.trim_history();
+        }
         self.write(&data)?;
         if let Some(now) = FileStamp::of(&self.path()) {
             *self.memo.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, Arc::new(data)));

@@ -65,7 +65,11 @@ impl std::fmt::Display for PortRange {
 }
 
 /// A process that is working on a thread right now (an init or cleanup in
-/// progress). If it dies, `iso doctor` sees a record whose owner is gone.
+/// progress, an agent being started). If it dies, `iso doctor` sees a record
+/// whose owner is gone. `op` tells apart the operations of one process
+/// (`iso serve` and the Nushell plugin run several at once): the owner is
+/// alive while its process runs *and*, for this process, while that
+/// operation's [`Operation`] lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
     pub pid: u32,
@@ -73,6 +77,54 @@ pub struct Owner {
     /// pid is not mistaken for the owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_ticks: Option<u64>,
+    /// The operation of that process (see [`Operation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<u64>,
+}
+
+/// One operation of this process on a thread, from its start until it is
+/// dropped: its [`Owner`] record names it, so another operation of the same
+/// process sees the thread busy, and one that ended without clearing its
+/// record (an error half-way) does not hold the thread for the life of a
+/// server.
+#[derive(Debug)]
+pub struct Operation {
+    id: u64,
+}
+
+/// The operations of this process that are running.
+fn running_ops() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<u64>> {
+    static RUNNING: std::sync::Mutex<std::collections::BTreeSet<u64>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Operation {
+    pub fn begin() -> Operation {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        running_ops().insert(id);
+        Operation { id }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The owner record of this operation.
+    pub fn owner(&self) -> Owner {
+        Owner { op: Some(self.id), ..Owner::current() }
+    }
+
+    /// Whether `owner` is this very operation.
+    pub fn owns(&self, owner: Option<&Owner>) -> bool {
+        owner.is_some_and(|o| o.pid == std::process::id() && o.op == Some(self.id))
+    }
+}
+
+impl Drop for Operation {
+    fn drop(&mut self) {
+        running_ops().remove(&self.id);
+    }
 }
 
 /// Something iso created for a thread, recorded *before* it is created so
@@ -100,6 +152,26 @@ pub struct HistoryEntry {
 
 /// How many history entries a thread keeps.
 pub const HISTORY_LIMIT: usize = 100;
+/// The longest detail of one history entry (and a thread's `error`), in
+/// bytes: a longer one is cut, with a mark saying how much.
+pub const HISTORY_ENTRY_LIMIT: usize = 4 * 1024;
+/// The most bytes of detail a thread's history keeps in all: the oldest
+/// entries go first.
+pub const HISTORY_BYTES_LIMIT: usize = 64 * 1024;
+
+/// `text` cut to at most `limit` bytes (on a character boundary), ending in
+/// `… (N bytes cut)` when anything was cut.
+pub fn cut(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let mark_room = 32;
+    let mut end = limit.saturating_sub(mark_room);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes cut)", &text[..end], text.len() - end)
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThreadRecord {
@@ -134,15 +206,41 @@ pub struct ThreadRecord {
 }
 
 impl ThreadRecord {
-    /// Record `event` in the history and bump `updated`.
+    /// Record `event` in the history and bump `updated`. The detail is cut
+    /// to [`HISTORY_ENTRY_LIMIT`]; the history is kept within
+    /// [`HISTORY_LIMIT`] entries and [`HISTORY_BYTES_LIMIT`] bytes.
     pub fn record(&mut self, event: &str, detail: impl Into<String>) {
         let now = Utc::now();
         self.updated = now;
-        self.history.push(HistoryEntry { at: now, event: event.to_string(), detail: detail.into() });
-        if self.history.len() > HISTORY_LIMIT {
-            let excess = self.history.len() - HISTORY_LIMIT;
-            self.history.drain(..excess);
+        let detail = cut(&detail.into(), HISTORY_ENTRY_LIMIT);
+        self.history.push(HistoryEntry { at: now, event: cut(event, 256), detail });
+        self.trim_history();
+    }
+
+    /// Keep the history (and `error`) within its limits; registries written
+    /// by an older iso are trimmed this way on their next write.
+    pub fn trim_history(&mut self) {
+        if let Some(e) = self.error.as_mut().filter(|e| e.len() > HISTORY_ENTRY_LIMIT) {
+            *e = cut(e, HISTORY_ENTRY_LIMIT);
         }
+        for h in self.history.iter_mut().filter(|h| h.detail.len() > HISTORY_ENTRY_LIMIT) {
+            h.detail = cut(&h.detail, HISTORY_ENTRY_LIMIT);
+        }
+        let mut bytes: usize = self.history.iter().map(|h| h.detail.len() + h.event.len()).sum();
+        let mut first = self.history.len().saturating_sub(HISTORY_LIMIT);
+        for h in &self.history[..first] {
+            bytes -= h.detail.len() + h.event.len();
+        }
+        while bytes > HISTORY_BYTES_LIMIT && first + 1 < self.history.len() {
+            bytes -= self.history[first].detail.len() + self.history[first].event.len();
+            first += 1;
+        }
+        self.history.drain(..first);
+    }
+
+    /// Set the thread's last error (cut to [`HISTORY_ENTRY_LIMIT`]).
+    pub fn set_error(&mut self, message: &str) {
+        self.error = Some(cut(message, HISTORY_ENTRY_LIMIT));
     }
 
     /// Whether the thread still holds its worktree and port block.
@@ -157,19 +255,26 @@ impl ThreadRecord {
 }
 
 impl Owner {
-    /// The current process.
+    /// The current process (no particular operation).
     pub fn current() -> Owner {
         Owner::of(std::process::id())
     }
 
     /// Another process, by pid (its start time read now).
     pub fn of(pid: u32) -> Owner {
-        Owner { pid, start_ticks: process_start_ticks(pid) }
+        Owner { pid, start_ticks: process_start_ticks(pid), op: None }
     }
 
-    /// Whether the owning process is still running. On Linux the start time
-    /// is compared as well, so a pid reused by another process counts as dead.
+    /// Whether the owner is still working. Its process must run (on Linux
+    /// the start time is compared as well, so a pid reused by another
+    /// process counts as dead); for an owner in this process naming an
+    /// operation, that operation must not have ended.
     pub fn is_alive(&self) -> bool {
+        if self.pid == std::process::id() {
+            if let Some(op) = self.op {
+                return running_ops().contains(&op) && self.start_ticks.is_none_or(|t| process_start_ticks(self.pid) == Some(t));
+            }
+        }
         #[cfg(target_os = "linux")]
         {
             match process_start_ticks(self.pid) {
@@ -205,10 +310,43 @@ mod tests {
     fn own_process_is_alive_and_a_stranger_is_not() {
         let me = Owner::current();
         assert!(me.is_alive());
-        let recycled = Owner { pid: me.pid, start_ticks: me.start_ticks.map(|t| t + 1) };
+        let recycled = Owner { pid: me.pid, start_ticks: me.start_ticks.map(|t| t + 1), op: None };
         if cfg!(target_os = "linux") {
             assert!(!recycled.is_alive(), "same pid, other start time is another process");
         }
-        assert!(!Owner { pid: u32::MAX - 1, start_ticks: None }.is_alive());
+        assert!(!Owner { pid: u32::MAX - 1, start_ticks: None, op: None }.is_alive());
+    }
+
+    #[test]
+    fn an_operation_owns_while_it_lives() {
+        let op = Operation::begin();
+        let owner = op.owner();
+        assert!(owner.is_alive() && op.owns(Some(&owner)));
+        let other = Operation::begin();
+        assert!(!other.owns(Some(&owner)), "another operation of the same process is not the owner");
+        drop(op);
+        assert!(!owner.is_alive(), "an ended operation holds nothing, though its process runs");
+        assert!(other.owner().is_alive());
+    }
+
+    #[test]
+    fn history_is_bounded_in_entries_and_bytes() {
+        let now = Utc::now();
+        let mut t: ThreadRecord = toml::from_str(&format!(
+            "id = 1\nname = \"a\"\nbranch = \"b\"\nbase = \"main\"\nstatus = \"active\"\nworktree = \"/w\"\nenv_file = \"/w/.env.thread\"\ncreated = \"{now:?}\"\nupdated = \"{now:?}\"\n[ports]\n[port_block]\nstart = 1\nend = 2\n"
+        ))
+        .unwrap();
+        t.record("hook", "x".repeat(32 << 20));
+        let d = &t.history[0].detail;
+        assert!(d.len() <= HISTORY_ENTRY_LIMIT && d.ends_with(&format!("({} bytes cut)", (32 << 20) - (HISTORY_ENTRY_LIMIT - 32))), "{}", &d[d.len() - 40..]);
+        for i in 0..500 {
+            t.record("hook", format!("{i} {}", "y".repeat(3000)));
+        }
+        let bytes: usize = t.history.iter().map(|h| h.detail.len() + h.event.len()).sum();
+        assert!(bytes <= HISTORY_BYTES_LIMIT && t.history.len() <= HISTORY_LIMIT, "{bytes} bytes, {} entries", t.history.len());
+        assert!(t.history.last().unwrap().detail.starts_with("499 "), "the newest stay");
+        t.set_error(&"e".repeat(10_000));
+        assert!(t.error.as_ref().unwrap().len() <= HISTORY_ENTRY_LIMIT);
+        assert_eq!(cut("héllo", 100), "héllo");
     }
 }

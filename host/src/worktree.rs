@@ -9,6 +9,9 @@ use crate::error::{Diagnostic, ErrorKind};
 
 mod checkout;
 
+/// How the reflog of a branch iso created for a thread begins.
+pub const CREATED_BY_ISO: &str = "iso: created for ";
+
 /// A commit id.
 pub use git2::Oid;
 
@@ -172,6 +175,33 @@ impl Git {
         let commit = self.repo.find_commit(base).map_err(git("find base commit"))?;
         self.repo.branch(name, &commit, false).map_err(git(format!("create branch {name}")))?;
         Ok(())
+    }
+
+    /// Create branch `name` at `base` for an iso thread: its reflog's first
+    /// entry says so (`why`, after [`CREATED_BY_ISO`]), which is how
+    /// [`Git::untouched_iso_branches`] finds it again.
+    pub fn create_thread_branch(&self, name: &str, base: Oid, why: &str) -> Result<(), GitError> {
+        self.repo.find_commit(base).map_err(git("find base commit"))?;
+        self.repo.reference(&format!("refs/heads/{name}"), base, false, &format!("{CREATED_BY_ISO}{why}")).map_err(git(format!("create branch {name}")))?;
+        Ok(())
+    }
+
+    /// Local branches that [`Git::create_thread_branch`] made and nothing
+    /// changed since: one reflog entry, and the tip still where it was
+    /// created (so deleting one loses no commit).
+    pub fn untouched_iso_branches(&self) -> Result<Vec<String>, GitError> {
+        let mut out = Vec::new();
+        for b in self.repo.branches(Some(BranchType::Local)).map_err(git("list branches"))? {
+            let (b, _) = b.map_err(git("list branches"))?;
+            let (Some(name), Some(tip)) = (b.name().ok().flatten().map(str::to_string), b.get().target()) else { continue };
+            let Ok(log) = self.repo.reflog(&format!("refs/heads/{name}")) else { continue };
+            let created =
+                log.len() == 1 && log.get(0).is_some_and(|e| e.id_new() == tip && e.message().ok().flatten().is_some_and(|m| m.starts_with(CREATED_BY_ISO)));
+            if created {
+                out.push(name);
+            }
+        }
+        Ok(out)
     }
 
     pub fn delete_branch(&self, name: &str) -> Result<(), GitError> {

@@ -149,6 +149,11 @@ pub struct Allow {
     /// HTTP hosts (`host` or `host:port`) the hook may send requests to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// Variables the hook may *replace* in `.env.thread`: iso's own
+    /// (`ISO_*`) and those of `[env]` and stack exports are otherwise kept
+    /// as iso made them (a hook may always add new ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
 }
 
 /// `"frontend"` (read-write) or `{ path = "docs", mode = "ro" }`.
@@ -277,6 +282,11 @@ impl HookSpec {
                     format!("`{h}` in allow.hosts is not a host"),
                     "write a host name or host:port, e.g. \"hooks.slack.com\" or \"127.0.0.1:8080\"",
                 ));
+            }
+        }
+        for v in &self.allow.env {
+            if let Some(why) = crate::envvar::name_problem(v) {
+                return Err(problem("allow", format!("allow.env: {why}"), "name the variables the hook may replace, e.g. [\"DATABASE_URL\"]"));
             }
         }
         for p in &self.allow.exec {

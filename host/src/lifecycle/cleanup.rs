@@ -5,14 +5,14 @@ use std::time::Duration;
 use super::env::{emit, git_summary, repo_hooks, thread_env, thread_services, EventData};
 use super::init::rollback;
 use super::stack::{had_services, stop_timeout};
-use super::{bulk, find, Bulk, Error};
+use super::{bulk, busy, find, Bulk, Error};
 use crate::agent::{AgentError, Runs};
 use crate::events::Event;
 use crate::listeners;
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::services::Engine;
-use crate::thread::{Owner, ThreadRecord, ThreadStatus};
+use crate::thread::{Operation, ThreadRecord, ThreadStatus};
 use crate::worktree::{self, Git};
 
 /// How long a running agent gets to end on SIGTERM before SIGKILL.
@@ -39,63 +39,81 @@ pub fn cleanup_many(project: &Project, selectors: &[String], opts: CleanupOption
 /// Remove a thread's services (containers, volumes unless `keep_volumes`,
 /// network) and worktree, keep its branch unless asked, free its ports, and
 /// keep its record among removed threads.
+///
+/// Order: the thread is marked `cleaning` (owned by this operation, so no
+/// agent can be started on it and no other operation can touch it), its
+/// agent is stopped, and only then is the worktree checked for work that
+/// would be lost, so what an agent saves as it stops is counted. A refusal
+/// (lost work, a pre-cleanup hook, Docker not reachable) puts the thread
+/// back as it was.
 pub fn cleanup(project: &Project, selector: &str, opts: CleanupOptions, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
     let hooks = repo_hooks(project, progress);
-    let record = find(project, selector)?;
-    if let Some(owner) = record.owner.as_ref().filter(|o| o.is_alive() && o.pid != std::process::id()) {
-        let doing = if record.status == ThreadStatus::Creating { "created" } else { "cleaned up" };
-        return Err(Error::Busy { id: record.id, doing, pid: owner.pid });
-    }
-    // An init that died half-way: undo its journal.
-    if record.status == ThreadStatus::Creating {
-        progress.step(&format!("{}: rolling back interrupted init", record.name));
-        rollback(project, record.id)?;
-        let mut r = record;
-        r.status = ThreadStatus::Removed;
-        return Ok(r);
-    }
-    let git = project.git()?;
-    if !opts.force {
-        let uncommitted = if record.worktree.exists() { worktree::uncommitted_files(&record.worktree)? } else { Vec::new() };
-        let unmerged = if opts.delete_branch { git.unmerged_commits(&record.branch, &record.base)? } else { Vec::new() };
-        if !uncommitted.is_empty() || !unmerged.is_empty() {
-            return Err(Error::WouldLoseWork { id: record.id, uncommitted, unmerged });
+    let op = Operation::begin();
+    let found = find(project, selector)?;
+    let (record, previous) = match claim(project, found.id, &op)? {
+        Claim::Interrupted(record) => {
+            // An init that died half-way: undo its journal.
+            progress.step(&format!("{}: rolling back interrupted init", record.name));
+            rollback(project, record.id)?;
+            let mut r = record;
+            r.status = ThreadStatus::Removed;
+            return Ok(r);
         }
-    }
-    let env = thread_env(project, &record).unwrap_or_default();
-    let data = EventData { env: Some(&env), services: thread_services(project, &record), git: Some(git_summary(&git, &record)) };
-    match emit(project, &record, Event::PreCleanup, &hooks, &data) {
-        Err(e) if !opts.force => return Err(e),
-        Err(e) => progress.note(&format!("ignoring because of --force: {e}")),
-        Ok(_) => {}
-    }
-
-    // Docker first (before anything is changed), so a stopped engine
-    // leaves the thread as it was.
-    let engine = if project.config.has_stack() {
-        progress.step(&format!("{}: connecting to Docker", record.name));
-        match Engine::connect() {
-            Ok(e) => Some(e),
-            Err(e) if opts.force || !had_services(&record) => {
-                progress.note(&format!("not removing services of thread {}: {e}", record.id));
-                None
-            }
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        None
+        Claim::Claimed { record, previous } => (record, previous),
+    };
+    let id = record.id;
+    let refuse = |e: Error| -> Error {
+        release(project, id, &op, previous);
+        e
     };
 
-    let id = record.id;
-    let record = set_status(project, id, ThreadStatus::Cleaning, Some(Owner::current()), "cleanup started")?;
     // An agent still running in the worktree would go on writing into a
-    // directory that is about to disappear.
+    // directory that is about to disappear; what it saves as it stops
+    // (SIGTERM) is seen by the check below.
     let runs = Runs::new(&project.iso_dir());
     match runs.stop(id, AGENT_GRACE) {
         Ok(run) => progress.note(&format!("stopped agent run {} of thread {id} ({})", run.run, record.name)),
         Err(AgentError::NoRun { .. }) => {}
         Err(e) => progress.note(&format!("could not stop the agent of thread {id}: {e}")),
     }
+
+    let git = project.git().map_err(|e| refuse(e.into()))?;
+    if !opts.force {
+        let lost = (|| -> Result<_, Error> {
+            let uncommitted = if record.worktree.exists() { worktree::uncommitted_files(&record.worktree)? } else { Vec::new() };
+            let unmerged = if opts.delete_branch { git.unmerged_commits(&record.branch, &record.base)? } else { Vec::new() };
+            Ok((uncommitted, unmerged))
+        })();
+        match lost {
+            Ok((uncommitted, unmerged)) if uncommitted.is_empty() && unmerged.is_empty() => {}
+            Ok((uncommitted, unmerged)) => return Err(refuse(Error::WouldLoseWork { id, uncommitted, unmerged })),
+            Err(e) => return Err(refuse(e)),
+        }
+    }
+    let env = thread_env(project, &record).unwrap_or_default();
+    let data = EventData { env: Some(&env), services: thread_services(project, &record), git: Some(git_summary(&git, &record)) };
+    match emit(project, &record, Event::PreCleanup, &hooks, &data) {
+        Err(e) if !opts.force => return Err(refuse(e)),
+        Err(e) => progress.note(&format!("ignoring because of --force: {e}")),
+        Ok(_) => {}
+    }
+
+    // Docker before anything is removed, so a stopped engine leaves the
+    // thread as it was.
+    let engine = if project.config.has_stack() {
+        progress.step(&format!("{}: connecting to Docker", record.name));
+        match Engine::connect() {
+            Ok(e) => Some(e),
+            Err(e) if opts.force || !had_services(&record) => {
+                progress.note(&format!("not removing services of thread {id}: {e}"));
+                None
+            }
+            Err(e) => return Err(refuse(e.into())),
+        }
+    } else {
+        None
+    };
+
     if let Some(engine) = &engine {
         progress.step(&format!("{}: removing services", record.name));
         let removed = engine.teardown(project.root(), Some(id), opts.keep_volumes, stop_timeout(project))?;
@@ -128,6 +146,46 @@ pub fn cleanup(project: &Project, selector: &str, opts: CleanupOptions, progress
     Ok(removed)
 }
 
+/// What [`claim`] found.
+enum Claim {
+    /// An init that died half-way (its owner is gone): to be rolled back.
+    Interrupted(ThreadRecord),
+    /// Now `cleaning` and owned by the operation; `previous` is the status
+    /// to go back to if the cleanup is refused.
+    Claimed { record: ThreadRecord, previous: ThreadStatus },
+}
+
+/// Under the registry lock: refuse a thread another operation (of any
+/// process) is working on, else mark it `cleaning` and owned by `op`.
+fn claim(project: &Project, id: u32, op: &Operation) -> Result<Claim, Error> {
+    project.registry().update(|d| {
+        let t = d.thread_mut(id).ok_or_else(|| Error::NotFound { selector: id.to_string(), known: String::new() })?;
+        if let Some(busy) = busy(t) {
+            return Err(busy);
+        }
+        if t.status == ThreadStatus::Creating {
+            return Ok(Claim::Interrupted(t.clone()));
+        }
+        let previous = t.status;
+        t.status = ThreadStatus::Cleaning;
+        t.owner = Some(op.owner());
+        t.record("cleanup started", "");
+        Ok(Claim::Claimed { record: t.clone(), previous })
+    })
+}
+
+/// Give the thread back as `status` (a refused cleanup), if `op` still owns it.
+fn release(project: &Project, id: u32, op: &Operation, status: ThreadStatus) {
+    let _ = project.registry().update(|d| {
+        if let Some(t) = d.thread_mut(id).filter(|t| op.owns(t.owner.as_ref())) {
+            t.status = status;
+            t.owner = None;
+            t.record("cleanup refused", format!("back to {status}"));
+        }
+        Ok::<_, Error>(())
+    });
+}
+
 /// Take the thread out of the live list and keep it among removed ones.
 fn archive(project: &Project, record: &ThreadRecord, detail: &str) -> Result<ThreadRecord, Error> {
     project.registry().update(|d| {
@@ -156,16 +214,6 @@ pub(crate) fn remove_worktree_of(git: &Git, record: &ThreadRecord) -> Result<(),
     let name = git.worktrees()?.into_iter().find(|w| w.path == record.worktree).map(|w| w.name).unwrap_or_else(|| format!("thread-{}", record.id));
     git.remove_worktree(&name, &record.worktree)?;
     Ok(())
-}
-
-fn set_status(project: &Project, id: u32, status: ThreadStatus, owner: Option<Owner>, event: &str) -> Result<ThreadRecord, Error> {
-    project.registry().update(|d| {
-        let t = d.thread_mut(id).ok_or_else(|| Error::NotFound { selector: id.to_string(), known: String::new() })?;
-        t.status = status;
-        t.owner = owner;
-        t.record(event, "");
-        Ok(t.clone())
-    })
 }
 
 /// End this user's processes still listening on the thread's port block,

@@ -122,6 +122,46 @@ pub fn doctor(project: &Project, fix: bool) -> Result<Vec<Finding>, Error> {
         }
     }
 
+    // Branches an init created and never got to use: made by iso (their
+    // reflog says so), no commit since, and no thread, live or removed,
+    // has them (an init whose registry entry was lost).
+    let known: BTreeSet<&str> = data.threads.iter().chain(data.removed.iter()).map(|t| t.branch.as_str()).collect();
+    let git = project.git()?;
+    for branch in git.untouched_iso_branches()? {
+        if known.contains(branch.as_str()) || git.branch_checked_out_at(&branch)?.is_some() {
+            continue;
+        }
+        attempt(
+            &mut findings,
+            None,
+            format!("branch {branch} was created by an iso init that did not finish, and no thread has it"),
+            "delete it (it has no commits of its own)",
+            &|| Ok(project.git()?.delete_branch(&branch)?),
+        );
+    }
+    drop(git);
+
+    // Live threads still naming an owner that is gone (an operation that
+    // ended without clearing it): nothing is in progress.
+    for t in data.threads.iter().filter(|t| !matches!(t.status, ThreadStatus::Creating | ThreadStatus::Cleaning)) {
+        if let Some(o) = t.owner.as_ref().filter(|o| !o.is_alive()) {
+            attempt(
+                &mut findings,
+                Some(t.id),
+                format!("thread {} ({}) names process {} as working on it, which is gone", t.id, t.name, o.pid),
+                "clear the owner",
+                &|| {
+                    project.registry().update(|d| {
+                        if let Some(t) = d.thread_mut(t.id).filter(|t| t.owner.as_ref().is_some_and(|o| !o.is_alive())) {
+                            t.owner = None;
+                        }
+                        Ok::<_, Error>(())
+                    })
+                },
+            );
+        }
+    }
+
     // Containers, volumes and networks whose thread is gone (found by
     // label, so this works even when the registry was lost).
     if project.config.has_stack() {

@@ -13,6 +13,7 @@ use crate::names::NameError;
 use crate::ports::PortsError;
 use crate::project::OpenError;
 use crate::registry::RegistryError;
+use crate::rooted::RootedError;
 use crate::services;
 use crate::thread::ThreadStatus;
 use crate::worktree::GitError;
@@ -40,14 +41,16 @@ pub enum Error {
     Services(Box<services::Error>),
     #[error(transparent)]
     Agent(#[from] AgentError),
+    #[error(transparent)]
+    Rooted(#[from] RootedError),
     #[error("thread {id} is already named `{name}`")]
     NameTaken { name: String, id: u32 },
     #[error("branch `{branch}` already belongs to thread {id}")]
     BranchTaken { branch: String, id: u32 },
     #[error("no thread `{selector}`{known}")]
     NotFound { selector: String, known: String },
-    #[error("thread {id} is being {doing} by process {pid}")]
-    Busy { id: u32, doing: &'static str, pid: u32 },
+    #[error("thread {id} is being {doing} by process {pid}{by}")]
+    Busy { id: u32, doing: &'static str, pid: u32, by: &'static str },
     #[error("cleanup of thread {id} would lose work:{}", lost_list(.uncommitted, .unmerged))]
     WouldLoseWork { id: u32, uncommitted: Vec<String>, unmerged: Vec<String> },
     #[error("init of `{name}` failed at step `{step}`: {source}{}", rolled_back_list(.rolled_back))]
@@ -111,6 +114,7 @@ impl Error {
             Error::Hook(e) => e,
             Error::Services(e) => e.as_ref(),
             Error::Agent(e) => e,
+            Error::Rooted(e) => e,
             Error::InitFailed { source, .. } => source.as_ref(),
             _ => return None,
         })

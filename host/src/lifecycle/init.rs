@@ -15,7 +15,7 @@ use crate::progress::Progress;
 use crate::project::Project;
 use crate::registry::RegistryError;
 use crate::services::{self, Engine};
-use crate::thread::{Owner, Step, ThreadRecord, ThreadStatus};
+use crate::thread::{Operation, Step, ThreadRecord, ThreadStatus};
 use crate::worktree::{self, Git, GitError, Oid};
 
 /// How to create threads (the same for every name of one `iso init`).
@@ -44,6 +44,9 @@ pub fn init_many(project: &Project, names: &[String], opts: &InitOptions, progre
 /// the lifecycle events. On failure everything created is rolled back.
 pub fn init(project: &Project, name: &str, opts: &InitOptions, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
     let hooks = repo_hooks(project, progress);
+    // Owns the thread from its reservation until the post events are
+    // delivered: another operation (a DELETE to the same server) is busy.
+    let op = Operation::begin();
     let git = project.git()?;
     let name = names::sanitize(name)?;
     let base = match opts.base.clone().or_else(|| project.config.threads.base_branch.clone()) {
@@ -53,11 +56,12 @@ pub fn init(project: &Project, name: &str, opts: &InitOptions, progress: &dyn Pr
     let base_oid = git.resolve_base(&base)?;
 
     progress.step(&format!("{name}: reserving id and ports"));
-    let mut record = reserve(project, &git, &name, &base, opts.task.clone(), progress)?;
+    let mut record = reserve(project, &git, &name, &base, opts.task.clone(), &op, progress)?;
     fault_point("reserved");
 
     match build(project, &git, &mut record, base_oid, opts, &hooks, progress) {
         Ok(()) => {
+            release(project, &mut record, &op);
             if let Some(ctx) = &opts.context {
                 // Best effort: the thread is made; a lost context only
                 // leaves its agent's prompt without it.
@@ -85,7 +89,7 @@ fn layout(project: &Project) -> PortLayout {
 
 /// Under the registry lock: pick the id and ports, and write a `creating`
 /// record owned by this process.
-fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<String>, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
+fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<String>, op: &Operation, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
     let layout = layout(project);
     project.registry().update(|data| {
         if let Some(t) = data.threads.iter().find(|t| t.name == name) {
@@ -118,7 +122,7 @@ fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<St
             updated: now,
             created_branch: false,
             error: None,
-            owner: Some(Owner::current()),
+            owner: Some(op.owner()),
             steps: Vec::new(),
             history: Vec::new(),
         };
@@ -160,7 +164,8 @@ fn build(
         }
     } else {
         journal(project, record, Step::Branch { name: record.branch.clone() }).map_err(at("branch"))?;
-        git.create_branch(&record.branch, base_oid).map_err(git_at("branch"))?;
+        git.create_thread_branch(&record.branch, base_oid, &format!("thread {} ({}) from {}", record.id, record.name, record.base))
+            .map_err(git_at("branch"))?;
         record.created_branch = true;
         fault_point("branch");
     }
@@ -204,9 +209,9 @@ fn build(
         stack_detail = format!(", services {} healthy", started.iter().map(|s| format!("{} ({} ms)", s.service, s.millis)).collect::<Vec<_>>().join(", "));
     }
 
-    // The thread is usable from here on.
+    // The thread is usable from here on; this operation keeps owning it
+    // until its post events are delivered.
     record.status = ThreadStatus::Active;
-    record.owner = None;
     record.steps.clear();
     let detail = format!("branch {} from {}, {} file(s) copied{stack_detail}", record.branch, record.base, copied.len());
     let snapshot = record.clone();
@@ -241,14 +246,29 @@ fn build(
 }
 
 /// Append `step` to the thread's journal before the step is carried out.
+/// A thread that left the registry meanwhile (it must not: it is owned)
+/// stops the init before it creates anything no journal would undo.
 fn journal(project: &Project, record: &mut ThreadRecord, step: Step) -> Result<(), Error> {
     record.steps.push(step.clone());
-    project.registry().update(|d| {
-        if let Some(t) = d.thread_mut(record.id) {
+    project.registry().update(|d| match d.thread_mut(record.id) {
+        Some(t) => {
             t.steps.push(step);
+            Ok(())
         }
-        Ok(())
+        None => Err(Error::NotFound { selector: record.id.to_string(), known: " (it left the registry during init)".into() }),
     })
+}
+
+/// The init is done: the thread is no longer owned by `op`.
+fn release(project: &Project, record: &mut ThreadRecord, op: &Operation) {
+    let id = record.id;
+    let _ = project.registry().update(|d| {
+        if let Some(t) = d.thread_mut(id).filter(|t| op.owns(t.owner.as_ref())) {
+            t.owner = None;
+            *record = t.clone();
+        }
+        Ok::<_, Error>(())
+    });
 }
 
 /// Undo the journal of thread `id` in reverse order and drop its entry.

@@ -131,6 +131,19 @@ pub fn find_in<'a>(data: &'a RegistryData, selector: &str) -> Result<&'a ThreadR
     })
 }
 
+/// `Busy` if an operation (of any process, this one included) is working
+/// on `t` right now.
+pub(crate) fn busy(t: &ThreadRecord) -> Option<Error> {
+    let owner = t.owner.as_ref().filter(|o| o.is_alive())?;
+    let doing = match t.status {
+        crate::thread::ThreadStatus::Creating => "created",
+        crate::thread::ThreadStatus::Cleaning => "cleaned up",
+        _ => "worked on",
+    };
+    let by = if owner.pid == std::process::id() { " (another operation of the same process)" } else { "" };
+    Some(Error::Busy { id: t.id, doing, pid: owner.pid, by })
+}
+
 /// Test-only fault injection: with `ISO_FAULT_PAUSE=<point>` in the
 /// environment, an operation stops for a minute at that point (after the
 /// step's journal entry is written and the step is done), so a test can

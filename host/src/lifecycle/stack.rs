@@ -3,7 +3,7 @@
 //! `iso status` shows.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -207,6 +207,8 @@ pub fn compose_export(project: &Project, selector: &str) -> Result<(PathBuf, Str
     let text = services::compose::export(&plan, &header);
     let path = record.worktree.join(services::compose::THREAD_FILE);
     project.git()?.ensure_excluded(&[services::compose::THREAD_FILE])?;
-    std::fs::write(&path, text).map_err(|source| services::Error::Io { action: format!("write {}", path.display()), source })?;
+    // Beneath the worktree by handle: a link the branch committed under
+    // that name is refused, not written through.
+    crate::rooted::Root::open(&record.worktree)?.write(Path::new(services::compose::THREAD_FILE), text.as_bytes())?;
     Ok((path, plan.project))
 }

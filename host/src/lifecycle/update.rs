@@ -35,6 +35,9 @@ pub fn update(project: &Project, selector: &str, change: &Update) -> Result<Thre
             });
         }
         if let Some(s) = change.status {
+            if let Some(busy) = super::busy(t) {
+                return Err(busy);
+            }
             t.status = s;
             t.error = None;
             said.push(format!("status: {s}"));

@@ -416,6 +416,7 @@ pub fn supervise(run_file: &Path, report: &dyn Fn(&RunEvent<'_>)) -> Result<i32,
     let spawned = Command::new(&run.command[0])
         .args(&args)
         .current_dir(&run.worktree)
+        .env_clear()
         .envs(&env)
         .stdin(stdin)
         .stdout(log)

@@ -109,6 +109,11 @@ pub struct AgentConfig {
     /// A minijinja prompt template file, relative to the repository root.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template: Option<PathBuf>,
+    /// Variables of iso's own environment the agent also gets, besides the
+    /// thread's and the fixed list (HOME, PATH, …): names, or patterns
+    /// ending in `*` such as `"AWS_*"`. `ISO_API_TOKEN` is never passed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -225,6 +230,7 @@ struct ApiSection {
 struct AgentSection {
     command: Option<Spanned<Vec<String>>>,
     template: Option<Spanned<String>>,
+    env: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -464,6 +470,20 @@ impl Config {
                     return Err(at(v.span()).error("agent.template", "must be a path relative to the repository root", "e.g. template = \"prompts/agent.md\""));
                 }
                 self.agent.template = Some(p);
+            }
+            if let Some(v) = a.env {
+                for pattern in v.get_ref() {
+                    let name = pattern.strip_suffix('*').unwrap_or(pattern);
+                    // `"*"` alone would hand over everything, the API token's neighbours included.
+                    if name.is_empty() || crate::envvar::name_problem(name).is_some() {
+                        return Err(at(v.span()).error(
+                            "agent.env",
+                            format!("`{pattern}` is not a variable name or a prefix pattern"),
+                            "name variables (\"ANTHROPIC_API_KEY\") or prefixes ending in `*` (\"AWS_*\")",
+                        ));
+                    }
+                }
+                self.agent.env = v.into_inner();
             }
         }
         if let Some(list) = file.hooks {
@@ -710,6 +730,11 @@ mod tests {
         assert!(err.starts_with("iso.toml:2:8:") && err.contains("api.bind"), "{err}");
         let err = load("[agent]\ncommand = []\n").unwrap_err().to_string();
         assert!(err.contains("agent.command"), "{err}");
+        assert_eq!(load("[agent]\nenv = [\"ANTHROPIC_API_KEY\", \"AWS_*\"]\n").unwrap().agent.env, ["ANTHROPIC_API_KEY", "AWS_*"]);
+        for bad in ["*", "A-B", "X*Y"] {
+            let err = load(&format!("[agent]\nenv = [\"{bad}\"]\n")).unwrap_err().to_string();
+            assert!(err.contains("agent.env"), "{bad}: {err}");
+        }
         let err = load("[api]\ntokn = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("tokn"), "{err}");
     }

@@ -1,6 +1,7 @@
 //! Agent runs: `iso spawn` (a new thread with the agent started in it),
 //! starting and stopping a thread's agent, its runs and their logs.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use crate::eventlog::{self, EventLog, NewEvent, AGENT};
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::registry::RegistryData;
-use crate::thread::ThreadRecord;
+use crate::thread::{ThreadRecord, ThreadStatus};
 
 /// How long `stop` waits after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -59,6 +60,34 @@ pub fn start(project: &Project, selector: &str, opts: &StartOptions) -> Result<R
     start_in(project, &thread, opts)
 }
 
+/// Variables of iso's own environment every agent gets: what a program
+/// needs to run as the user (names, or prefixes ending in `*`). Anything
+/// else only through `[agent] env`.
+pub const AGENT_ENV_ALLOWED: &[&str] = &["HOME", "PATH", "USER", "LOGNAME", "SHELL", "LANG", "LC_*", "TERM", "TMPDIR", "SSH_AUTH_SOCK"];
+
+/// Never handed to an agent, whatever `[agent] env` says: the key to the
+/// API that drives every thread.
+pub const AGENT_ENV_NEVER: &[&str] = &["ISO_API_TOKEN"];
+
+fn env_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == pattern,
+    }
+}
+
+/// An agent's whole environment: the variables of `caller` (iso's own
+/// environment) that [`AGENT_ENV_ALLOWED`] or the `extra` patterns
+/// (`[agent] env`) name, never [`AGENT_ENV_NEVER`], then the thread's
+/// variables over them.
+pub fn agent_env(caller: impl IntoIterator<Item = (String, String)>, extra: &[String], thread: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let wanted =
+        |name: &str| !AGENT_ENV_NEVER.contains(&name) && (AGENT_ENV_ALLOWED.iter().any(|p| env_matches(p, name)) || extra.iter().any(|p| env_matches(p, name)));
+    let mut env: BTreeMap<String, String> = caller.into_iter().filter(|(k, _)| wanted(k)).collect();
+    env.extend(thread.iter().filter(|(k, _)| !AGENT_ENV_NEVER.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
 fn start_in(project: &Project, thread: &ThreadRecord, opts: &StartOptions) -> Result<Run, Error> {
     let command = project.config.agent.command.clone();
     if command.is_empty() {
@@ -75,8 +104,21 @@ fn start_in(project: &Project, thread: &ThreadRecord, opts: &StartOptions) -> Re
     };
     let context = opts.context.clone().or_else(|| runs.load_context(thread.id));
     let prompt = agent::render_prompt(&template, thread, context.as_ref())?;
-    let env = thread_env(project, thread)?;
-    Ok(runs.start(&StartSpec { thread, command, prompt, env, iso_exe: &opts.iso_exe })?)
+    let env = agent_env(
+        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        &project.config.agent.env,
+        &thread_env(project, thread)?,
+    );
+    // Checked and started under the registry lock, so a cleanup that marks
+    // the thread `cleaning` either comes first (and this start is refused)
+    // or after (and stops the agent it finds).
+    project.registry().update(|d| {
+        let t = d.thread_mut(thread.id).ok_or_else(|| Error::NotFound { selector: thread.id.to_string(), known: String::new() })?;
+        if !matches!(t.status, ThreadStatus::Active | ThreadStatus::Merged | ThreadStatus::Abandoned) {
+            return Err(Error::NotLive { id: t.id, status: t.status, what: "starting an agent" });
+        }
+        Ok(runs.start(&StartSpec { thread, command: command.clone(), prompt: prompt.clone(), env: env.clone(), iso_exe: &opts.iso_exe })?)
+    })
 }
 
 /// Stop the running agent of the thread named by `selector` (SIGTERM to
@@ -132,4 +174,31 @@ pub fn supervise(run_file: &Path) -> Result<i32, Error> {
         }
     };
     Ok(agent::supervise(run_file, &report)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_get_the_allowlist_the_patterns_and_the_thread_never_the_token() {
+        let caller = [
+            ("HOME", "/home/u"),
+            ("PATH", "/bin"),
+            ("LC_ALL", "C"),
+            ("ISO_API_TOKEN", "s3cret"),
+            ("AWS_REGION", "eu"),
+            ("ANTHROPIC_API_KEY", "k"),
+            ("SECRET", "x"),
+            ("ISO_THREAD_ID", "99"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let thread: BTreeMap<String, String> = [("ISO_THREAD_ID".to_string(), "3".to_string())].into();
+        let env = agent_env(caller.clone(), &["AWS_*".into(), "ISO_*".into()], &thread);
+        let names: Vec<&str> = env.keys().map(String::as_str).collect();
+        assert_eq!(names, ["AWS_REGION", "HOME", "ISO_THREAD_ID", "LC_ALL", "PATH"]);
+        assert_eq!(env["ISO_THREAD_ID"], "3", "the thread's values win");
+        let env = agent_env(caller, &["ANTHROPIC_API_KEY".into()], &thread);
+        assert!(env.contains_key("ANTHROPIC_API_KEY") && !env.contains_key("AWS_REGION") && !env.contains_key("SECRET"));
+    }
 }

@@ -12,6 +12,7 @@ mod api;
 mod cli;
 mod docker;
 mod hooks;
+mod hostile;
 // `nu_plugin_iso` (and so `CARGO_BIN_EXE_nu_plugin_iso`) exists only with
 // the `nu` feature, which is on by default.
 #[cfg(feature = "nu")]

@@ -181,6 +181,31 @@ mod tests {
         assert_eq!(read(dir.path(), Path::new(".env.thread")), vars, "a refused write leaves the file as it was");
     }
 
+    /// What iso writes, dotenvy (a real parser, as Rust programs read
+    /// `.env` files) reads back the same; python-dotenv, Compose and the
+    /// shells are checked end to end (tests/e2e/hostile.rs).
+    #[test]
+    fn dotenvy_reads_back_what_write_wrote() {
+        let vars: BTreeMap<String, String> = [
+            ("PLAIN", "postgresql://u:p@localhost:1/app"),
+            ("SPACES", "two  words"),
+            ("SHELLY", "`id` $(id) $HOME ; | & > < * ? ~ !"),
+            ("HASH", "#not a comment"),
+            ("QUOTE", "it's"),
+            ("BACKSLASH", "C:\\dir\\file"),
+            ("DQ", "say \"hi\""),
+            ("EMPTY", ""),
+            ("MULTI", "one\ntwo"),
+            ("UNICODE", "grüße ✓"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+        let written = text(".env.thread", "header", &vars).unwrap();
+        let read: BTreeMap<String, String> = dotenvy::from_read_iter(written.as_bytes()).map(|r| r.unwrap()).collect();
+        assert_eq!(read, vars, "{written}");
+        assert_eq!(parse(&written), vars);
+    }
+
     #[test]
     fn files_of_the_old_writer_still_read() {
         let old = "# header\nA=plain\nC=\"a\\\"b\\$c\\\\d\\ne\"\n";

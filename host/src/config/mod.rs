@@ -398,11 +398,30 @@ impl Config {
         if let Some(compose) = file.compose {
             let span = compose.span();
             let c = compose.into_inner();
-            if c.file.as_os_str().is_empty() || c.file.is_absolute() {
+            let inside = |p: &Path| !p.as_os_str().is_empty() && !p.is_absolute() && !p.components().any(|c| matches!(c, Component::ParentDir));
+            if let Some(bad) = c.file.iter().find(|f| !inside(f)) {
                 return Err(at(key_span(src, span, "file")).error(
                     "compose.file",
-                    "must be a path relative to the repository root",
-                    "e.g. file = \"docker-compose.yml\"",
+                    format!("`{}` must be a path inside the repository, relative to its root", bad.display()),
+                    "e.g. file = \"compose.yml\", or a list: file = [\"compose.yml\", \"compose.dev.yml\"]; leave it out to use Compose's own file names",
+                ));
+            }
+            if let Some(dir) = c
+                .project_directory
+                .as_ref()
+                .filter(|d| d.as_os_str().is_empty() || d.is_absolute() || d.components().any(|c| matches!(c, Component::ParentDir)))
+            {
+                return Err(at(key_span(src, span, "project_directory")).error(
+                    "compose.project_directory",
+                    format!("`{}` must be a directory inside the repository, relative to its root", dir.display()),
+                    "e.g. project_directory = \"deploy\"",
+                ));
+            }
+            if let Some(p) = c.profiles.iter().find(|p| p.is_empty() || p.contains(',')) {
+                return Err(at(key_span(src, span, "profiles")).error(
+                    "compose.profiles",
+                    format!("`{p}` is not a profile name"),
+                    "e.g. profiles = [\"debug\"]",
                 ));
             }
             self.compose = Some(c);
@@ -811,7 +830,7 @@ mod tests {
         )
         .unwrap();
         assert!(c.has_stack());
-        assert_eq!(c.services["api"].depends_on, ["postgres"]);
+        assert_eq!(c.services["api"].depends_on, services::DependsOn::healthy(["postgres"]));
         assert_eq!((c.docker.health_timeout, c.docker.stop_timeout, c.docker.publish_host.as_str()), (30, 1, "127.0.0.1"));
         assert_eq!(c.docker.labels["team"], "web");
         assert!(!Config::default().has_stack(), "no stack without [services] or [compose]");

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
-    /// Image to run. It must already be on the engine: iso never pulls.
+    /// Image to run; pulled when missing (see `pull_policy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Build context (a directory with a Dockerfile, relative to the
@@ -50,9 +50,29 @@ pub struct ServiceSpec {
     pub volumes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthSpec>,
-    /// Services that must be healthy before this one starts.
+    /// Services that must be healthy (a list), or each in its own
+    /// condition (a table: `service_healthy`, `service_started`,
+    /// `service_completed_successfully`), before this one starts.
+    #[serde(default, skip_serializing_if = "DependsOn::is_empty")]
+    pub depends_on: DependsOn,
+    /// When to pull `image`: `missing` (default: when it is not on the
+    /// engine), `always`, `never`, `build` (build it, never pull).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<PullPolicy>,
+    /// Docker's restart policy: `no`, `always`, `unless-stopped`,
+    /// `on-failure[:N]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    /// Labels on the container (besides iso's own).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// `/path[:options]` tmpfs mounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub depends_on: Vec<String>,
+    pub tmpfs: Vec<String>,
+    /// What a Compose file says that `iso.toml` has no key for (set by the
+    /// compose import only).
+    #[serde(skip)]
+    pub container: ContainerExtras,
     /// Variables this service adds to `.env.thread` (templates; also
     /// `{{ host }}` and `{{ port }}`, this service's published port).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -106,6 +126,127 @@ pub struct HealthSpec {
     /// Milliseconds between checks (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_ms: Option<u64>,
+    /// Milliseconds one check may take before it counts as failed
+    /// (default 30000, Docker's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// The healthcheck Docker itself runs in the container (what `docker
+    /// ps` shows), with Compose's timings; set by the compose import.
+    #[serde(skip)]
+    pub engine: Option<EngineHealth>,
+}
+
+/// A Compose healthcheck as Docker runs it: its command and timings
+/// (milliseconds; `None`: Docker's default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EngineHealth {
+    /// `["CMD", ...]` or `["CMD-SHELL", "..."]`.
+    pub test: Vec<String>,
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<u64>,
+    pub start_period_ms: Option<u64>,
+}
+
+/// Container settings a Compose file can give and `iso.toml` cannot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ContainerExtras {
+    pub hostname: Option<String>,
+    /// `host=ip` (or `host:ip`).
+    pub extra_hosts: Vec<String>,
+    pub stop_signal: Option<String>,
+    /// Seconds before SIGKILL (`stop_grace_period`), instead of `[docker] stop_timeout`.
+    pub stop_timeout: Option<u64>,
+    pub tty: bool,
+    pub stdin_open: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub build_args: BTreeMap<String, String>,
+    pub build_target: Option<String>,
+    /// The `Z`/`z` relabelling or `nocopy` of a mount, by target.
+    pub mount_options: BTreeMap<String, String>,
+}
+
+/// When iso pulls a service's image (Compose's `pull_policy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    /// Pull when the image is not on the engine (Compose's default).
+    #[default]
+    Missing,
+    Always,
+    Never,
+    /// Build it (a service with `build`), never pull.
+    Build,
+}
+
+/// Under which condition a dependency lets a service start (Compose's
+/// `depends_on.<name>.condition`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Its healthcheck passes and its published ports accept connections.
+    ServiceHealthy,
+    /// Its container runs.
+    ServiceStarted,
+    /// It ran and exited with code 0 (a migration, a seed job).
+    ServiceCompletedSuccessfully,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::ServiceHealthy => "service_healthy",
+            Condition::ServiceStarted => "service_started",
+            Condition::ServiceCompletedSuccessfully => "service_completed_successfully",
+        }
+    }
+}
+
+/// `depends_on`: a list of services that must be healthy, or a table of
+/// service to [`Condition`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DependsOn(pub BTreeMap<String, Condition>);
+
+impl DependsOn {
+    /// Every one of `names` healthy.
+    pub fn healthy<S: Into<String>>(names: impl IntoIterator<Item = S>) -> DependsOn {
+        DependsOn(names.into_iter().map(|n| (n.into(), Condition::ServiceHealthy)).collect())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+}
+
+impl Serialize for DependsOn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.values().all(|c| *c == Condition::ServiceHealthy) {
+            s.collect_seq(self.0.keys())
+        } else {
+            s.collect_map(self.0.iter())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DependsOn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            List(Vec<String>),
+            Table(BTreeMap<String, Condition>),
+        }
+        match Form::deserialize(d)? {
+            Form::List(l) => Ok(DependsOn::healthy(l)),
+            Form::Table(t) => Ok(DependsOn(t)),
+        }
+    }
 }
 
 /// The check kinds, once validated.
@@ -137,14 +278,30 @@ impl HealthSpec {
     pub fn interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.interval_ms.unwrap_or(100).max(10))
     }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms.unwrap_or(30_000).max(10))
+    }
 }
 
-/// `[compose]`: take the stack from the team's docker-compose file.
+/// `[compose]`: take the stack from the team's Compose project.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComposeSpec {
-    /// The compose file, relative to the repository root.
-    pub file: PathBuf,
+    /// The Compose files, relative to the repository root, in the order
+    /// Compose lays them over each other (a string or a list). Empty:
+    /// Compose's discovery (`COMPOSE_FILE`, else compose.yaml, compose.yml,
+    /// docker-compose.yml or docker-compose.yaml and its override file).
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    pub file: Vec<PathBuf>,
+    /// The project directory (relative paths, `.env`), relative to the
+    /// repository root; default: the first file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_directory: Option<PathBuf>,
+    /// Profiles to enable besides the default (services without
+    /// `profiles`); default: `COMPOSE_PROFILES`, as Compose does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
     /// Compose service name to port slot (default: a slot of the same name,
     /// else the next free offset in the block).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -155,6 +312,19 @@ pub struct ComposeSpec {
     /// Only these compose services (default: all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Files {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match Files::deserialize(d)? {
+        Files::One(p) => vec![p],
+        Files::Many(l) => l,
+    })
 }
 
 /// `[docker]`: how iso talks to the engine.
@@ -219,10 +389,27 @@ pub fn check_service(name: &str, s: &ServiceSpec) -> Result<(), SpecProblem> {
         ));
     }
     match (&s.image, &s.build) {
-        (Some(_), Some(_)) => return Err(problem(name, "build", "has both `image` and `build`", "keep one of them")),
         (None, None) => return Err(problem(name, "image", "needs `image` or `build`", "e.g. image = \"postgres:16\"")),
-        (Some(i), None) if i.trim().is_empty() => return Err(problem(name, "image", "`image` is empty", "e.g. image = \"postgres:16\"")),
+        (Some(i), _) if i.trim().is_empty() => return Err(problem(name, "image", "`image` is empty", "e.g. image = \"postgres:16\"")),
         _ => {}
+    }
+    if s.pull_policy == Some(PullPolicy::Build) && s.build.is_none() {
+        return Err(problem(
+            name,
+            "pull_policy",
+            "`pull_policy = \"build\"` without `build`",
+            "add build = \"<context dir>\", or use missing, always or never",
+        ));
+    }
+    if let Some(r) = &s.restart {
+        let ok =
+            matches!(r.as_str(), "no" | "always" | "unless-stopped" | "on-failure") || r.strip_prefix("on-failure:").is_some_and(|n| n.parse::<u32>().is_ok());
+        if !ok {
+            return Err(problem(name, "restart", format!("`{r}` is not a restart policy"), "use no, always, unless-stopped or on-failure[:N]"));
+        }
+    }
+    if let Some(t) = s.tmpfs.iter().find(|t| !t.starts_with('/')) {
+        return Err(problem(name, "tmpfs", format!("`{t}` is not an absolute path in the container"), "e.g. tmpfs = [\"/run\", \"/tmp:size=64m\"]"));
     }
     if s.slot.is_some() && s.port.is_none() {
         return Err(problem(name, "slot", "`slot` without `port`", "add the container port, e.g. port = 5432"));
@@ -277,7 +464,7 @@ pub fn check_service(name: &str, s: &ServiceSpec) -> Result<(), SpecProblem> {
 pub fn check_stack(stack: &Stack, slots: &BTreeMap<String, u16>, block_size: u16) -> Result<(), SpecProblem> {
     for (name, s) in stack {
         check_service(name, s)?;
-        for d in &s.depends_on {
+        for d in s.depends_on.names() {
             if !stack.contains_key(d) {
                 let known: Vec<&str> = stack.keys().map(String::as_str).collect();
                 return Err(problem(name, "depends_on", format!("depends on `{d}`, which is not a service"), format!("services are: {}", known.join(", "))));
@@ -317,7 +504,7 @@ pub fn start_order(stack: &Stack) -> Result<Vec<String>, SpecProblem> {
     while done.len() < stack.len() {
         let ready: Vec<&String> = stack
             .iter()
-            .filter(|(n, s)| !placed.contains(*n) && s.depends_on.iter().all(|d| placed.contains(d) || !stack.contains_key(d)))
+            .filter(|(n, s)| !placed.contains(*n) && s.depends_on.names().all(|d| placed.contains(d) || !stack.contains_key(d)))
             .map(|(n, _)| n)
             .collect();
         if ready.is_empty() {
@@ -459,12 +646,12 @@ mod tests {
         let slots: BTreeMap<String, u16> = [("postgres".to_string(), 0), ("api".to_string(), 2)].into();
         let mut stack = Stack::new();
         stack.insert("postgres".into(), ServiceSpec { port: Some(5432), ..svc("pg") });
-        stack.insert("api".into(), ServiceSpec { port: Some(80), depends_on: vec!["postgres".into()], ..svc("api") });
+        stack.insert("api".into(), ServiceSpec { port: Some(80), depends_on: DependsOn::healthy(["postgres"]), ..svc("api") });
         check_stack(&stack, &slots, 100).unwrap();
         assert_eq!(start_order(&stack).unwrap(), ["postgres", "api"]);
 
         let mut bad = stack.clone();
-        bad.get_mut("postgres").unwrap().depends_on = vec!["api".into()];
+        bad.get_mut("postgres").unwrap().depends_on = DependsOn::healthy(["api"]);
         assert!(check_stack(&bad, &slots, 100).unwrap_err().message.contains("cycle"));
 
         let mut bad = stack.clone();
@@ -473,7 +660,7 @@ mod tests {
         assert_eq!((p.service.as_str(), p.key), ("redis", "slot"));
 
         let mut bad = stack;
-        bad.get_mut("api").unwrap().depends_on = vec!["db".into()];
+        bad.get_mut("api").unwrap().depends_on = DependsOn::healthy(["db"]);
         assert!(check_stack(&bad, &slots, 100).unwrap_err().message.contains("`db`"));
     }
 
@@ -481,7 +668,11 @@ mod tests {
     fn a_service_needs_one_image_source_and_one_check() {
         assert_eq!(check_service("x", &ServiceSpec::default()).unwrap_err().key, "image");
         let both = ServiceSpec { build: Some(".".into()), ..svc("a") };
-        assert_eq!(check_service("x", &both).unwrap_err().key, "build");
+        assert!(check_service("x", &both).is_ok(), "image and build: the image when it exists, else built");
+        let build_only = ServiceSpec { pull_policy: Some(PullPolicy::Build), ..svc("a") };
+        assert_eq!(check_service("x", &build_only).unwrap_err().key, "pull_policy");
+        let restart = ServiceSpec { restart: Some("sometimes".into()), ..svc("a") };
+        assert_eq!(check_service("x", &restart).unwrap_err().key, "restart");
         let two_checks =
             ServiceSpec { port: Some(1), healthcheck: Some(HealthSpec { tcp: Some(true), http: Some("/".into()), ..Default::default() }), ..svc("a") };
         assert_eq!(check_service("x", &two_checks).unwrap_err().key, "healthcheck");

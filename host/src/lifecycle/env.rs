@@ -256,5 +256,5 @@ pub(crate) fn mark_failed(project: &Project, record: &mut ThreadRecord, message:
 
 /// "postgres healthy · redis health check · api waiting".
 pub(crate) fn describe_phases(phases: &[(String, services::Phase)]) -> String {
-    phases.iter().map(|(n, p)| format!("{n} {}", p.as_str())).collect::<Vec<_>>().join(" · ")
+    phases.iter().map(|(n, p)| format!("{n} {p}")).collect::<Vec<_>>().join(" · ")
 }

@@ -193,6 +193,9 @@ fn build(
     // Planned once: the env file takes its connection details, the stack
     // below is started from it.
     let plan = if project.config.has_stack() { Some(stack_plan(project, record).map_err(at("env file"))?) } else { None };
+    for w in plan.iter().flat_map(|p| &p.warnings) {
+        progress.note(&format!("{name}: {w}"));
+    }
     let mut env = write_env(project, record, plan.as_ref()).map_err(at("env file"))?;
     let services = plan.as_ref().map(endpoints).unwrap_or_default();
 

@@ -14,18 +14,57 @@ use crate::project::Project;
 use crate::services::{self, Engine};
 use crate::thread::ThreadRecord;
 
-/// The repository's stack: `[services.*]`, or the services of the compose
-/// file named by `[compose]`.
-pub(crate) fn stack(project: &Project) -> Result<services::Stack, Error> {
-    match &project.config.compose {
-        Some(c) => Ok(services::compose::import(project.root(), c, &project.config.ports.slots, project.config.ports.block_size)?),
-        None => Ok(project.config.services.clone()),
-    }
+/// The repository's stack: `[services.*]`, or the services of the Compose
+/// project of `[compose]`, with the warnings to show (keys of the project
+/// iso does not honour). A thread's stack is read from its own worktree, as
+/// its branch may change the Compose files (docs/services.md); without a
+/// thread (or before its worktree exists), from the repository root.
+pub(crate) fn stack(project: &Project, record: Option<&ThreadRecord>) -> Result<(services::Stack, Vec<String>), Error> {
+    let Some(c) = &project.config.compose else { return Ok((project.config.services.clone(), Vec::new())) };
+    let env = compose_env(record);
+    let worktree = record.map(|r| r.worktree.as_path()).filter(|w| w.is_dir());
+    let mut note = None;
+    let root = match worktree {
+        Some(w) if services::compose::discover::find(w, c, &env).is_ok() => w,
+        // Files the branch does not have (not committed yet): the
+        // repository's own, said so.
+        Some(w) if services::compose::discover::find(project.root(), c, &env).is_ok() => {
+            note = Some(format!(
+                "the Compose files are not in the thread's worktree {} (not committed?); using the repository's, so the branch cannot change them",
+                w.display()
+            ));
+            project.root()
+        }
+        _ => worktree.unwrap_or(project.root()),
+    };
+    let loaded = services::compose::load(root, c, &env, services::compose::Loader::preferred())?;
+    let (stack, mut warnings) = services::compose::import(&loaded, c, &project.config.ports.slots, project.config.ports.block_size)?;
+    warnings.extend(note);
+    Ok((stack, warnings))
 }
 
-/// The Docker resources of `record`'s stack (names, ports, environment).
+/// What Compose interpolates the files with: iso's environment (as the
+/// user's own `docker compose` would see it), and the thread's `ISO_*`
+/// values (its id, name, branch, worktree and `ISO_PORT_<SLOT>` ports) over
+/// it, so a file may use them.
+fn compose_env(record: Option<&ThreadRecord>) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    if let Some(r) = record {
+        env.insert("ISO_THREAD_ID".into(), r.id.to_string());
+        env.insert("ISO_THREAD_NAME".into(), r.name.clone());
+        env.insert("ISO_BRANCH".into(), r.branch.clone());
+        env.insert("ISO_WORKTREE".into(), r.worktree.display().to_string());
+        for (slot, port) in &r.ports {
+            env.insert(format!("ISO_PORT_{}", slot.to_uppercase()), port.to_string());
+        }
+    }
+    env
+}
+
+/// The Docker resources of `record`'s stack (names, ports, environment),
+/// with the warnings of the Compose import in `plan.warnings`.
 pub(crate) fn stack_plan(project: &Project, record: &ThreadRecord) -> Result<services::Plan, Error> {
-    let stack = stack(project)?;
+    let (stack, warnings) = stack(project, Some(record))?;
     let export = project.config.compose.as_ref().map(|c| c.export.clone()).unwrap_or_default();
     let repo = project.repo_name();
     let values = serde_json::to_value(template_context(project, record)).unwrap_or_default();
@@ -41,7 +80,42 @@ pub(crate) fn stack_plan(project: &Project, record: &ThreadRecord) -> Result<ser
         export: &export,
         settings: &project.config.docker,
     };
-    Ok(services::plan(&t)?)
+    let mut plan = services::plan(&t)?;
+    plan.warnings = warnings;
+    plan.warnings.extend(unpublished_slots(project, record, &plan));
+    Ok(plan)
+}
+
+/// Slots that `.env.thread` uses (`ports.<slot>` in `[env]` or `[compose]
+/// export`) but no service of a Compose stack publishes: a URL to a closed
+/// port is named rather than written silently.
+fn unpublished_slots(project: &Project, record: &ThreadRecord, plan: &services::Plan) -> Vec<String> {
+    let Some(compose) = &project.config.compose else { return Vec::new() };
+    let published: std::collections::BTreeSet<u16> = plan.services.iter().flat_map(|s| s.ports.iter().map(|(_, h)| *h)).collect();
+    let templates: Vec<(String, &String)> =
+        project.config.env.iter().map(|(k, v)| (format!("env.{k}"), v)).chain(compose.export.iter().map(|(k, v)| (format!("compose.export.{k}"), v))).collect();
+    let mut out = Vec::new();
+    for (slot, port) in &record.ports {
+        if published.contains(port) {
+            continue;
+        }
+        let users: Vec<&str> = templates.iter().filter(|(_, t)| mentions_slot(t, slot)).map(|(k, _)| k.as_str()).collect();
+        if !users.is_empty() {
+            out.push(format!(
+                "slot `{slot}` (port {port}) is used by {} but no service publishes it: publish the service's port in the Compose file (ports:), or map it with [compose] slots",
+                users.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// Whether a template refers to `ports.<slot>` (`ports.x` or `ports["x"]`).
+fn mentions_slot(template: &str, slot: &str) -> bool {
+    let dotted = format!("ports.{slot}");
+    let by_key = [format!("ports[\"{slot}\"]"), format!("ports['{slot}']")];
+    template.match_indices(&dotted).any(|(i, _)| !template[i + dotted.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+        || by_key.iter().any(|k| template.contains(k.as_str()))
 }
 
 pub(crate) fn stop_timeout(project: &Project) -> std::time::Duration {
@@ -69,6 +143,9 @@ pub fn up(project: &Project, selector: &str, progress: &dyn Progress) -> Result<
     let plan = stack_plan(project, &record)?;
     let engine = Engine::connect()?;
     let name = record.name.clone();
+    for w in &plan.warnings {
+        progress.note(&format!("{name}: {w}"));
+    }
     let report = |phases: &[(String, services::Phase)]| progress.step(&format!("{name}: {}", describe_phases(phases)));
     let started = engine.up(&plan, &report)?;
     let record = project.registry().update(|d| {
@@ -137,7 +214,7 @@ pub fn service_states(project: &Project, record: &ThreadRecord) -> Result<Vec<Se
 /// Running and total containers per thread, from one Docker call.
 pub fn container_counts(project: &Project) -> Result<BTreeMap<u32, (usize, usize)>, Error> {
     require_stack(project)?;
-    let total = stack(project)?.len();
+    let total = stack(project, None)?.0.len();
     let mut counts: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
     for c in Engine::connect()?.containers(project.root(), None)? {
         if let Some(t) = c.thread {

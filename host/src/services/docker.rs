@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
-    VolumeCreateRequest,
+    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings, HealthConfig, HostConfig, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
@@ -23,9 +23,10 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::health;
-use super::plan::{label_filters, ImageSource, MountSource, Plan, PlannedService, LABEL_SERVICE, LABEL_THREAD};
+use super::plan::{label_filters, BuildPlan, ImageSource, MountSource, Plan, PlannedService, LABEL_SERVICE, LABEL_THREAD};
+use super::pull;
 use super::{Error, Phase, PhaseReport, Started};
-use crate::config::services::HealthCheck;
+use crate::config::services::{HealthCheck, PullPolicy};
 
 /// How many log lines a failure shows.
 const LOG_LINES: usize = 20;
@@ -407,6 +408,10 @@ async fn teardown(docker: &Docker, repo_root: &std::path::Path, thread: Option<u
     let containers = list_containers(docker, repo_root, thread).await?;
     let removals = containers.iter().map(|c| async move {
         let name = name_of(c).to_string();
+        // Kept volumes get a graceful stop (a database flushes); a container
+        // whose volumes are deleted with it has nothing to save, so it is
+        // killed by the forced removal, which is what lets cleanup beat
+        // `docker compose down -v`.
         if keep_volumes {
             stop_one(docker, &name, timeout).await?;
         }
@@ -466,7 +471,14 @@ async fn up(docker: &Docker, plan: &Plan, report: PhaseReport<'_>) -> Result<Vec
     report(&state.borrow());
 
     // Images first: nothing is created when one is missing.
-    future::try_join_all(plan.services.iter().map(|s| ensure_image(docker, s))).await?;
+    future::try_join_all(plan.services.iter().map(|s| {
+        let state = state.clone();
+        async move {
+            let phase = |p: Phase| set_phase(&state, report, &s.name, p);
+            ensure_image(docker, s, &phase).await
+        }
+    }))
+    .await?;
 
     // What exists already (`iso up` after `iso down`, or a re-run).
     let existing: HashMap<String, ContainerSummary> = {
@@ -539,7 +551,7 @@ async fn up(docker: &Docker, plan: &Plan, report: PhaseReport<'_>) -> Result<Vec
     let mut started: BTreeMap<String, Shared<LocalBoxFuture<'_, Outcome>>> = BTreeMap::new();
     for s in &plan.services {
         let deps: Vec<(String, Shared<LocalBoxFuture<'_, Outcome>>)> =
-            s.depends_on.iter().filter_map(|d| started.get(d).map(|f| (d.clone(), f.clone()))).collect();
+            s.depends_on.iter().filter_map(|(d, _)| started.get(d).map(|f| (d.clone(), f.clone()))).collect();
         let state = state.clone();
         let is_running = running(s);
         let fut = async move {
@@ -555,7 +567,11 @@ async fn up(docker: &Docker, plan: &Plan, report: PhaseReport<'_>) -> Result<Vec
                     start_container(docker, s).await?;
                 }
                 set_phase(&state, report, &s.name, Phase::Checking);
-                wait_healthy(docker, plan, s).await
+                if s.is_job(plan) {
+                    wait_completed(docker, s).await
+                } else {
+                    wait_healthy(docker, plan, s).await
+                }
             }
             .await;
             match result {
@@ -582,40 +598,80 @@ async fn up(docker: &Docker, plan: &Plan, report: PhaseReport<'_>) -> Result<Vec
     }
 }
 
-async fn ensure_image(docker: &Docker, s: &PlannedService) -> Result<(), Error> {
-    match &s.image {
-        ImageSource::Image(image) => match docker.inspect_image(image).await {
-            Ok(_) => Ok(()),
-            Err(e) if status_code(&e) == Some(404) => Err(Error::ImageMissing { service: s.name.clone(), image: image.clone() }),
+/// Make `s`'s image available, as Compose does: an image that is on the
+/// engine is used (`pull_policy: always` pulls it anyway), a missing one is
+/// pulled, or built when the service also has `build` and the pull fails.
+async fn ensure_image(docker: &Docker, s: &PlannedService, phase: &dyn Fn(Phase)) -> Result<(), Error> {
+    let present = |image: String| async move {
+        match docker.inspect_image(&image).await {
+            Ok(_) => Ok(true),
+            Err(e) if status_code(&e) == Some(404) => Ok(false),
             Err(e) => Err(docker_err(format!("inspect image {image}"))(e)),
-        },
-        ImageSource::Build { context, dockerfile, tag } => {
-            let fail = |message: String| Error::Build { service: s.name.clone(), message };
-            let mut tar = tar::Builder::new(Vec::new());
-            tar.follow_symlinks(false);
-            tar.append_dir_all(".", context).map_err(|e| fail(format!("pack {}: {e}", context.display())))?;
-            let body = tar.into_inner().map_err(|e| fail(e.to_string()))?;
-            let opts = BuildImageOptions { dockerfile: dockerfile.clone(), t: Some(tag.clone()), rm: true, ..Default::default() };
-            let mut stream = docker.build_image(opts, None, Some(bollard::body_full(bytes::Bytes::from(body))));
-            let mut last = Vec::new();
-            while let Some(item) = stream.next().await {
-                let info = item.map_err(|e| fail(e.to_string()))?;
-                if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                    return Err(fail(format!("{err}{}", last.iter().map(|l| format!("\n    | {l}")).collect::<String>())));
+        }
+    };
+    let missing = |image: &str, detail: String| Error::ImageMissing { service: s.name.clone(), image: image.to_string(), detail };
+    let pull = |image: String| async move {
+        phase(Phase::Pulling(String::new()));
+        pull::pull(docker, &image, &|p| phase(Phase::Pulling(p))).await
+    };
+    match &s.image {
+        ImageSource::Build(b) => build(docker, s, b, &b.tag, phase).await,
+        ImageSource::Image(image) => {
+            if s.pull == PullPolicy::Always || !present(image.clone()).await? {
+                if s.pull == PullPolicy::Never {
+                    return Err(missing(image, "pull_policy is never".into()));
                 }
-                if let Some(line) = info.stream {
-                    let line = line.trim_end().to_string();
-                    if !line.is_empty() {
-                        last.push(line);
-                        if last.len() > 10 {
-                            last.remove(0);
-                        }
-                    }
+                pull(image.clone()).await.map_err(|m| missing(image, m))?;
+            }
+            Ok(())
+        }
+        ImageSource::ImageOrBuild(image, b) => {
+            if s.pull == PullPolicy::Always || !present(image.clone()).await? {
+                // Compose pulls first and builds what cannot be pulled; the
+                // built image gets the `image` name, as with Compose.
+                let pulled = s.pull != PullPolicy::Never && pull(image.clone()).await.is_ok();
+                if !pulled {
+                    build(docker, s, b, image, phase).await?;
                 }
             }
             Ok(())
         }
     }
+}
+
+async fn build(docker: &Docker, s: &PlannedService, b: &BuildPlan, tag: &str, phase: &dyn Fn(Phase)) -> Result<(), Error> {
+    phase(Phase::Building);
+    let fail = |message: String| Error::Build { service: s.name.clone(), message };
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", &b.context).map_err(|e| fail(format!("pack {}: {e}", b.context.display())))?;
+    let body = tar.into_inner().map_err(|e| fail(e.to_string()))?;
+    let opts = BuildImageOptions {
+        dockerfile: b.dockerfile.clone(),
+        t: Some(tag.to_string()),
+        rm: true,
+        buildargs: (!b.args.is_empty()).then(|| b.args.clone().into_iter().collect()),
+        target: b.target.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let mut stream = docker.build_image(opts, None, Some(bollard::body_full(bytes::Bytes::from(body))));
+    let mut last = Vec::new();
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| fail(e.to_string()))?;
+        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+            return Err(fail(format!("{err}{}", last.iter().map(|l| format!("\n    | {l}")).collect::<String>())));
+        }
+        if let Some(line) = info.stream {
+            let line = line.trim_end().to_string();
+            if !line.is_empty() {
+                last.push(line);
+                if last.len() > 10 {
+                    last.remove(0);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn create_container(docker: &Docker, plan: &Plan, s: &PlannedService) -> Result<(), Error> {
@@ -635,8 +691,46 @@ async fn create_container(docker: &Docker, plan: &Plan, s: &PlannedService) -> R
             format!("{src}:{}{}", m.target, if m.read_only { ":ro" } else { "" })
         })
         .collect();
+    let x = &s.extras;
+    let healthcheck = s.engine_health.as_ref().map(|h| {
+        let ns = |ms: Option<u64>| ms.map(|ms| (ms * 1_000_000) as i64);
+        HealthConfig {
+            test: Some(h.test.clone()),
+            interval: ns(h.interval_ms),
+            timeout: ns(h.timeout_ms),
+            retries: h.retries.map(|r| r as i64),
+            start_period: ns(h.start_period_ms),
+            ..Default::default()
+        }
+    });
+    let restart_policy = s.restart.as_deref().map(|r| {
+        let (name, max) = match r.split_once(':') {
+            Some((n, m)) => (n, m.parse().ok()),
+            None => (r, None),
+        };
+        let name = match name {
+            "always" => RestartPolicyNameEnum::ALWAYS,
+            "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+            _ => RestartPolicyNameEnum::NO,
+        };
+        RestartPolicy { name: Some(name), maximum_retry_count: max }
+    });
+    let tmpfs: HashMap<String, String> = s
+        .tmpfs
+        .iter()
+        .map(|t| match t.split_once(':') {
+            Some((path, opts)) => (path.to_string(), opts.to_string()),
+            None => (t.clone(), String::new()),
+        })
+        .collect();
     let body = ContainerCreateBody {
         image: Some(s.image.reference().to_string()),
+        healthcheck,
+        hostname: x.hostname.clone(),
+        stop_signal: x.stop_signal.clone(),
+        tty: x.tty.then_some(true),
+        open_stdin: x.stdin_open.then_some(true),
         cmd: s.command.clone(),
         entrypoint: s.entrypoint.clone(),
         working_dir: s.working_dir.clone(),
@@ -644,9 +738,15 @@ async fn create_container(docker: &Docker, plan: &Plan, s: &PlannedService) -> R
         env: Some(s.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         labels: Some(s.labels.clone().into_iter().collect()),
         exposed_ports: Some(s.ports.iter().map(|(c, _)| format!("{c}/tcp")).collect()),
-        stop_timeout: Some(plan.stop_timeout.as_secs() as i64),
+        stop_timeout: Some(x.stop_timeout.unwrap_or(plan.stop_timeout.as_secs()) as i64),
         host_config: Some(HostConfig {
             init: Some(true),
+            restart_policy,
+            tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+            extra_hosts: (!x.extra_hosts.is_empty()).then(|| x.extra_hosts.iter().map(|h| h.replacen('=', ":", 1)).collect()),
+            cap_add: (!x.cap_add.is_empty()).then(|| x.cap_add.clone()),
+            cap_drop: (!x.cap_drop.is_empty()).then(|| x.cap_drop.clone()),
+            privileged: x.privileged.then_some(true),
             port_bindings: Some(port_bindings),
             binds: Some(binds),
             network_mode: Some(plan.network.clone()),
@@ -665,7 +765,11 @@ async fn create_container(docker: &Docker, plan: &Plan, s: &PlannedService) -> R
             let existing = docker.inspect_container(&s.container, None).await.map_err(docker_err(format!("inspect {}", s.container)))?;
             check_owner("container", &s.container, existing.config.as_ref().and_then(|c| c.labels.as_ref()), plan)
         }
-        Err(e) if status_code(&e) == Some(404) => Err(Error::ImageMissing { service: s.name.clone(), image: s.image.reference().to_string() }),
+        Err(e) if status_code(&e) == Some(404) => Err(Error::ImageMissing {
+            service: s.name.clone(),
+            image: s.image.reference().to_string(),
+            detail: "it went away while the stack was created".into(),
+        }),
         Err(e) => Err(docker_err(format!("create container {}", s.container))(e)),
     }
 }
@@ -714,8 +818,15 @@ async fn wait_healthy(docker: &Docker, plan: &Plan, s: &PlannedService) -> Resul
         if s.health.is_none() {
             return Ok(());
         }
+        // Healthy means usable: its own check passes and every published
+        // port accepts a connection from the host (an entrypoint's
+        // socket-only temporary server passes `pg_isready` before the real
+        // one listens on TCP).
         match probe(docker, plan, s).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => match published_ports_accept(plan, s).await {
+                Ok(()) => return Ok(()),
+                Err(m) => last = m,
+            },
             Err(m) => last = m,
         }
         if t0.elapsed() >= plan.health_timeout {
@@ -723,6 +834,29 @@ async fn wait_healthy(docker: &Docker, plan: &Plan, s: &PlannedService) -> Resul
             return Err(Error::Unhealthy { service: s.name.clone(), secs: plan.health_timeout.as_secs(), last, logs });
         }
         tokio::time::sleep(s.health_interval).await;
+    }
+}
+
+async fn published_ports_accept(plan: &Plan, s: &PlannedService) -> Result<(), String> {
+    for &(container, host) in &s.ports {
+        health::tcp(&plan.connect_host, host).await.map_err(|m| format!("published port {host} (container port {container}): {m}"))?;
+    }
+    Ok(())
+}
+
+/// A one-shot job (another service waits for it with
+/// `service_completed_successfully`): done when it exits with code 0.
+async fn wait_completed(docker: &Docker, s: &PlannedService) -> Result<(), Error> {
+    loop {
+        let info = docker.inspect_container(&s.container, None).await.map_err(docker_err(format!("inspect {}", s.container)))?;
+        let st = info.state.unwrap_or_default();
+        if !st.running.unwrap_or(false) && st.status != Some(bollard::models::ContainerStateStatusEnum::CREATED) {
+            return match st.exit_code.unwrap_or(-1) {
+                0 => Ok(()),
+                code => Err(Error::Exited { service: s.name.clone(), code, logs: tail_logs(docker, &s.container, LOG_LINES).await }),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

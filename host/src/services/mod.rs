@@ -16,6 +16,7 @@ pub mod compose;
 mod docker;
 mod health;
 pub mod plan;
+mod pull;
 pub mod templates;
 
 use std::path::PathBuf;
@@ -33,8 +34,10 @@ pub use plan::{label_filters, plan, project_name, Plan, PlannedService, ThreadSt
 pub enum Error {
     #[error("cannot reach the Docker engine at {host}: {detail}")]
     Unavailable { host: String, detail: String },
-    #[error("image `{image}` for service `{service}` is not on the Docker engine, and iso never pulls images by itself")]
-    ImageMissing { service: String, image: String },
+    /// `detail`: why it could not be pulled (the registry's words), or
+    /// that `pull_policy` says never.
+    #[error("image `{image}` for service `{service}` is not on the Docker engine and was not pulled: {detail}")]
+    ImageMissing { service: String, image: String, detail: String },
     /// `owner` is empty here; the lifecycle names the process (" by pid 12
     /// (python3)") when the engine is local, as this module knows nothing of
     /// the host's processes.
@@ -87,7 +90,9 @@ impl Diagnostic for Error {
     fn hint(&self) -> Option<String> {
         Some(match self {
             Error::Unavailable { .. } => "start Docker (`sudo systemctl start docker`, or `sudo dockerd &`, or open Docker Desktop), or point DOCKER_HOST at a running engine; `iso init --no-services` creates the thread without its stack".into(),
-            Error::ImageMissing { image, .. } => format!("`docker pull {image}` (or build it), then run the command again"),
+            Error::ImageMissing { image, .. } => {
+                format!("check the name and tag of `{image}` and that its registry is reachable (`docker login` for a private one), or build it; then run the command again")
+            }
             Error::PortTaken { .. } => "stop that program (or run `iso cleanup --kill-ports` on the thread that holds it), then run the command again".into(),
             Error::Unhealthy { .. } => "check its command and healthcheck in iso.toml, or raise [docker] health_timeout if it is only slow".into(),
             Error::Exited { .. } => "check its image, command and environment in iso.toml".into(),
@@ -138,6 +143,9 @@ fn log_tail(service: &str, logs: &[String]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Phase {
     Waiting,
+    /// Pulling its image: "3/5 layers, 12.0/40.0 MB".
+    Pulling(String),
+    Building,
     Creating,
     Starting,
     Checking,
@@ -149,11 +157,22 @@ impl Phase {
     pub fn as_str(&self) -> &'static str {
         match self {
             Phase::Waiting => "waiting",
+            Phase::Pulling(_) => "pulling",
+            Phase::Building => "building",
             Phase::Creating => "creating",
             Phase::Starting => "starting",
             Phase::Checking => "health check",
             Phase::Healthy => "healthy",
             Phase::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Phase::Pulling(detail) if !detail.is_empty() => write!(f, "pulling ({detail})"),
+            other => f.write_str(other.as_str()),
         }
     }
 }

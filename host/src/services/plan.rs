@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Error;
-use crate::config::services::{parse_volume, start_order, DockerSettings, HealthCheck, Stack, VolumeSource};
+use crate::config::services::{
+    parse_volume, start_order, Condition, ContainerExtras, DockerSettings, EngineHealth, HealthCheck, PullPolicy, Stack, VolumeSource,
+};
 
 /// Label keys. Every resource iso creates carries `iso.managed`,
 /// `iso.repo` and `iso.thread`; containers also `iso.service`.
@@ -63,6 +65,9 @@ pub struct Plan {
     pub stop_timeout: Duration,
     #[serde(skip)]
     pub health_timeout: Duration,
+    /// What the Compose import could not honour (shown, never dropped).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,6 +75,7 @@ pub struct PlannedService {
     pub name: String,
     pub container: String,
     pub image: ImageSource,
+    pub pull: PullPolicy,
     pub command: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
     pub working_dir: Option<String>,
@@ -81,26 +87,62 @@ pub struct PlannedService {
     pub health: Option<HealthCheck>,
     #[serde(skip)]
     pub health_interval: Duration,
-    pub depends_on: Vec<String>,
+    /// How long one check may take.
+    #[serde(skip)]
+    pub health_timeout: Duration,
+    /// The healthcheck Docker runs itself (Compose's), if any.
+    pub engine_health: Option<EngineHealth>,
+    pub depends_on: Vec<(String, Condition)>,
     pub labels: BTreeMap<String, String>,
+    pub restart: Option<String>,
+    /// `/path[:options]`.
+    pub tmpfs: Vec<String>,
+    pub extras: ContainerExtras,
+}
+
+impl PlannedService {
+    /// Whether another service waits for this one to finish (a one-shot
+    /// job, such as a migration): it is done when it exits with code 0.
+    pub fn is_job(&self, plan: &Plan) -> bool {
+        plan.services.iter().any(|o| o.depends_on.iter().any(|(d, c)| d == &self.name && *c == Condition::ServiceCompletedSuccessfully))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum ImageSource {
     Image(String),
     /// Built from a context directory and tagged `tag`.
-    Build {
-        context: PathBuf,
-        dockerfile: String,
-        tag: String,
-    },
+    Build(BuildPlan),
+    /// Both, as Compose has them: the image when it is on the engine or
+    /// can be pulled, else built and tagged per thread.
+    ImageOrBuild(String, BuildPlan),
+}
+
+/// How to build a service's image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildPlan {
+    pub context: PathBuf,
+    pub dockerfile: String,
+    /// `iso-<repo>-t<id>-<service>:latest`: per thread, as each thread's
+    /// worktree may build something else.
+    pub tag: String,
+    pub args: BTreeMap<String, String>,
+    pub target: Option<String>,
 }
 
 impl ImageSource {
+    /// The image named in the stack, or the build's tag.
     pub fn reference(&self) -> &str {
         match self {
-            ImageSource::Image(i) => i,
-            ImageSource::Build { tag, .. } => tag,
+            ImageSource::Image(i) | ImageSource::ImageOrBuild(i, _) => i,
+            ImageSource::Build(b) => &b.tag,
+        }
+    }
+
+    pub fn build(&self) -> Option<&BuildPlan> {
+        match self {
+            ImageSource::Image(_) => None,
+            ImageSource::Build(b) | ImageSource::ImageOrBuild(_, b) => Some(b),
         }
     }
 }
@@ -219,11 +261,15 @@ pub fn plan(t: &ThreadStack) -> Result<Plan, Error> {
         }
         host_ports.insert(name.clone(), ports);
     }
+    // A service's environment as plain values: Compose services' are
+    // literals (`{% raw %}`-wrapped), which a template may quote
+    // (`{{ services.db.environment.POSTGRES_PASSWORD }}`).
+    let literal_env = |name: &str| -> BTreeMap<String, String> { t.stack[name].environment.iter().filter_map(|(k, v)| Some((k.clone(), unraw(v)?))).collect() };
     let services_value: serde_json::Value = host_ports
         .iter()
         .map(|(n, p)| {
             let port = p.first().map(|(_, h)| *h);
-            (n.clone(), serde_json::json!({ "port": port, "host": connect, "container": format!("{project}-{n}") }))
+            (n.clone(), serde_json::json!({ "port": port, "host": connect, "container": format!("{project}-{n}"), "environment": literal_env(n) }))
         })
         .collect::<serde_json::Map<_, _>>()
         .into();
@@ -257,20 +303,28 @@ pub fn plan(t: &ThreadStack) -> Result<Plan, Error> {
             };
             mounts.push(Mount { source, target: entry.target, read_only: entry.read_only });
         }
-        let image = match (&s.image, &s.build) {
-            (Some(i), _) => ImageSource::Image(i.clone()),
-            (None, Some(ctx_dir)) => ImageSource::Build {
-                context: resolve(t.workdir, ctx_dir),
-                dockerfile: s.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into()),
-                tag: format!("{project}-{name}:latest"),
-            },
+        let build = s.build.as_ref().map(|ctx_dir| BuildPlan {
+            context: resolve(t.workdir, ctx_dir),
+            dockerfile: s.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into()),
+            tag: format!("{project}-{name}:latest"),
+            args: s.container.build_args.clone(),
+            target: s.container.build_target.clone(),
+        });
+        let pull = s.pull_policy.unwrap_or_default();
+        let image = match (&s.image, build) {
+            (Some(i), Some(b)) if pull != PullPolicy::Build => ImageSource::ImageOrBuild(i.clone(), b),
+            (_, Some(b)) => ImageSource::Build(b),
+            (Some(i), None) => ImageSource::Image(i.clone()),
             (None, None) => return Err(Error::Spec { service: name.clone(), message: "needs `image` or `build`".into() }),
         };
-        let (health, health_interval) = match &s.healthcheck {
-            Some(h) => (Some(h.check().map_err(|m| Error::Spec { service: name.clone(), message: m })?), h.interval()),
-            None => (None, Duration::from_millis(100)),
+        let (health, health_interval, health_timeout) = match &s.healthcheck {
+            Some(h) => (Some(h.check().map_err(|m| Error::Spec { service: name.clone(), message: m })?), h.interval(), h.timeout()),
+            None => (None, Duration::from_millis(100), Duration::from_secs(30)),
         };
-        let mut svc_labels = labels.clone();
+
+        // The service's own labels first: iso's win on a clash.
+        let mut svc_labels = s.labels.clone();
+        svc_labels.extend(labels.clone());
         svc_labels.insert(LABEL_SERVICE.into(), name.clone());
         // So that `docker-compose -p <project>` finds them (see `iso compose`).
         svc_labels.insert("com.docker.compose.project".into(), project.clone());
@@ -281,6 +335,7 @@ pub fn plan(t: &ThreadStack) -> Result<Plan, Error> {
             name: name.clone(),
             container: format!("{project}-{name}"),
             image,
+            pull,
             command: s.command.as_ref().map(|c| c.args()),
             entrypoint: s.entrypoint.as_ref().map(|c| c.args()),
             working_dir: s.working_dir.clone(),
@@ -290,8 +345,13 @@ pub fn plan(t: &ThreadStack) -> Result<Plan, Error> {
             mounts,
             health,
             health_interval,
-            depends_on: s.depends_on.clone(),
+            health_timeout,
+            engine_health: s.healthcheck.as_ref().and_then(|h| h.engine.clone()),
+            depends_on: s.depends_on.0.iter().map(|(d, c)| (d.clone(), *c)).collect(),
             labels: svc_labels,
+            restart: s.restart.clone(),
+            tmpfs: s.tmpfs.clone(),
+            extras: s.container.clone(),
         });
     }
     for (k, v) in t.export {
@@ -308,7 +368,18 @@ pub fn plan(t: &ThreadStack) -> Result<Plan, Error> {
         connect_host: connect,
         stop_timeout: Duration::from_secs(t.settings.stop_timeout),
         health_timeout: Duration::from_secs(t.settings.health_timeout),
+        warnings: Vec::new(),
     })
+}
+
+/// The value of a `{% raw %}...{% endraw %}` literal (how imported Compose
+/// values are kept), or of a template without any markup; `None` for a
+/// real template.
+fn unraw(v: &str) -> Option<String> {
+    if let Some(inner) = v.strip_prefix("{% raw %}").and_then(|r| r.strip_suffix("{% endraw %}")) {
+        return Some(inner.to_string());
+    }
+    (!v.contains("{{") && !v.contains("{%") && !v.contains("{#")).then(|| v.to_string())
 }
 
 fn resolve(workdir: &Path, p: &Path) -> PathBuf {
@@ -348,7 +419,7 @@ mod tests {
                 build: Some(".".into()),
                 port: Some(8080),
                 environment: [("DB".to_string(), "postgres:5432 {{ services.postgres.port }}".to_string())].into(),
-                depends_on: vec!["postgres".into()],
+                depends_on: crate::config::services::DependsOn::healthy(["postgres"]),
                 ..Default::default()
             },
         );
@@ -391,7 +462,13 @@ mod tests {
         assert_eq!(api.env["DB"], "postgres:5432 20100");
         assert_eq!(
             api.image,
-            ImageSource::Build { context: "/src/My App/.worktrees/thread-1".into(), dockerfile: "Dockerfile".into(), tag: "iso-my-app-t1-api:latest".into() }
+            ImageSource::Build(BuildPlan {
+                context: "/src/My App/.worktrees/thread-1".into(),
+                dockerfile: "Dockerfile".into(),
+                tag: "iso-my-app-t1-api:latest".into(),
+                args: BTreeMap::new(),
+                target: None
+            })
         );
         assert_eq!(p.volumes.len(), 1);
     }

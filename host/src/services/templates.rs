@@ -18,7 +18,11 @@ pub const ALL: &[Template] = &[
     Template { name: "postgres-redis", about: "Postgres + Redis", text: include_str!("../../../templates/postgres-redis.toml") },
     Template { name: "postgres", about: "Postgres only", text: include_str!("../../../templates/postgres.toml") },
     Template { name: "redis", about: "Redis only", text: include_str!("../../../templates/redis.toml") },
-    Template { name: "compose", about: "the services of your docker-compose.yml, per thread", text: include_str!("../../../templates/compose.toml") },
+    Template {
+        name: "compose",
+        about: "your Compose project (compose.yml, its override, .env), per thread",
+        text: include_str!("../../../templates/compose.toml"),
+    },
 ];
 
 pub fn find(name: &str) -> Result<&'static Template, Error> {

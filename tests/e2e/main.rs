@@ -10,6 +10,7 @@ mod support;
 
 mod api;
 mod cli;
+mod compose;
 mod docker;
 mod hooks;
 mod hostile;

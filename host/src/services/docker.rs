@@ -406,48 +406,77 @@ async fn stop_one(docker: &Docker, name: &str, timeout: Duration) -> Result<(), 
 async fn teardown(docker: &Docker, repo_root: &std::path::Path, thread: Option<u32>, keep_volumes: bool, timeout: Duration) -> Result<Removed, Error> {
     let f = filters(repo_root, thread);
     let containers = list_containers(docker, repo_root, thread).await?;
-    let removals = containers.iter().map(|c| async move {
-        let name = name_of(c).to_string();
-        // Kept volumes get a graceful stop (a database flushes); a container
-        // whose volumes are deleted with it has nothing to save, so it is
-        // killed by the forced removal, which is what lets cleanup beat
-        // `docker compose down -v`.
+    // One shared future per container removal: a volume goes as soon as
+    // the containers mounting it are gone (deleting a database's files is
+    // the slow part of a teardown), the network once all are.
+    type Removal<'a> = Shared<LocalBoxFuture<'a, Result<String, Rc<Error>>>>;
+    let removals: Vec<(&ContainerSummary, Removal<'_>)> = containers
+        .iter()
+        .map(|c| {
+            let fut = async move {
+                let name = name_of(c).to_string();
+                // Kept volumes get a graceful stop (a database flushes); a
+                // container whose volumes are deleted with it has nothing to
+                // save, so the forced removal kills it at once, which is what
+                // lets cleanup beat `docker compose down -v`.
+                if keep_volumes {
+                    stop_one(docker, &name, timeout).await.map_err(Rc::new)?;
+                }
+                let opts = RemoveContainerOptions { force: true, v: !keep_volumes, link: false };
+                match docker.remove_container(&name, Some(opts)).await {
+                    Ok(()) => Ok(name),
+                    Err(e) if status_code(&e) == Some(404) => Ok(name),
+                    // Already being removed by someone else.
+                    Err(e) if status_code(&e) == Some(409) && e.to_string().contains("already in progress") => Ok(name),
+                    Err(e) => Err(Rc::new(docker_err(format!("remove container {name}"))(e))),
+                }
+            };
+            (c, fut.boxed_local().shared())
+        })
+        .collect();
+    let unwrap_rc = |e: Rc<Error>| Rc::try_unwrap(e).unwrap_or_else(|e| Error::Spec { service: "stack".into(), message: e.to_string() });
+    let all_containers = future::try_join_all(removals.iter().map(|(_, f)| f.clone()));
+    let volumes = async {
         if keep_volumes {
-            stop_one(docker, &name, timeout).await?;
+            return Ok(Vec::new());
         }
-        let opts = RemoveContainerOptions { force: true, v: !keep_volumes, link: false };
-        match docker.remove_container(&name, Some(opts)).await {
-            Ok(()) => Ok(name),
-            Err(e) if status_code(&e) == Some(404) => Ok(name),
-            // Already being removed by someone else.
-            Err(e) if status_code(&e) == Some(409) && e.to_string().contains("already in progress") => Ok(name),
-            Err(e) => Err(docker_err(format!("remove container {name}"))(e)),
-        }
-    });
-    let mut removed = Removed { containers: future::try_join_all(removals).await?, ..Default::default() };
-    if !keep_volumes {
         let vols =
             docker.list_volumes(Some(ListVolumesOptions { filters: Some(f.clone()) })).await.map_err(docker_err("list volumes"))?.volumes.unwrap_or_default();
-        let removals = vols.iter().map(|v| async move {
-            match docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: true })).await {
-                Ok(()) => Ok(v.name.clone()),
-                Err(e) if status_code(&e) == Some(404) => Ok(v.name.clone()),
-                Err(e) => Err(docker_err(format!("remove volume {}", v.name))(e)),
+        let removals = vols.iter().map(|v| {
+            let users: Vec<Removal<'_>> = removals
+                .iter()
+                .filter(|(c, _)| c.mounts.iter().flatten().any(|m| m.name.as_deref() == Some(v.name.as_str())))
+                .map(|(_, f)| f.clone())
+                .collect();
+            async move {
+                future::try_join_all(users).await.map_err(unwrap_rc)?;
+                match docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: true })).await {
+                    Ok(()) => Ok(v.name.clone()),
+                    Err(e) if status_code(&e) == Some(404) => Ok(v.name.clone()),
+                    Err(e) => Err(docker_err(format!("remove volume {}", v.name))(e)),
+                }
             }
         });
-        removed.volumes = future::try_join_all(removals).await?;
-    }
-    let nets = docker.list_networks(Some(ListNetworksOptions { filters: Some(f) })).await.map_err(docker_err("list networks"))?;
-    for n in nets {
-        let name = n.name.unwrap_or_default();
-        // By id: two networks may share a name.
-        let id = n.id.unwrap_or_else(|| name.clone());
-        match docker.remove_network(&id).await {
-            Ok(()) => removed.networks.push(name),
-            Err(e) if status_code(&e) == Some(404) => removed.networks.push(name),
-            Err(e) => return Err(docker_err(format!("remove network {name}"))(e)),
+        future::try_join_all(removals).await
+    };
+    let containers_then_networks = async {
+        let containers = all_containers.await.map_err(unwrap_rc)?;
+        let nets = docker.list_networks(Some(ListNetworksOptions { filters: Some(f.clone()) })).await.map_err(docker_err("list networks"))?;
+        let mut names = Vec::new();
+        for n in nets {
+            let name = n.name.unwrap_or_default();
+            // By id: two networks may share a name.
+            let id = n.id.unwrap_or_else(|| name.clone());
+            match docker.remove_network(&id).await {
+                Ok(()) => names.push(name),
+                Err(e) if status_code(&e) == Some(404) => names.push(name),
+                Err(e) => return Err(docker_err(format!("remove network {name}"))(e)),
+            }
         }
-    }
+        Ok::<_, Error>((containers, names))
+    };
+    let ((containers, networks), volumes) = future::try_join(containers_then_networks, volumes).await?;
+    let removed = Removed { containers, volumes, networks };
     Ok(removed)
 }
 

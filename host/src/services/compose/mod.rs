@@ -85,12 +85,46 @@ pub struct Loaded {
 /// under it, as Compose does).
 pub fn load(root: &Path, spec: &ComposeSpec, env: &BTreeMap<String, String>, loader: Loader) -> Result<Loaded, Error> {
     let found = discover::find(root, spec, env).map_err(|n| Error::Compose { path: n.path, message: n.message })?;
+    // One command often plans a thread's stack more than once (its
+    // .env.thread, its hooks' data, its services); Compose's `config` costs
+    // ~100 ms a run, so the last result is kept for two seconds while the
+    // files, settings and environment are the same (files it reads besides
+    // them, such as an `env_file`, may be edited meanwhile: hence the time
+    // limit, for `iso serve`).
+    let key = fingerprint(&found, spec, env, loader);
+    static LAST: std::sync::Mutex<Option<(u64, std::time::Instant, Loaded)>> = std::sync::Mutex::new(None);
+    if let Some((k, at, l)) = LAST.lock().ok().and_then(|g| g.clone()) {
+        if k == key && at.elapsed() < std::time::Duration::from_secs(2) {
+            return Ok(l);
+        }
+    }
     let (model, mut warnings) = match loader {
         Loader::Compose(bin) => binary::load(bin, &found.files, &found.project_dir, &spec.profiles, env)?,
         Loader::Builtin => builtin::load(&builtin::Request { files: &found.files, project_dir: &found.project_dir, profiles: &spec.profiles, env })?,
     };
     warnings.extend(found.notes);
-    Ok(Loaded { model, files: found.files, project_dir: found.project_dir, warnings })
+    let loaded = Loaded { model, files: found.files, project_dir: found.project_dir, warnings };
+    if let Ok(mut g) = LAST.lock() {
+        *g = Some((key, std::time::Instant::now(), loaded.clone()));
+    }
+    Ok(loaded)
+}
+
+/// What a load depends on: the files (and the `.env` files beside them)
+/// with their sizes and times, the settings, the environment, the loader.
+fn fingerprint(found: &discover::Found, spec: &ComposeSpec, env: &BTreeMap<String, String>, loader: Loader) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let dirs = found.files.iter().filter_map(|f| f.parent().map(|d| d.join(".env")));
+    for f in found.files.iter().cloned().chain(dirs).chain([found.project_dir.join(".env")]) {
+        f.hash(&mut h);
+        if let Ok(m) = std::fs::metadata(&f) {
+            (m.len(), m.modified().ok()).hash(&mut h);
+        }
+    }
+    format!("{spec:?}{loader:?}").hash(&mut h);
+    env.hash(&mut h);
+    h.finish()
 }
 
 /// The project as an iso stack, and the warnings to show (keys iso does not

@@ -321,3 +321,19 @@ fn a_missing_image_is_pulled_from_its_registry_and_a_missing_tag_rolls_back() {
     assert!(docker.names("container", None).is_empty() && docker.names("network", None).is_empty());
     assert!(repo.threads().is_empty(), "rolled back");
 }
+
+#[test]
+fn setup_writes_a_compose_section_for_the_project_it_finds() {
+    let repo = TestRepo::new("");
+    repo.write("compose.yaml", "services:\n  pg:\n    image: postgres:16\n    ports: [\"5432:5432\"]\n  cache:\n    image: redis:7\n    ports: [\"6379\"]\n  worker:\n    image: acme/worker\n");
+    repo.write("compose.override.yaml", "services:\n  web:\n    image: acme/web\n    ports: [\"8000:8000\"]\n");
+    repo.iso_ok(&["setup", "--template", "compose", "--force"]);
+    let toml = repo.read("iso.toml");
+    assert!(toml.contains("compose.yaml, compose.override.yaml"), "{toml}");
+    assert!(toml.contains(r#"slots = { cache = "redis", pg = "postgres", web = "web" }"#), "{toml}");
+    assert!(toml.contains("DATABASE_URL") && toml.contains("services.pg.environment.POSTGRES_PASSWORD") && toml.contains("REDIS_URL"), "{toml}");
+    assert!(!toml.contains("worker"), "publishes nothing: {toml}");
+    // What it wrote is a valid configuration iso reads back.
+    let cfg = repo.iso_ok(&["config"]);
+    assert!(cfg.contains("compose"), "{cfg}");
+}

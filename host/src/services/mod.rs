@@ -99,7 +99,7 @@ impl Diagnostic for Error {
             Error::Build { .. } => "check the build context and Dockerfile (try `docker build` there)".into(),
             Error::Spec { service, .. } => format!("correct [services.{service}] in iso.toml (docs/services.md)"),
             Error::Template { .. } => "templates can use thread.*, ports.*, repo.*, host, port and services.<name>.port".into(),
-            Error::Compose { path, .. } => format!("check the file with `docker-compose -f {} config`, or correct [compose] in iso.toml", path.display()),
+            Error::Compose { .. } => "correct the Compose file (`docker compose config` in its directory shows how Compose reads it), or [compose] in iso.toml".into(),
             Error::NameConflict { kind, name, .. } => {
                 format!("remove it (`docker {kind} rm {name}`) if it is a leftover, or give this repository other resource names with `[docker] name = \"...\"` in iso.toml")
             }

@@ -13,7 +13,8 @@
 # 100 ms while a service starts, so the interval does not delay it.
 #
 #   bash benches/compose-stack.sh [runs]      (default 5)
-# Env: ISO_BIN (default: a release build of iso).
+# Env: ISO_BIN (default: a release build of iso); KEEP=1 keeps the work
+# directory and what is left in it (to look at a run afterwards).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RUNS=${1:-5}

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("envvar", Layer::Model),
     ("error", Layer::Model),
     ("events", Layer::Model),
+    ("lockedfile", Layer::Model),
     ("progress", Layer::Model),
     ("rooted", Layer::Model),
     ("stamp", Layer::Model),

@@ -8,7 +8,8 @@
 //!
 //! - **model** — [`thread`], [`events`], [`error`], [`progress`], [`stamp`],
 //!   [`envvar`] (variable names and `.env.thread` quoting), [`rooted`]
-//!   (writes beneath a worktree, never through a symlink) and [`config`]
+//!   (writes beneath a worktree, never through a symlink), [`lockedfile`]
+//!   (crash-safe locked files) and [`config`]
 //!   (the schema of `iso.toml`, including `[[hooks]]` and
 //!   `[services]`): plain types every module may use; they use nothing but
 //!   each other.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod envvar;
 pub mod error;
 pub mod events;
+pub mod lockedfile;
 pub mod progress;
 pub mod rooted;
 pub mod stamp;

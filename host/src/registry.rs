@@ -7,6 +7,13 @@
 //! writes a temporary file that is fsynced and renamed over the old one, so
 //! concurrent iso processes serialise and a crash at any moment leaves either
 //! the old or the new registry. Readers need no lock: rename is atomic.
+//! (The mechanism is [`crate::lockedfile`], shared with the port ledger.)
+//! Lock order: a process that needs both takes the per-user ledger's lock
+//! first, then this one (`iso init` reserving a port block), never the
+//! other way round, so two processes can never wait for each other.
+//!
+//! `repo-id` beside it holds the repository's identity ([`RepoIdentity`]),
+//! made once under the same lock.
 //!
 //! Parsing TOML is the slow part of a read (about 12 ms for 200 threads), so
 //! every write also leaves `registry.cache.json`: the same data as JSON,
@@ -20,17 +27,17 @@
 //! ([`crate::stamp`]) and is read again only when the file changed, so a
 //! listing costs a `stat` instead of a read and a parse.
 
-use std::fs::{File, OpenOptions};
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::error::{Diagnostic, ErrorKind};
+use crate::lockedfile::{self, FileError};
 use crate::stamp::FileStamp;
 use crate::thread::ThreadRecord;
 
@@ -91,6 +98,12 @@ pub enum RegistryError {
     TooNew { path: PathBuf, found: u32 },
     #[error("cannot encode the registry: {0}")]
     Encode(#[from] toml::ser::Error),
+}
+
+impl From<FileError> for RegistryError {
+    fn from(e: FileError) -> RegistryError {
+        RegistryError::Io { path: e.path, action: e.action, source: e.source }
+    }
 }
 
 impl Diagnostic for RegistryError {
@@ -175,11 +188,7 @@ impl Registry {
     /// Read the file (through the JSON cache when it matches).
     fn read(&self) -> Result<RegistryData, RegistryError> {
         let path = self.path();
-        let src = match std::fs::read_to_string(&path) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegistryData::default()),
-            Err(source) => return Err(RegistryError::Io { path, action: "read", source }),
-        };
+        let Some(src) = lockedfile::read_optional(&path)? else { return Ok(RegistryData::default()) };
         if let Some(data) = self.read_cache(&src) {
             return Ok(data);
         }
@@ -227,35 +236,100 @@ impl Registry {
         Ok(out)
     }
 
-    fn lock(&self) -> Result<File, RegistryError> {
-        let io = |action| move |source| RegistryError::Io { path: self.lock_path(), action, source };
-        std::fs::create_dir_all(&self.dir).map_err(io("create directory"))?;
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(self.lock_path()).map_err(io("open lock"))?;
-        // flock-style lock: released by the kernel if this process dies.
-        file.lock().map_err(io("lock"))?;
-        Ok(file)
-    }
-
     fn write(&self, data: &RegistryData) -> Result<(), RegistryError> {
-        let path = self.path();
         let text = format!(
             "# iso thread registry; written by iso, safe to read.\n# Edit only with `iso update` / `iso doctor` unless you know what you do.\n{}",
             toml::to_string(data)?
         );
-        let tmp = self.dir.join(format!("registry.toml.tmp.{}", std::process::id()));
-        let io = |action| move |source| RegistryError::Io { path: self.path(), action, source };
-        let mut file = File::create(&tmp).map_err(io("create temporary file"))?;
-        file.write_all(text.as_bytes()).map_err(io("write"))?;
-        file.sync_all().map_err(io("fsync"))?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(io("rename"))?;
-        // Make the rename itself durable.
-        if let Ok(dir) = File::open(&self.dir) {
-            let _ = dir.sync_all();
-        }
+        lockedfile::write_atomic(&self.path(), text.as_bytes())?;
         self.write_cache(&text, data);
         Ok(())
     }
+
+    fn identity_path(&self) -> PathBuf {
+        self.dir.join("repo-id")
+    }
+
+    /// The repository's identity, if it has one yet.
+    pub fn read_identity(&self) -> Result<Option<RepoIdentity>, RegistryError> {
+        let path = self.identity_path();
+        match lockedfile::read_optional(&path)? {
+            None => Ok(None),
+            Some(text) => RepoIdentity::parse(&text).map(Some).ok_or_else(|| RegistryError::Corrupt {
+                path,
+                line: 1,
+                message: "expected `id = \"<hex>\"` and `created = \"<RFC 3339 time>\"`".into(),
+            }),
+        }
+    }
+
+    /// The repository's identity: read, or made once under the registry
+    /// lock (so concurrent first uses agree). A new one takes the id
+    /// `recovered` gives, when it gives one (the id recorded beside the
+    /// worktrees, after iso's directory was deleted), else a random one.
+    pub fn identity(&self, recovered: impl FnOnce() -> Option<String>) -> Result<RepoIdentity, RegistryError> {
+        if let Some(id) = self.read_identity()? {
+            return Ok(id);
+        }
+        let _lock = self.lock()?;
+        if let Some(id) = self.read_identity()? {
+            return Ok(id);
+        }
+        let id = RepoIdentity { id: recovered().filter(|id| is_repo_id(id)).unwrap_or_else(random_id), created: Utc::now() };
+        lockedfile::write_atomic(&self.identity_path(), id.render().as_bytes())?;
+        Ok(id)
+    }
+
+    fn lock(&self) -> Result<lockedfile::Lock, RegistryError> {
+        Ok(lockedfile::lock(&self.lock_path())?)
+    }
+}
+
+/// A repository's identity: a random id made once, kept in
+/// `<git common dir>/iso/repo-id`. Every Docker resource and every port
+/// lease iso makes for the repository carries the id, so a new checkout at
+/// the same path (or another machine using the same path on a shared
+/// engine) is never taken for this one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoIdentity {
+    /// 32 hex digits.
+    pub id: String,
+    /// When the id was made: threads older than it were made by an iso
+    /// that did not label resources with it.
+    pub created: DateTime<Utc>,
+}
+
+impl RepoIdentity {
+    fn parse(text: &str) -> Option<RepoIdentity> {
+        let id: RepoIdentity = toml::from_str(text).ok()?;
+        is_repo_id(&id.id).then_some(id)
+    }
+
+    fn render(&self) -> String {
+        format!(
+            "# this repository's identity for iso: labels its Docker resources and port leases\nid = \"{}\"\ncreated = \"{}\"\n",
+            self.id,
+            self.created.to_rfc3339()
+        )
+    }
+}
+
+/// Whether `s` has the shape of a repository id (hex, 16 to 64 digits).
+pub fn is_repo_id(s: &str) -> bool {
+    (16..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// 128 random bits from the kernel, in hex. (No crate: one read of
+/// /dev/urandom is all it takes on the systems iso runs on.)
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if read.is_err() {
+        // Never expected; still unique enough per machine and moment.
+        let now = Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128;
+        bytes = (now ^ ((std::process::id() as u128) << 64)).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Deserialize)]
@@ -386,6 +460,25 @@ mod tests {
         .unwrap();
         std::fs::write(reg.path(), std::fs::read_to_string(reg.path()).unwrap().replace("renamed", "by-hand")).unwrap();
         assert_eq!(reg.load().unwrap().threads[0].name, "by-hand");
+    }
+
+    #[test]
+    fn the_identity_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::new(dir.path());
+        assert_eq!(reg.read_identity().unwrap(), None);
+        let first = reg.identity(|| None).unwrap();
+        assert!(is_repo_id(&first.id), "{first:?}");
+        assert_eq!(reg.identity(|| Some("ab".repeat(16))).unwrap(), first, "an existing id is never replaced");
+        assert_eq!(Registry::new(dir.path()).read_identity().unwrap(), Some(first.clone()));
+        // Another repository gets another id; a recovered id is taken as it is.
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(Registry::new(other.path()).identity(|| None).unwrap().id, first.id);
+        let third = tempfile::tempdir().unwrap();
+        assert_eq!(Registry::new(third.path()).identity(|| Some("cd".repeat(16))).unwrap().id, "cd".repeat(16));
+        // A damaged file is an error, not a silently new identity.
+        std::fs::write(dir.path().join("repo-id"), "id = 7\n").unwrap();
+        assert!(matches!(reg.read_identity(), Err(RegistryError::Corrupt { .. })));
     }
 
     #[test]

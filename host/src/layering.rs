@@ -34,6 +34,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("envfile", Layer::Concern),
     ("eventlog", Layer::Concern),
     ("hooks", Layer::Concern),
+    ("ledger", Layer::Concern),
     ("listeners", Layer::Concern),
     ("names", Layer::Concern),
     ("ports", Layer::Concern),

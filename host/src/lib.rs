@@ -14,7 +14,7 @@
 //!   `[services]`): plain types every module may use; they use nothing but
 //!   each other.
 //! - **concerns** — [`registry`], [`ports`], [`worktree`], [`envfile`],
-//!   [`copyfiles`], [`names`], [`listeners`], [`services`], [`hooks`],
+//!   [`copyfiles`], [`names`], [`listeners`], [`ledger`] (the per-user port ledger), [`services`], [`hooks`],
 //!   [`eventlog`], [`agent`]: each owns one concern, uses only the model and
 //!   never another concern.
 //! - [`project`] — the opened repository (config, registry, git) handed to
@@ -42,6 +42,7 @@ pub mod copyfiles;
 pub mod envfile;
 pub mod eventlog;
 pub mod hooks;
+pub mod ledger;
 pub mod listeners;
 pub mod names;
 pub mod ports;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A process listening on a TCP port.
@@ -13,6 +14,19 @@ pub struct Listener {
     pub uid: u32,
     /// The process's command line (or its name).
     pub command: String,
+    /// Its working directory (`None` when it cannot be read).
+    pub cwd: Option<PathBuf>,
+    /// Its process group.
+    pub pgid: Option<u32>,
+}
+
+impl Listener {
+    /// Whether the process works inside `dir` (its working directory is
+    /// `dir` or below it) or is in process group `group` (an agent run's).
+    /// `dir` should be canonical, as /proc reports working directories.
+    pub fn belongs_to(&self, dir: &Path, group: Option<u32>) -> bool {
+        self.cwd.as_deref().is_some_and(|cwd| cwd.starts_with(dir)) || (group.is_some() && self.pgid == group)
+    }
 }
 
 impl std::fmt::Display for Listener {
@@ -55,7 +69,8 @@ pub fn listening(ports: RangeInclusive<u16>) -> Vec<Listener> {
             let t = target.to_string_lossy();
             let Some(inode) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')).and_then(|s| s.parse::<u64>().ok()) else { continue };
             if let Some(&(port, uid)) = sockets.get(&inode) {
-                let l = Listener { port, pid, uid, command: command_of(pid) };
+                let cwd = std::fs::read_link(p.path().join("cwd")).ok();
+                let l = Listener { port, pid, uid, command: command_of(pid), cwd, pgid: pgid_of(pid) };
                 if !out.contains(&l) {
                     out.push(l);
                 }
@@ -84,6 +99,13 @@ fn command_of(pid: u32) -> String {
             s
         }
     }
+}
+
+/// The process group of `pid` (field 5 of /proc/PID/stat, after the
+/// parenthesised command, which may itself contain spaces).
+fn pgid_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(2)?.parse().ok()
 }
 
 /// The real user id of this process.
@@ -129,5 +151,13 @@ mod tests {
         assert_eq!(found[0].pid, std::process::id());
         assert_eq!(found[0].uid, current_uid());
         assert!(owner_of(port).unwrap().contains(&std::process::id().to_string()));
+        let here = std::env::current_dir().unwrap().canonicalize().unwrap();
+        assert_eq!(found[0].cwd.as_deref(), Some(here.as_path()));
+        // SAFETY: getpgrp has no preconditions.
+        let group = unsafe { libc::getpgrp() } as u32;
+        assert_eq!(found[0].pgid, Some(group));
+        assert!(found[0].belongs_to(&here, None) && found[0].belongs_to(Path::new("/"), None));
+        assert!(found[0].belongs_to(Path::new("/nonexistent"), Some(group)), "by its process group");
+        assert!(!found[0].belongs_to(Path::new("/nonexistent"), Some(group + 1)) && !found[0].belongs_to(Path::new("/nonexistent"), None));
     }
 }

@@ -22,6 +22,8 @@ pub enum NameError {
     ControlChar(String),
     #[error("thread name `{0}` has no letters or digits")]
     NothingLeft(String),
+    #[error("thread name `{0}` is all digits, so it would read as a thread id")]
+    AllDigits(String),
     #[error("thread name `{name}` is {len} characters long, more than {MAX_NAME_LEN}")]
     TooLong { name: String, len: usize },
 }
@@ -38,6 +40,7 @@ impl Diagnostic for NameError {
             NameError::DoubleDot(_) => "use a single `.` or `-`".into(),
             NameError::ControlChar(_) => "use letters, digits and `-`".into(),
             NameError::NothingLeft(_) => "use something like `fix-login`".into(),
+            NameError::AllDigits(n) => format!("add a letter, such as `t{n}` or `issue-{n}`"),
             NameError::TooLong { .. } => format!("keep it to {MAX_NAME_LEN} characters"),
         })
     }
@@ -49,7 +52,8 @@ impl Diagnostic for NameError {
 
 /// Validate `raw` and turn it into a safe name: lowercase, every run of
 /// characters outside `[a-z0-9._]` becomes one `-`, no leading or trailing
-/// separators. `"Add Auth!"` becomes `"add-auth"`.
+/// separators. `"Add Auth!"` becomes `"add-auth"`. A name of digits only is
+/// refused (it would read as a thread id).
 pub fn sanitize(raw: &str) -> Result<String, NameError> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
@@ -76,6 +80,10 @@ pub fn sanitize(raw: &str) -> Result<String, NameError> {
     let out = out.trim_matches(|c| c == '-' || c == '.' || c == '_').trim_end_matches(".lock").to_string();
     if !out.chars().any(|c| c.is_ascii_alphanumeric()) {
         return Err(NameError::NothingLeft(raw.to_string()));
+    }
+    // Ids are numbers: `iso cleanup 123` must never have two meanings.
+    if out.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(NameError::AllDigits(out));
     }
     if out.len() > MAX_NAME_LEN {
         return Err(NameError::TooLong { len: out.len(), name: out });
@@ -112,5 +120,9 @@ mod tests {
         assert!(matches!(sanitize("a\u{7}b"), Err(NameError::ControlChar(_))));
         assert!(matches!(sanitize("!!!"), Err(NameError::NothingLeft(_))));
         assert!(matches!(sanitize(&"x".repeat(65)), Err(NameError::TooLong { .. })));
+        assert_eq!(sanitize(" 123 "), Err(NameError::AllDigits("123".into())));
+        assert!(crate::error::with_hint(&NameError::AllDigits("123".into())).contains("t123"));
+        assert_eq!(sanitize("123a").unwrap(), "123a");
+        assert_eq!(sanitize("1.2").unwrap(), "1.2");
     }
 }

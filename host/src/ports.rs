@@ -1,6 +1,9 @@
-//! Port blocks: thread N holds `base + N * block_size ..+ block_size`, and
-//! named slots are offsets inside the block. Block 0 is left to the main
-//! checkout, which keeps its usual ports.
+//! Port blocks: block K is `base + K * block_size ..+ block_size`, and named
+//! slots are offsets inside the block. Thread N gets block N when that block
+//! is free machine-wide (no other repository's lease overlaps it, see
+//! [`crate::ledger`]) and its named ports can be bound; otherwise the lowest
+//! free block from 1 up. Block 0 is left to the main checkout, which keeps
+//! its usual ports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
@@ -28,7 +31,8 @@ pub struct PortBlock {
 /// A block passed over because one of its named ports was in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedBlock {
-    pub id: u32,
+    /// The block's index K (ports `base + K * block_size`).
+    pub block: u32,
     pub port: u16,
     pub slot: String,
     pub reason: String,
@@ -36,14 +40,16 @@ pub struct SkippedBlock {
 
 impl std::fmt::Display for SkippedBlock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "skipped block {} (thread {}): port {} ({}) {}", self.id, self.id, self.port, self.slot, self.reason)
+        write!(f, "skipped block {}: port {} ({}) {}", self.block, self.port, self.slot, self.reason)
     }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PortsError {
-    #[error("all {max} port blocks are taken ({held} held by threads{busy})")]
-    Exhausted { max: u32, held: usize, busy: String },
+    #[error("all {max} thread ids are taken ({held} threads live)")]
+    Exhausted { max: u32, held: usize },
+    #[error("no free port block from {base} up ({leased} held by threads of this machine's repositories, {busy} with ports in use by other programs)")]
+    NoFreeBlock { base: u16, leased: usize, busy: usize },
 }
 
 impl Diagnostic for PortsError {
@@ -52,7 +58,12 @@ impl Diagnostic for PortsError {
     }
 
     fn hint(&self) -> Option<String> {
-        Some("free one with `iso cleanup <thread>`, or raise threads.max in iso.toml".into())
+        Some(match self {
+            PortsError::Exhausted { .. } => "free one with `iso cleanup <thread>`, or raise threads.max in iso.toml".into(),
+            PortsError::NoFreeBlock { .. } => {
+                "free one with `iso cleanup <thread>` (`iso ports --all` shows who holds what), or lower ports.base in iso.toml".into()
+            }
+        })
     }
 
     fn code(&self) -> &'static str {
@@ -61,29 +72,46 @@ impl Diagnostic for PortsError {
 }
 
 impl PortLayout {
-    /// The block of thread `id`.
-    pub fn block(&self, id: u32) -> PortBlock {
-        let start = self.base as u32 + id * self.block_size as u32;
+    /// Block `index` (the block thread `index` gets when it is free).
+    pub fn block(&self, index: u32) -> PortBlock {
+        let start = self.base as u32 + index * self.block_size as u32;
         let end = start + self.block_size as u32 - 1;
         let named = self.slots.iter().map(|(name, off)| (name.clone(), (start + *off as u32) as u16)).collect();
         PortBlock { range: PortRange { start: start as u16, end: end as u16 }, named }
     }
 
-    /// Pick the lowest id in `1..=max` that no live thread holds and whose
-    /// named ports are all free right now. Busy blocks are returned so the
-    /// caller can say why they were passed over.
-    pub fn allocate(&self, max: u32, held: &BTreeSet<u32>) -> Result<(u32, PortBlock, Vec<SkippedBlock>), PortsError> {
+    /// The highest block index that still ends at or below port 65535.
+    fn last_index(&self) -> u32 {
+        let size = self.block_size.max(1) as u32;
+        (65536u32.saturating_sub(self.base as u32) / size).saturating_sub(1)
+    }
+
+    /// The block for thread `id`: block `id` when no range in `taken`
+    /// overlaps it and its named ports are free right now, else the lowest
+    /// such block from 1 up. Blocks passed over for busy ports are returned
+    /// so the caller can say why.
+    pub fn allocate(&self, id: u32, taken: &[PortRange]) -> Result<(PortBlock, Vec<SkippedBlock>), PortsError> {
         let mut skipped = Vec::new();
-        for id in (1..=max).filter(|id| !held.contains(id)) {
-            let block = self.block(id);
+        let mut leased = 0;
+        let candidates = std::iter::once(id).chain((1..=self.last_index()).filter(|k| *k != id));
+        for index in candidates.filter(|k| (1..=self.last_index()).contains(k)) {
+            let block = self.block(index);
+            if taken.iter().any(|t| t.start <= block.range.end && block.range.start <= t.end) {
+                leased += 1;
+                continue;
+            }
             match probe(&block) {
-                Ok(()) => return Ok((id, block, skipped)),
-                Err(busy) => skipped.push(SkippedBlock { id, ..busy }),
+                Ok(()) => return Ok((block, skipped)),
+                Err(busy) => skipped.push(SkippedBlock { block: index, ..busy }),
             }
         }
-        let busy = if skipped.is_empty() { String::new() } else { format!(", {} with ports in use by other programs", skipped.len()) };
-        Err(PortsError::Exhausted { max, held: held.len(), busy })
+        Err(PortsError::NoFreeBlock { base: self.base, leased, busy: skipped.len() })
     }
+}
+
+/// The lowest id in `1..=max` no live thread holds.
+pub fn free_id(max: u32, held: &BTreeSet<u32>) -> Result<u32, PortsError> {
+    (1..=max).find(|id| !held.contains(id)).ok_or(PortsError::Exhausted { max, held: held.len() })
 }
 
 /// Check that every named port of `block` can be bound, on 127.0.0.1 and on
@@ -92,7 +120,7 @@ pub fn probe(block: &PortBlock) -> Result<(), SkippedBlock> {
     for (slot, &port) in &block.named {
         for ip in [Ipv4Addr::LOCALHOST, Ipv4Addr::UNSPECIFIED] {
             if let Err(e) = TcpListener::bind(SocketAddrV4::new(ip, port)) {
-                return Err(SkippedBlock { id: 0, port, slot: slot.clone(), reason: format!("is busy on {ip} ({e})") });
+                return Err(SkippedBlock { block: 0, port, slot: slot.clone(), reason: format!("is busy on {ip} ({e})") });
             }
         }
     }
@@ -122,27 +150,35 @@ mod tests {
     }
 
     #[test]
-    fn allocation_skips_held_and_busy_blocks() {
-        // A window of our own (11100-11699), below the kernel's ephemeral
+    fn allocation_keeps_the_ids_block_else_takes_the_next_free_one() {
+        // A window of our own (11100-12599), below the kernel's ephemeral
         // range (32768+) where a client socket of another test could hold
         // one of these ports and make a block look busy.
         let l = layout(11100);
+        let (block, skipped) = l.allocate(3, &[]).unwrap();
+        assert_eq!((block.range.start, skipped.len()), (11400, 0), "thread 3 keeps block 3 when it is free");
+        // Block 3 leased elsewhere, block 2's redis busy: block 1 is the lowest free.
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 11301)).unwrap();
-        let held: BTreeSet<u32> = [1].into();
-        let (id, block, skipped) = l.allocate(5, &held).unwrap();
-        assert_eq!(id, 3, "1 is held, 2 has redis busy");
-        assert_eq!(block.range.start, 11400);
-        assert_eq!(skipped.len(), 1);
-        assert_eq!((skipped[0].id, skipped[0].port, skipped[0].slot.as_str()), (2, 11301, "redis"));
+        let (block, _) = l.allocate(3, &[l.block(3).range]).unwrap();
+        assert_eq!(block.range.start, 11200);
+        let (block, skipped) = l.allocate(3, &[l.block(3).range, l.block(1).range]).unwrap();
+        assert_eq!(block.range.start, 11500, "1 and 3 leased, 2 busy");
+        assert_eq!((skipped[0].block, skipped[0].port, skipped[0].slot.as_str()), (2, 11301, "redis"));
+        // A lease that only overlaps a block (another repository's other base) takes it too.
+        let odd = PortRange { start: 11150, end: 11249 };
+        assert_eq!(l.allocate(1, &[odd]).unwrap().0.range.start, 11400, "1 overlaps, 2 busy, 3 free");
         drop(listener);
     }
 
     #[test]
     fn exhaustion_says_how_many_are_held() {
-        let l = layout(11700);
         let held: BTreeSet<u32> = [1, 2].into();
-        let err = l.allocate(2, &held).unwrap_err();
-        assert_eq!(err, PortsError::Exhausted { max: 2, held: 2, busy: String::new() });
+        assert_eq!(free_id(3, &held), Ok(3));
+        let err = free_id(2, &held).unwrap_err();
+        assert_eq!(err, PortsError::Exhausted { max: 2, held: 2 });
         assert!(crate::error::with_hint(&err).contains("iso cleanup"));
+        let top = PortLayout { base: 65000, block_size: 300, slots: BTreeMap::new() };
+        assert_eq!(top.last_index(), 0, "block 1 (65300-65599) would pass 65535");
+        assert!(matches!(top.allocate(1, &[]), Err(PortsError::NoFreeBlock { .. })));
     }
 }

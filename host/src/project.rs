@@ -20,7 +20,8 @@ use thiserror::Error;
 
 use crate::config::{Config, ConfigError};
 use crate::error::{Diagnostic, ErrorKind};
-use crate::registry::{Registry, RegistryData, RegistryError};
+use crate::ledger::{self, Ledger, LedgerError};
+use crate::registry::{Registry, RegistryData, RegistryError, RepoIdentity};
 use crate::stamp::FileStamp;
 use crate::worktree::{Git, GitError};
 
@@ -59,6 +60,8 @@ pub struct Project {
     common_dir: PathBuf,
     pub config: Config,
     registry: Registry,
+    /// The per-user port ledger (`None` without a state directory).
+    ledger: Option<Ledger>,
     /// An opened repository to lend out (see [`Project::git`]).
     git: Mutex<Option<Git>>,
     /// The configuration files and how they were when `config` was read.
@@ -100,6 +103,7 @@ impl Project {
         let config = Config::load_layers(&repo_file, user_file.as_deref(), &iso_env)?;
         let mut project = Project::with_config(git, config);
         project.watched = watched;
+        project.ledger = ledger::state_dir(env).map(Ledger::new);
         Ok(project)
     }
 
@@ -108,7 +112,9 @@ impl Project {
         let root = git.root().to_path_buf();
         let common_dir = git.common_dir().to_path_buf();
         let registry = Registry::new(common_dir.join("iso"));
-        Project { root, common_dir, config, registry, git: Mutex::new(Some(git)), watched: Vec::new() }
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let ledger = ledger::state_dir(&env).map(Ledger::new);
+        Project { root, common_dir, config, registry, ledger, git: Mutex::new(Some(git)), watched: Vec::new() }
     }
 
     /// The main checkout's root directory.
@@ -147,6 +153,16 @@ impl Project {
 
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The machine-wide port ledger.
+    pub(crate) fn ledger(&self) -> Result<&Ledger, LedgerError> {
+        self.ledger.as_ref().ok_or(LedgerError::NoStateDir)
+    }
+
+    /// This repository's identity, made on first use.
+    pub fn identity(&self) -> Result<RepoIdentity, RegistryError> {
+        self.registry.identity(|| None)
     }
 
     /// The registry as it is now (from memory when the file is unchanged).

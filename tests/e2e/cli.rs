@@ -216,8 +216,9 @@ fn a_busy_port_block_is_skipped_with_the_reason() {
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("skipped block 1") && err.contains(&busy.to_string()) && err.contains("redis"), "{err}");
+    // The id stays the lowest free one; only the block moves on.
     let t = &repo.threads()[0];
-    assert_eq!(t["id"], 2);
+    assert_eq!(t["id"], 1);
     assert_eq!(port(t, "postgres"), u64::from(repo.port_base) + 200);
 }
 
@@ -228,7 +229,7 @@ fn running_out_of_blocks_says_how_many_are_held() {
     let out = repo.iso(&["init", "c"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("all 2 port blocks are taken (2 held by threads") && err.contains("iso cleanup"), "{err}");
+    assert!(err.contains("all 2 thread ids are taken (2 threads live)") && err.contains("iso cleanup"), "{err}");
     assert_eq!(repo.threads().len(), 2);
 }
 

@@ -124,21 +124,26 @@ fn three_threads_get_isolated_stacks_and_cleanup_and_doctor_find_them_by_label()
     }
     assert_eq!(psql(&db1, "select body from notes"), "only in thread 1");
 
-    // Thread 3 deleted from the registry by hand: doctor finds its
-    // containers by label and --fix removes them.
+    // Thread 3 deleted from the registry and its worktree removed by hand:
+    // doctor finds its containers by label and --fix removes them; its
+    // volume holds data and goes only with --volumes.
     let reg = repo.path(".git/iso/registry.toml");
     let text = std::fs::read_to_string(&reg).unwrap();
     let mut data: toml::Value = toml::from_str(&text).unwrap();
     data["threads"].as_array_mut().unwrap().retain(|t| t["id"].as_integer() != Some(3));
     std::fs::write(&reg, toml::to_string(&data).unwrap()).unwrap();
+    repo.git(&["worktree", "remove", "-f", "-f", repo.path(".worktrees/thread-3").to_str().unwrap()]);
     let out = repo.iso(&["doctor"]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(text.contains("thread 3 no longer exists") && text.contains(&name(3, "postgres")), "{text}");
-    repo.iso_ok(&["doctor", "--fix"]);
+    assert!(text.contains(&format!("its data is still in volume {}", name(3, "pgdata"))) && text.contains("iso doctor --fix --volumes"), "{text}");
+    assert_eq!(repo.iso(&["doctor", "--fix"]).status.code(), Some(1), "the volume is left, so a problem is left");
     assert!(docker.names("container", Some(3)).is_empty());
-    assert!(docker.names("volume", Some(3)).is_empty());
     assert!(docker.names("network", Some(3)).is_empty());
+    assert_eq!(docker.names("volume", Some(3)), [name(3, "pgdata")], "doctor never removes data by itself");
+    repo.iso_ok(&["doctor", "--fix", "--volumes"]);
+    assert!(docker.names("volume", Some(3)).is_empty());
     assert_eq!(docker.names("container", Some(1)).len(), 3, "thread 1 untouched");
 }
 
@@ -327,29 +332,45 @@ volumes:
     assert!(docker.names("container", None).is_empty() && docker.names("volume", None).is_empty());
 }
 
-#[test]
-fn cleanup_kill_ports_names_and_ends_listeners_on_the_block() {
-    let repo = TestRepo::new("");
-    let port = repo.port_base + 150;
-    repo.iso_ok(&["init", "k"]);
-    // A dev server of this user still listening on the thread's block.
+/// A process of this user listening on `port`, working in `dir`; returns
+/// once it listens.
+fn listener_in(dir: &std::path::Path, port: u16) -> std::process::Child {
     let mut server = Command::new("python3")
         .args(["-c", &format!("import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',{port}))\ns.listen()\nprint('ready',flush=True)\ntime.sleep(600)")])
+        .current_dir(dir)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().unwrap()), &mut line).unwrap();
     assert_eq!(line.trim(), "ready");
+    server
+}
+
+#[test]
+fn cleanup_kill_ports_ends_only_the_threads_own_listeners() {
+    let repo = TestRepo::new("");
+    repo.iso_ok(&["init", "k"]);
+    let worktree = repo.path(".worktrees/thread-1");
+    // The thread's dev server, working in its worktree, and another
+    // repository's, which happens to listen in the same block.
+    let (own_port, other_port) = (repo.port_base + 150, repo.port_base + 151);
+    let mut own = listener_in(&worktree.join("src"), own_port);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut other = listener_in(elsewhere.path(), other_port);
     let out = repo.iso(&["cleanup", "1", "--kill-ports"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains(&format!("ending pid {}", server.id())) && err.contains(&format!("port {port}")), "{err}");
+    assert!(err.contains(&format!("ending pid {}", own.id())) && err.contains(&format!("port {own_port}")), "{err}");
+    assert!(err.contains(&format!("leaving pid {}", other.id())) && err.contains("alone"), "the other one is named: {err}");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "listener still running");
+    while own.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the thread's listener is still running");
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(other.try_wait().unwrap().is_none(), "the other repository's listener was ended");
+    other.kill().unwrap();
+    other.wait().unwrap();
 }
 
 #[test]
@@ -375,4 +396,54 @@ fn init_killed_after_starting_services_is_undone_by_doctor_fix() {
     assert!(docker.names("container", None).is_empty());
     assert!(docker.names("network", None).is_empty());
     assert!(repo.threads().is_empty());
+}
+
+/// A web service whose named volume holds the data a user wrote.
+const DATA_STACK: &str = r#"
+[services.api]
+image = "iso-test/busybox:1"
+command = "busybox httpd -f -p 8080 -h /data"
+port = 8080
+volumes = ["data:/data"]
+healthcheck = { tcp = true }
+"#;
+
+#[test]
+fn a_lost_registry_loses_nothing_doctor_re_registers_the_thread_with_its_data() {
+    let (repo, docker, tag) = repo(DATA_STACK);
+    repo.iso_ok(&["init", "keep", "--task", "the data one"]);
+    repo.iso_ok(&["exec", "1", "api", "--", "sh", "-c", "echo precious > /data/note"]);
+    let before = repo.threads()[0].clone();
+
+    // The registry is lost (deleted by hand, by a disk tool).
+    std::fs::remove_file(repo.path(".git/iso/registry.toml")).unwrap();
+    assert!(repo.threads().is_empty());
+
+    // doctor says what it found and changes nothing.
+    let out = repo.iso(&["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let text = serde_json::Value::from(findings.clone()).to_string();
+    assert_eq!(findings.len(), 1, "only the missing thread, not its containers or volume: {text}");
+    assert_eq!(findings[0]["thread"], 1);
+    assert!(findings[0]["problem"].as_str().unwrap().contains("thread 1 (keep) is missing from the registry"), "{text}");
+    assert!(!text.contains("thread 0") && !text.contains("no longer exists"), "{text}");
+    assert!(repo.threads().is_empty(), "doctor without --fix changes nothing");
+    assert_eq!(docker.names("volume", Some(1)), [format!("iso-{tag}-t1-data")]);
+    assert_eq!(docker.names("container", Some(1)).len(), 1);
+
+    // --fix re-registers it as it was, and the data is still there.
+    let out = repo.iso(&["doctor", "--fix", "--json"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let after = repo.threads()[0].clone();
+    for key in ["id", "name", "branch", "base", "ports", "port_block", "worktree", "task", "created"] {
+        assert_eq!(after[key], before[key], "{key}");
+    }
+    assert_eq!(repo.iso_ok(&["exec", "1", "api", "--", "cat", "/data/note"]).trim(), "precious");
+    let leases = repo.iso_json(&["ports", "--all"]);
+    assert_eq!(leases.as_array().unwrap().len(), 1, "{leases}");
+    assert_eq!(leases[0]["block"], before["port_block"]);
+    assert!(repo.iso(&["doctor"]).status.success(), "clean afterwards");
+    repo.iso_ok(&["cleanup", "1"]);
+    assert!(docker.names("volume", Some(1)).is_empty());
 }

@@ -68,6 +68,9 @@ pub enum Command {
     },
     /// The port allocation table
     Ports {
+        /// Every lease on this machine (all repositories of this user, from the port ledger), and which are stale
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -79,6 +82,9 @@ pub enum Command {
         /// Repair what can be repaired without losing work
         #[arg(long)]
         fix: bool,
+        /// With --fix, also remove the named volumes (their data) of threads that are gone
+        #[arg(long, requires = "fix")]
+        volumes: bool,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -241,7 +247,7 @@ pub struct CleanupArgs {
     /// Keep the stack's named volumes (its data); containers and network are still removed
     #[arg(long)]
     pub keep_volumes: bool,
-    /// Also end this user's processes still listening on the thread's ports (each is named first)
+    /// Also end the thread's own processes still listening on its ports (working in its worktree, or its agent's); others are named and left alone
     #[arg(long)]
     pub kill_ports: bool,
     /// Throw away uncommitted changes and unmerged commits, override hooks' refusal

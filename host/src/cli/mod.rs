@@ -126,8 +126,8 @@ fn run(cli: Cli) -> CmdResult {
             println!("{}", lifecycle::find(&project, &thread)?.worktree.display());
             Ok(exit::OK)
         }
-        Command::Ports { json } => cmd::ports::run(&project, json.json),
-        Command::Doctor { fix, json } => cmd::doctor::run(&project, fix, json.json),
+        Command::Ports { all, json } => cmd::ports::run(&project, all, json.json),
+        Command::Doctor { fix, volumes, json } => cmd::doctor::run(&project, fix, volumes, json.json),
         Command::Config { json } => cmd::config::run(&project, json.json),
         Command::Up { thread } => cmd::stack::up(&project, &thread, quiet),
         Command::Down { thread } => cmd::stack::down(&project, &thread),

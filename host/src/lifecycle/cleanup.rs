@@ -27,7 +27,9 @@ pub struct CleanupOptions {
     pub force: bool,
     /// Keep the stack's named volumes (containers are still removed).
     pub keep_volumes: bool,
-    /// End this user's processes still listening on the thread's ports.
+    /// End this user's processes still listening on the thread's ports that
+    /// work in its worktree or belong to its agent run (others are named
+    /// and left alone).
     pub kill_ports: bool,
 }
 
@@ -71,6 +73,9 @@ pub fn cleanup(project: &Project, selector: &str, opts: CleanupOptions, progress
     // directory that is about to disappear; what it saves as it stops
     // (SIGTERM) is seen by the check below.
     let runs = Runs::new(&project.iso_dir());
+    // The agent's process group, for --kill-ports (its children may have
+    // left the worktree).
+    let agent_group = runs.running(id).ok().flatten().and_then(|r| r.pid);
     match runs.stop(id, AGENT_GRACE) {
         Ok(run) => progress.note(&format!("stopped agent run {} of thread {id} ({})", run.run, record.name)),
         Err(AgentError::NoRun { .. }) => {}
@@ -127,7 +132,7 @@ pub fn cleanup(project: &Project, selector: &str, opts: CleanupOptions, progress
         }
     }
     if opts.kill_ports {
-        kill_listeners(&record, progress);
+        kill_listeners(&record, agent_group, progress);
     }
     progress.step(&format!("{}: removing worktree", record.name));
     remove_worktree_of(&git, &record)?;
@@ -188,21 +193,30 @@ fn release(project: &Project, id: u32, op: &Operation, status: ThreadStatus) {
 
 /// Take the thread out of the live list and keep it among removed ones.
 fn archive(project: &Project, record: &ThreadRecord, detail: &str) -> Result<ThreadRecord, Error> {
-    project.registry().update(|d| {
-        let mut t = d.take(record.id).unwrap_or_else(|| record.clone());
-        t.status = ThreadStatus::Removed;
-        t.owner = None;
-        t.record("removed", detail);
-        d.archive(t.clone());
-        Ok::<_, Error>(t)
-    })
+    project
+        .registry()
+        .update(|d| {
+            let mut t = d.take(record.id).unwrap_or_else(|| record.clone());
+            t.status = ThreadStatus::Removed;
+            t.owner = None;
+            t.record("removed", detail);
+            d.archive(t.clone());
+            Ok::<_, Error>(t)
+        })
+        .inspect(|t| {
+            // Best effort: a lease left behind is stale, and the next init of
+            // this repository or `iso doctor --fix` drops it.
+            let _ = super::machine::release(project, t.id);
+        })
 }
 
 /// Remove what is left of a thread and archive it as removed (`iso doctor
-/// --fix` on a thread whose cleanup was interrupted or whose worktree is gone).
+/// --fix` on a thread whose cleanup was interrupted or whose worktree is
+/// gone). Its volumes are kept: doctor lists them with the command that
+/// removes them (`iso doctor --fix --volumes`).
 pub(crate) fn finish_cleanup(project: &Project, t: &ThreadRecord) -> Result<(), Error> {
     if project.config.has_stack() {
-        Engine::connect()?.teardown(project.root(), Some(t.id), false, stop_timeout(project))?;
+        Engine::connect()?.teardown(project.root(), Some(t.id), true, stop_timeout(project))?;
     }
     remove_worktree_of(&*project.git()?, t)?;
     archive(project, t, "by iso doctor --fix")?;
@@ -216,13 +230,21 @@ pub(crate) fn remove_worktree_of(git: &Git, record: &ThreadRecord) -> Result<(),
     Ok(())
 }
 
-/// End this user's processes still listening on the thread's port block,
-/// naming each first.
-fn kill_listeners(record: &ThreadRecord, progress: &dyn Progress) {
+/// End this user's processes still listening on the thread's port block
+/// that are the thread's own: working inside its worktree, or in its agent
+/// run's process group. Each is named first; any other listener in the
+/// block (another repository's dev server, say) is named and left alone.
+fn kill_listeners(record: &ThreadRecord, agent_group: Option<u32>, progress: &dyn Progress) {
     let uid = listeners::current_uid();
     let me = std::process::id();
+    let worktree = record.worktree.canonicalize().unwrap_or_else(|_| record.worktree.clone());
     let found = listeners::listening(record.port_block.start..=record.port_block.end);
     for l in found.into_iter().filter(|l| l.uid == uid && l.pid != me && !l.command.contains("docker-proxy")) {
+        if !l.belongs_to(&worktree, agent_group) {
+            let cwd = l.cwd.as_ref().map_or("unknown".to_string(), |c| c.display().to_string());
+            progress.note(&format!("leaving {l} alone: it works in {cwd}, outside the thread's worktree, and is not its agent's"));
+            continue;
+        }
         progress.note(&format!("ending {l}"));
         if !listeners::terminate(&l, Duration::from_secs(3)) {
             progress.note(&format!("pid {} is still running", l.pid));

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::cleanup::finish_cleanup;
 use super::init::rollback;
+use super::recover;
 use super::stack::stop_timeout;
 use super::Error;
 use crate::project::Project;
@@ -29,8 +30,10 @@ pub struct Finding {
 }
 
 /// Compare the registry with git and the filesystem; with `fix`, repair
-/// what can be repaired without losing work.
-pub fn doctor(project: &Project, fix: bool) -> Result<Vec<Finding>, Error> {
+/// what can be repaired without losing work. Volumes (they hold data) are
+/// never removed unless `volumes` is given too: they are listed with the
+/// command that removes them.
+pub fn doctor(project: &Project, fix: bool, volumes: bool) -> Result<Vec<Finding>, Error> {
     let mut findings = Vec::new();
     let data = project.registry().load()?;
     let attempt = |findings: &mut Vec<Finding>, thread: Option<u32>, problem: String, fix_text: &str, action: &dyn Fn() -> Result<(), Error>| {
@@ -90,14 +93,28 @@ pub fn doctor(project: &Project, fix: bool) -> Result<Vec<Finding>, Error> {
         }
     }
 
-    // Worktrees in iso's directory that no thread owns.
+    // Worktrees in iso's directory that no thread owns: a thread whose
+    // registry entry was lost (its record is kept beside the worktree's git
+    // metadata), or a leftover.
     let wt_dir = project.root().join(&project.config.threads.worktree_dir);
     let owned: BTreeSet<&Path> = data.threads.iter().map(|t| t.worktree.as_path()).collect();
+    let repo_id = project.identity()?.id;
+    let mut recoverable = BTreeSet::new();
     for wt in project.git()?.worktrees()? {
         if !wt.path.starts_with(&wt_dir) || owned.contains(wt.path.as_path()) {
             continue;
         }
-        if wt.valid {
+        let kept = if wt.valid { recover::kept_thread(project.common_dir(), &wt.name, &repo_id) } else { None };
+        if let Some(t) = kept.filter(|t| t.worktree == wt.path) {
+            recoverable.insert(t.id);
+            attempt(
+                &mut findings,
+                Some(t.id),
+                format!("thread {} ({}) is missing from the registry; its worktree {} and iso's record of it are still there", t.id, t.name, wt.path.display()),
+                &format!("re-register it as it was (id {}, branch {}, ports {})", t.id, t.branch, t.port_block),
+                &|| recover::reregister(project, &t),
+            );
+        } else if wt.valid {
             attempt(
                 &mut findings,
                 None,
@@ -106,7 +123,7 @@ pub fn doctor(project: &Project, fix: bool) -> Result<Vec<Finding>, Error> {
                 &|| {
                     let dirty = worktree::uncommitted_files(&wt.path)?;
                     if !dirty.is_empty() {
-                        return Err(Error::WouldLoseWork { id: 0, uncommitted: dirty, unmerged: Vec::new() });
+                        return Err(Error::DirtyWorktree { path: wt.path.clone(), uncommitted: dirty });
                     }
                     Ok(project.git()?.remove_worktree(&wt.name, &wt.path)?)
                 },
@@ -165,7 +182,7 @@ pub fn doctor(project: &Project, fix: bool) -> Result<Vec<Finding>, Error> {
     // Containers, volumes and networks whose thread is gone (found by
     // label, so this works even when the registry was lost).
     if project.config.has_stack() {
-        doctor_services(project, fix, &mut findings)?;
+        doctor_services(project, fix, volumes, &recoverable, &mut findings)?;
     }
 
     // Two live threads must never share ports.
@@ -182,10 +199,33 @@ pub fn doctor(project: &Project, fix: bool) -> Result<Vec<Finding>, Error> {
             }
         }
     }
+    doctor_leases(project, fix, &recoverable, &mut findings);
     Ok(findings)
 }
 
-fn doctor_services(project: &Project, fix: bool, findings: &mut Vec<Finding>) -> Result<(), Error> {
+/// Leases of the machine-wide port ledger whose repository or thread is
+/// gone: they keep ports from every other repository until dropped.
+fn doctor_leases(project: &Project, fix: bool, recoverable: &BTreeSet<u32>, findings: &mut Vec<Finding>) {
+    let mine = project.identity().ok().map(|i| i.id);
+    match super::machine::reclaim(project, fix, recoverable) {
+        Ok(stale) => findings.extend(stale.into_iter().map(|(l, why)| Finding {
+            thread: Some(l.thread).filter(|_| mine.as_deref() == Some(l.repo_id.as_str())),
+            problem: format!("port lease {} of thread {} ({}) of {} is stale: {why}", l.block, l.thread, l.name, l.repo.display()),
+            fix: "drop the lease (its ports are free for every repository again)".into(),
+            fixed: fix,
+            error: None,
+        })),
+        Err(e) => findings.push(Finding {
+            thread: None,
+            problem: format!("the port ledger could not be checked: {e}"),
+            fix: "none automatic".into(),
+            fixed: false,
+            error: Some(crate::error::with_hint(&e)),
+        }),
+    }
+}
+
+fn doctor_services(project: &Project, fix: bool, volumes: bool, recoverable: &BTreeSet<u32>, findings: &mut Vec<Finding>) -> Result<(), Error> {
     let engine = match Engine::connect() {
         Ok(e) => e,
         Err(e) => {
@@ -199,8 +239,9 @@ fn doctor_services(project: &Project, fix: bool, findings: &mut Vec<Finding>) ->
             return Ok(());
         }
     };
-    // Reload: fixes above may have rolled threads back.
-    let live: BTreeSet<u32> = project.registry().load()?.threads.iter().map(|t| t.id).collect();
+    // Reload: fixes above may have rolled threads back or re-registered
+    // them; a thread that can be re-registered is not gone either.
+    let live: BTreeSet<u32> = project.registry().load()?.threads.iter().map(|t| t.id).chain(recoverable.iter().copied()).collect();
     let mut orphans: BTreeMap<u32, Vec<services::Resource>> = BTreeMap::new();
     for r in engine.resources(project.root())? {
         if let Some(t) = r.thread.filter(|t| !live.contains(t)) {
@@ -208,21 +249,41 @@ fn doctor_services(project: &Project, fix: bool, findings: &mut Vec<Finding>) ->
         }
     }
     for (thread, res) in orphans {
-        let list: Vec<String> = res.iter().map(|r| format!("{} {}", r.kind, r.name)).collect();
-        let mut f = Finding {
-            thread: Some(thread),
-            problem: format!("thread {thread} no longer exists but Docker still has {}", list.join(", ")),
-            fix: "remove them".into(),
-            fixed: false,
-            error: None,
-        };
-        if fix {
-            match engine.teardown(project.root(), Some(thread), false, stop_timeout(project)) {
-                Ok(_) => f.fixed = true,
-                Err(e) => f.error = Some(crate::error::with_hint(&e)),
+        let (data, rest): (Vec<_>, Vec<_>) = res.iter().partition(|r| r.kind == services::ResourceKind::Volume);
+        let names = |rs: &[&services::Resource]| rs.iter().map(|r| format!("{} {}", r.kind, r.name)).collect::<Vec<_>>().join(", ");
+        if !rest.is_empty() {
+            let mut f = Finding {
+                thread: Some(thread),
+                problem: format!("thread {thread} no longer exists but Docker still has {}", names(&rest)),
+                fix: "remove them (volumes are kept)".into(),
+                fixed: false,
+                error: None,
+            };
+            if fix {
+                match engine.teardown(project.root(), Some(thread), !volumes, stop_timeout(project)) {
+                    Ok(_) => f.fixed = true,
+                    Err(e) => f.error = Some(crate::error::with_hint(&e)),
+                }
             }
+            findings.push(f);
         }
-        findings.push(f);
+        if !data.is_empty() {
+            // Volumes hold data: removed only when asked for by name.
+            let mut f = Finding {
+                thread: Some(thread),
+                problem: format!("thread {thread} no longer exists but its data is still in {}", names(&data)),
+                fix: "none without --volumes: `iso doctor --fix --volumes` removes them".into(),
+                fixed: false,
+                error: None,
+            };
+            if fix && volumes {
+                match engine.teardown(project.root(), Some(thread), false, stop_timeout(project)) {
+                    Ok(_) => f.fixed = true,
+                    Err(e) => f.error = Some(crate::error::with_hint(&e)),
+                }
+            }
+            findings.push(f);
+        }
     }
     Ok(())
 }

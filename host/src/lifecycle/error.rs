@@ -9,6 +9,7 @@ use crate::copyfiles::CopyError;
 use crate::envfile::EnvFileError;
 use crate::error::{Diagnostic, ErrorKind};
 use crate::events::HookFailure;
+use crate::ledger::LedgerError;
 use crate::names::NameError;
 use crate::ports::PortsError;
 use crate::project::OpenError;
@@ -28,6 +29,8 @@ pub enum Error {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Ports(#[from] PortsError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     #[error(transparent)]
     Name(#[from] NameError),
     #[error(transparent)]
@@ -53,6 +56,8 @@ pub enum Error {
     Busy { id: u32, doing: &'static str, pid: u32, by: &'static str },
     #[error("cleanup of thread {id} would lose work:{}", lost_list(.uncommitted, .unmerged))]
     WouldLoseWork { id: u32, uncommitted: Vec<String>, unmerged: Vec<String> },
+    #[error("worktree {} has uncommitted changes:{}", path.display(), lost_list(.uncommitted, &[]))]
+    DirtyWorktree { path: std::path::PathBuf, uncommitted: Vec<String> },
     #[error("init of `{name}` failed at step `{step}`: {source}{}", rolled_back_list(.rolled_back))]
     InitFailed { name: String, step: &'static str, source: Box<Error>, rolled_back: Vec<String> },
     #[error("status `{0}` cannot be set by hand")]
@@ -108,6 +113,7 @@ impl Error {
             Error::Git(e) => e,
             Error::Registry(e) => e,
             Error::Ports(e) => e,
+            Error::Ledger(e) => e,
             Error::Name(e) => e,
             Error::Env(e) => e,
             Error::Copy(e) => e,
@@ -130,7 +136,7 @@ impl Diagnostic for Error {
             Error::NameTaken { .. } | Error::BranchTaken { .. } => ErrorKind::Conflict,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Busy { .. } => ErrorKind::Busy,
-            Error::WouldLoseWork { .. } => ErrorKind::WouldLoseWork,
+            Error::WouldLoseWork { .. } | Error::DirtyWorktree { .. } => ErrorKind::WouldLoseWork,
             Error::StatusNotSettable(_) | Error::BadEvent(_) => ErrorKind::Invalid,
             Error::NoStack => ErrorKind::Config,
             Error::NotLive { .. } | Error::Exists { .. } => ErrorKind::Conflict,
@@ -148,6 +154,7 @@ impl Diagnostic for Error {
             Error::NotFound { .. } => "see `iso list` for ids and names".into(),
             Error::Busy { .. } => "wait for it, or if that process is gone run `iso doctor --fix`".into(),
             Error::WouldLoseWork { .. } => "commit and push (or stash) it, or pass --force to throw it away".into(),
+            Error::DirtyWorktree { path, .. } => format!("commit or stash them there, or remove it by hand: `git worktree remove --force {}`", path.display()),
             Error::StatusNotSettable(_) => "use active, merged or abandoned".into(),
             Error::NoStack => {
                 "add [services.<name>] or [compose] to iso.toml (see docs/services.md), or start from a template: `iso setup --template postgres-redis-api`"
@@ -167,7 +174,7 @@ impl Diagnostic for Error {
             Error::NameTaken { .. } | Error::BranchTaken { .. } => "conflict",
             Error::NotFound { .. } => "not_found",
             Error::Busy { .. } => "busy",
-            Error::WouldLoseWork { .. } => "would_lose_work",
+            Error::WouldLoseWork { .. } | Error::DirtyWorktree { .. } => "would_lose_work",
             Error::StatusNotSettable(_) => "invalid",
             Error::BadEvent(_) => "bad_event",
             Error::NoStack => "no_stack",

@@ -10,12 +10,12 @@ use super::{bulk, fault_point, Bulk, Error};
 use crate::copyfiles;
 use crate::events::{Event, EventReceiver};
 use crate::names;
-use crate::ports::PortLayout;
+use crate::ports::{self, PortLayout};
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::registry::RegistryError;
 use crate::services::{self, Engine};
-use crate::thread::{Operation, Step, ThreadRecord, ThreadStatus};
+use crate::thread::{Operation, PortRange, Step, ThreadRecord, ThreadStatus};
 use crate::worktree::{self, Git, GitError, Oid};
 
 /// How to create threads (the same for every name of one `iso init`).
@@ -87,18 +87,31 @@ fn layout(project: &Project) -> PortLayout {
     PortLayout { base: p.base, block_size: p.block_size, slots: p.slots.clone() }
 }
 
-/// Under the registry lock: pick the id and ports, and write a `creating`
-/// record owned by this process.
+/// Under the ledger's lock and then the registry's (see [`super::machine`]):
+/// pick the id (per repository) and a block no thread of any repository on
+/// this machine holds, and write a `creating` record owned by this process
+/// and its lease.
 fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<String>, op: &Operation, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
     let layout = layout(project);
-    project.registry().update(|data| {
+    super::machine::reserve_block(project, |data, taken, leases| {
         if let Some(t) = data.threads.iter().find(|t| t.name == name) {
             return Err(Error::NameTaken { name: name.to_string(), id: t.id });
         }
         let held: BTreeSet<u32> = data.threads.iter().map(|t| t.id).collect();
-        let (id, block, skipped) = layout.allocate(project.config.threads.max, &held)?;
+        let id = ports::free_id(project.config.threads.max, &held)?;
+        // This repository's own threads hold their blocks too (one may sit
+        // outside the formula after an earlier move).
+        let mine: Vec<PortRange> = data.threads.iter().map(|t| t.port_block).collect();
+        let all_taken: Vec<PortRange> = taken.iter().chain(&mine).copied().collect();
+        let (block, skipped) = layout.allocate(id, &all_taken)?;
         for s in &skipped {
             progress.note(&s.to_string());
+        }
+        let usual = layout.block(id).range;
+        if block.range != usual {
+            if let Some(l) = leases.iter().find(|l| l.overlaps(&usual) && taken.contains(&l.block)) {
+                progress.note(&format!("ports {usual} are held by thread {} ({}) of {}: thread {id} gets {}", l.thread, l.name, l.repo.display(), block.range));
+            }
         }
         let branch = project.config.branch_name(id, name);
         if let Some(t) = data.threads.iter().find(|t| t.branch == branch) {
@@ -232,6 +245,11 @@ fn build(
             Ok::<_, Error>(())
         })
         .map_err(at("registry"))?;
+    // A spare copy beside the worktree's git metadata, so a lost registry
+    // loses nothing (see `recover`).
+    if let Err(e) = super::recover::keep(project, record) {
+        progress.note(&format!("{name}: {e}"));
+    }
 
     // Post events do not undo the thread; a failure marks it failed.
     for event in [Event::PostInit, Event::PostUp] {
@@ -299,6 +317,9 @@ pub(crate) fn rollback(project: &Project, id: u32) -> Result<Vec<String>, Error>
         d.take(id);
         Ok::<_, Error>(())
     })?;
+    // Best effort, like cleanup's: a lease left behind is stale and dropped
+    // by the next init of this repository.
+    let _ = super::machine::release(project, id);
     undone.push(format!("registry entry and ports {}", record.port_block));
     Ok(undone)
 }

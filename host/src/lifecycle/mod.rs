@@ -14,7 +14,7 @@
 //! One file per verb: [`init`], [`cleanup`], [`update`], [`doctor`],
 //! [`stack`] (a thread's Docker services), [`agents`] (spawn, runs, stop),
 //! [`hooks`] (listing and running hooks, custom events), [`events`] (the
-//! event log), [`view`] (listing and status as front ends show them) and
+//! event log), [`machine`] (the per-user port ledger), [`view`] (listing and status as front ends show them) and
 //! [`setup`]. [`env`] holds what several of them share: a thread's
 //! environment and the delivery of lifecycle events.
 //!
@@ -29,6 +29,8 @@ mod error;
 pub mod events;
 pub mod hooks;
 pub mod init;
+pub mod machine;
+mod recover;
 pub mod setup;
 pub mod stack;
 pub mod update;
@@ -48,6 +50,7 @@ pub use doctor::Finding;
 pub use env::{thread_env, ENV_FILE};
 pub use error::Error;
 pub use init::InitOptions;
+pub use machine::LeaseRow;
 pub use stack::ServiceState;
 pub use update::Update;
 pub use view::{Created, Listing, PortRow, ServiceCounts, StackSummary, StatusView};
@@ -120,15 +123,23 @@ pub fn find(project: &Project, selector: &str) -> Result<ThreadRecord, Error> {
     find_in(&*load(project)?, selector).cloned()
 }
 
-/// Resolve `selector` among live threads: an id first, then a name, then a
-/// branch.
+/// Resolve `selector` among live threads: an id first, then a name as
+/// typed, then the name iso would have stored for it (`iso init raceA`
+/// stores `racea`, see [`crate::names::sanitize`]), then a branch. Names are
+/// never all digits, so an id and a name cannot be confused.
 pub fn find_in<'a>(data: &'a RegistryData, selector: &str) -> Result<&'a ThreadRecord, Error> {
     let by_id = selector.parse::<u32>().ok().and_then(|id| data.thread(id));
-    by_id.or_else(|| data.threads.iter().find(|t| t.name == selector)).or_else(|| data.threads.iter().find(|t| t.branch == selector)).ok_or_else(|| {
-        let names: Vec<String> = data.threads.iter().map(|t| format!("{} ({})", t.id, t.name)).collect();
-        let known = if names.is_empty() { "; there are no threads".to_string() } else { format!("; threads: {}", names.join(", ")) };
-        Error::NotFound { selector: selector.to_string(), known }
-    })
+    let by_name = |name: &str| data.threads.iter().find(|t| t.name == name);
+    let normalised = crate::names::sanitize(selector).ok();
+    by_id
+        .or_else(|| by_name(selector))
+        .or_else(|| normalised.as_deref().and_then(by_name))
+        .or_else(|| data.threads.iter().find(|t| t.branch == selector))
+        .ok_or_else(|| {
+            let names: Vec<String> = data.threads.iter().map(|t| format!("{} ({})", t.id, t.name)).collect();
+            let known = if names.is_empty() { "; there are no threads".to_string() } else { format!("; threads: {}", names.join(", ")) };
+            Error::NotFound { selector: selector.to_string(), known }
+        })
 }
 
 /// `Busy` if an operation (of any process, this one included) is working

@@ -21,12 +21,16 @@ impl SimplePluginCommand for IsoPorts {
 
     fn extra_description(&self) -> &str {
         "Columns: thread (int), name, block ({start, end}), ports (record of slot name to int), like `iso ports --json`. \
-         Thread N holds the block starting at ports.base + N × ports.block_size. \
+         Thread N holds the block starting at ports.base + N × ports.block_size unless another repository holds it (then the next free one). \
+         With --all: every lease of this user's machine-wide port ledger (repo, repo_id, thread, name, block, this_repo, stale), like `iso ports --all --json`. \
          The examples assume threads 1 `add-auth` and 2 `fix-login` with the default ports."
     }
 
     fn signature(&self) -> Signature {
-        Signature::build(self.name()).input_output_type(Type::Nothing, Type::table()).category(super::category())
+        Signature::build(self.name())
+            .switch("all", "Every lease on this machine (all repositories), and which are stale", None)
+            .input_output_type(Type::Nothing, Type::table())
+            .category(super::category())
     }
 
     fn search_terms(&self) -> Vec<&str> {
@@ -54,6 +58,9 @@ impl SimplePluginCommand for IsoPorts {
     fn run(&self, _plugin: &IsoPlugin, engine: &EngineInterface, call: &EvaluatedCall, _input: &Value) -> Result<Value, LabeledError> {
         let head = call.head;
         let project = super::project(engine, head)?;
+        if call.has_flag("all")? {
+            return machine(&project, head);
+        }
         let rows = crate::lifecycle::view::ports(&project)
             .map_err(|e| super::error(&e, head, Default::default()))?
             .into_iter()
@@ -68,4 +75,23 @@ impl SimplePluginCommand for IsoPorts {
             .collect();
         Ok(Value::list(rows, head))
     }
+}
+
+fn machine(project: &crate::project::Project, head: nu_protocol::Span) -> Result<Value, LabeledError> {
+    let rows = crate::lifecycle::machine::machine_ports(project)
+        .map_err(|e| super::error(&e, head, Default::default()))?
+        .into_iter()
+        .map(|l| {
+            let mut r = Record::new();
+            r.push("repo", Value::string(l.repo.display().to_string(), head));
+            r.push("repo_id", Value::string(&l.repo_id, head));
+            r.push("thread", Value::int(l.thread.into(), head));
+            r.push("name", Value::string(&l.name, head));
+            r.push("block", port_range_value(l.block, head));
+            r.push("this_repo", Value::bool(l.this_repo, head));
+            r.push("stale", l.stale.map_or(Value::nothing(head), |why| Value::string(why, head)));
+            Value::record(r, head)
+        })
+        .collect();
+    Ok(Value::list(rows, head))
 }

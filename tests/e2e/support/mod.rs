@@ -37,7 +37,10 @@ impl TestRepo {
         TestRepo::at(turn.base, extra_toml)
     }
 
-    fn at(port_base: u16, extra_toml: &str) -> TestRepo {
+    /// A repository at `port_base`, for tests where several repositories
+    /// share one window on purpose (the machine-wide port ledger); the
+    /// window must come from [`ports::window`].
+    pub fn at(port_base: u16, extra_toml: &str) -> TestRepo {
         let dir = tempfile::Builder::new().prefix("iso-e2e-").tempdir().expect("tempdir");
         let root = dir.path().join("app");
         std::fs::create_dir(&root).unwrap();

@@ -1,12 +1,12 @@
-//! `iso doctor [--fix]`.
+//! `iso doctor [--fix [--volumes]]`.
 
 use crate::cli::output::{GREEN, RED};
 use crate::cli::{exit, CmdResult};
 use crate::lifecycle;
 use crate::project::Project;
 
-pub fn run(project: &Project, fix: bool, json: bool) -> CmdResult {
-    let findings = lifecycle::doctor::doctor(project, fix)?;
+pub fn run(project: &Project, fix: bool, volumes: bool, json: bool) -> CmdResult {
+    let findings = lifecycle::doctor::doctor(project, fix, volumes)?;
     let left = findings.iter().filter(|f| !f.fixed).count();
     if json {
         super::json(&findings);

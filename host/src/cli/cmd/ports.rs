@@ -5,7 +5,10 @@ use crate::cli::{exit, CmdResult};
 use crate::lifecycle;
 use crate::project::Project;
 
-pub fn run(project: &Project, json: bool) -> CmdResult {
+pub fn run(project: &Project, all: bool, json: bool) -> CmdResult {
+    if all {
+        return machine(project, json);
+    }
     let rows = lifecycle::view::ports(project)?;
     if json {
         super::json(&rows);
@@ -26,7 +29,7 @@ pub fn run(project: &Project, json: bool) -> CmdResult {
     print_table(&header, &table);
     let p = &project.config.ports;
     anstream::eprintln!(
-        "{}{} of {} blocks in use; thread N holds {} + N×{}{}",
+        "{}{} of {} blocks in use; thread N holds {} + N×{} unless another repository holds that block{}",
         DIM.render(),
         rows.len(),
         project.config.threads.max,
@@ -34,5 +37,32 @@ pub fn run(project: &Project, json: bool) -> CmdResult {
         p.block_size,
         DIM.render_reset()
     );
+    Ok(exit::OK)
+}
+
+/// `iso ports --all`: every lease of the machine-wide port ledger.
+fn machine(project: &Project, json: bool) -> CmdResult {
+    let rows = lifecycle::machine::machine_ports(project)?;
+    if json {
+        super::json(&rows);
+        return Ok(exit::OK);
+    }
+    let table: Vec<Vec<Cell>> = rows
+        .iter()
+        .map(|r| {
+            let repo = if r.this_repo { format!("{} (this one)", r.repo.display()) } else { r.repo.display().to_string() };
+            vec![
+                Cell::from(r.block.to_string()),
+                repo.into(),
+                r.thread.to_string().into(),
+                r.name.clone().into(),
+                r.stale.clone().map_or("live".to_string(), |why| format!("stale: {why}")).into(),
+            ]
+        })
+        .collect();
+    print_table(&["BLOCK", "REPOSITORY", "THREAD", "NAME", "LEASE"], &table);
+    let stale = rows.iter().filter(|r| r.stale.is_some()).count();
+    let reclaim = if stale > 0 { format!("; `iso doctor --fix` reclaims the {stale} stale one(s)") } else { String::new() };
+    anstream::eprintln!("{}{} lease(s) on this machine{reclaim}{}", DIM.render(), rows.len(), DIM.render_reset());
     Ok(exit::OK)
 }

@@ -447,3 +447,37 @@ fn a_lost_registry_loses_nothing_doctor_re_registers_the_thread_with_its_data() 
     repo.iso_ok(&["cleanup", "1"]);
     assert!(docker.names("volume", Some(1)).is_empty());
 }
+
+#[test]
+fn a_new_checkout_at_the_same_path_never_takes_the_old_ones_resources() {
+    let (repo, docker, tag) = repo(WEB_STACK);
+    repo.iso_ok(&["init", "old"]);
+    let old_container = format!("iso-{tag}-t1-api");
+    assert_eq!(docker.names("container", Some(1)), [old_container.as_str()]);
+    let old_id = std::fs::read_to_string(repo.path(".git/iso/repo-id")).unwrap();
+
+    // The repository is deleted and made again at the same path (a
+    // re-clone): its files stay, git and iso's state are new.
+    std::fs::remove_dir_all(repo.path(".git")).unwrap();
+    std::fs::remove_dir_all(repo.path(".worktrees")).unwrap();
+    repo.git(&["init", "-q", "-b", "main"]);
+    repo.git(&["add", "."]);
+    repo.git(&["commit", "-q", "-m", "again"]);
+
+    // doctor reports the old checkout's resources and leaves them, with --fix too.
+    let out = repo.iso(&["doctor", "--fix"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&old_container) && text.contains("another repository at this path") && text.contains("left alone"), "{text}");
+    assert_eq!(docker.names("container", Some(1)), [old_container.as_str()], "doctor --fix removed another checkout's container");
+    assert_ne!(std::fs::read_to_string(repo.path(".git/iso/repo-id")).unwrap(), old_id, "the new checkout has its own id");
+
+    // Its thread 1 would need the same resource names: a clear error, and
+    // the rollback leaves the old container alone.
+    let out = repo.iso(&["init", "new"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("iso-{tag}-t1")) && err.contains("another repository at"), "{err}");
+    assert_eq!(docker.names("container", Some(1)), [old_container.as_str()], "rollback removed another checkout's container");
+    assert!(repo.threads().is_empty());
+}

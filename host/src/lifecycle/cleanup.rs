@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::env::{emit, git_summary, repo_hooks, thread_env, thread_services, EventData};
 use super::init::rollback;
-use super::stack::{had_services, stop_timeout};
+use super::stack::had_services;
 use super::{bulk, busy, find, Bulk, Error};
 use crate::agent::{AgentError, Runs};
 use crate::events::Event;
@@ -121,7 +121,7 @@ pub fn cleanup(project: &Project, selector: &str, opts: CleanupOptions, progress
 
     if let Some(engine) = &engine {
         progress.step(&format!("{}: removing services", record.name));
-        let removed = engine.teardown(project.root(), Some(id), opts.keep_volumes, stop_timeout(project))?;
+        let removed = super::stack::teardown_listed(project, engine, id, opts.keep_volumes)?;
         if !removed.is_empty() {
             let _ = project.registry().update(|d| {
                 if let Some(t) = d.thread_mut(id) {
@@ -216,7 +216,7 @@ fn archive(project: &Project, record: &ThreadRecord, detail: &str) -> Result<Thr
 /// removes them (`iso doctor --fix --volumes`).
 pub(crate) fn finish_cleanup(project: &Project, t: &ThreadRecord) -> Result<(), Error> {
     if project.config.has_stack() {
-        Engine::connect()?.teardown(project.root(), Some(t.id), true, stop_timeout(project))?;
+        super::stack::teardown_listed(project, &Engine::connect()?, t.id, true)?;
     }
     remove_worktree_of(&*project.git()?, t)?;
     archive(project, t, "by iso doctor --fix")?;

@@ -242,11 +242,37 @@ fn doctor_services(project: &Project, fix: bool, volumes: bool, recoverable: &BT
     // Reload: fixes above may have rolled threads back or re-registered
     // them; a thread that can be re-registered is not gone either.
     let live: BTreeSet<u32> = project.registry().load()?.threads.iter().map(|t| t.id).chain(recoverable.iter().copied()).collect();
+    // Only resources with this repository's id are ours to remove; one
+    // with this path and another id (an earlier checkout here, another
+    // machine on a shared engine) or none (an older iso) is reported only.
+    let repo_id = project.identity()?.id;
+    let scope = services::Scope { repo_root: project.root(), repo_id: &repo_id, unlabelled: false };
     let mut orphans: BTreeMap<u32, Vec<services::Resource>> = BTreeMap::new();
+    let mut foreign: Vec<services::Resource> = Vec::new();
     for r in engine.resources(project.root())? {
-        if let Some(t) = r.thread.filter(|t| !live.contains(t)) {
-            orphans.entry(t).or_default().push(r);
+        match r.thread {
+            Some(t) if r.repo_id.as_deref() == Some(repo_id.as_str()) && !live.contains(&t) => orphans.entry(t).or_default().push(r),
+            Some(_) if r.repo_id.as_deref() == Some(repo_id.as_str()) => {}
+            _ => foreign.push(r),
         }
+    }
+    if !foreign.is_empty() {
+        let list: Vec<String> = foreign.iter().map(|r| format!("{} {}", r.kind, r.name)).collect();
+        let whose = if foreign.iter().any(|r| r.repo_id.is_some()) {
+            "another repository at this path (an earlier checkout, or another machine on this engine)"
+        } else {
+            "an older iso that did not label repository ids"
+        };
+        findings.push(Finding {
+            thread: None,
+            problem: format!("Docker has {} labelled with this path but not with this repository's id: made by {whose}; left alone", list.join(", ")),
+            fix: format!(
+                "none automatic: if they are leftovers, remove them by hand (`docker rm -f` / `docker volume rm` / `docker network rm` {})",
+                foreign.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(" ")
+            ),
+            fixed: false,
+            error: None,
+        });
     }
     for (thread, res) in orphans {
         let (data, rest): (Vec<_>, Vec<_>) = res.iter().partition(|r| r.kind == services::ResourceKind::Volume);
@@ -260,7 +286,7 @@ fn doctor_services(project: &Project, fix: bool, volumes: bool, recoverable: &BT
                 error: None,
             };
             if fix {
-                match engine.teardown(project.root(), Some(thread), !volumes, stop_timeout(project)) {
+                match engine.teardown(scope, Some(thread), !volumes, stop_timeout(project)) {
                     Ok(_) => f.fixed = true,
                     Err(e) => f.error = Some(crate::error::with_hint(&e)),
                 }
@@ -277,7 +303,7 @@ fn doctor_services(project: &Project, fix: bool, volumes: bool, recoverable: &BT
                 error: None,
             };
             if fix && volumes {
-                match engine.teardown(project.root(), Some(thread), false, stop_timeout(project)) {
+                match engine.teardown(scope, Some(thread), false, stop_timeout(project)) {
                     Ok(_) => f.fixed = true,
                     Err(e) => f.error = Some(crate::error::with_hint(&e)),
                 }

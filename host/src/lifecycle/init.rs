@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use chrono::Utc;
 
 use super::env::{apply_outcome, describe_phases, emit, endpoints, mark_failed, repo_hooks, thread_env, write_env, EventData, ENV_FILE};
-use super::stack::{stack_plan, stop_timeout};
+use super::stack::stack_plan;
 use super::{bulk, fault_point, Bulk, Error};
 use crate::copyfiles;
 use crate::events::{Event, EventReceiver};
@@ -308,7 +308,7 @@ pub(crate) fn rollback(project: &Project, id: u32) -> Result<Vec<String>, Error>
                 undone.push(format!("branch {name}"));
             }
             Step::Services { project: prefix } => {
-                let removed = Engine::connect()?.teardown(project.root(), Some(id), false, stop_timeout(project))?;
+                let removed = super::stack::teardown_listed(project, &Engine::connect()?, id, false)?;
                 undone.push(format!("services {prefix} ({})", removed.describe()));
             }
         }

@@ -83,6 +83,7 @@ pub(crate) fn stack_plan(project: &Project, record: &ThreadRecord) -> Result<ser
     let mut plan = services::plan(&t)?;
     plan.warnings = warnings;
     plan.warnings.extend(unpublished_slots(project, record, &plan));
+    services::label_repo_id(&mut plan, &project.identity()?.id);
     Ok(plan)
 }
 
@@ -116,6 +117,15 @@ fn mentions_slot(template: &str, slot: &str) -> bool {
     let by_key = [format!("ports[\"{slot}\"]"), format!("ports['{slot}']")];
     template.match_indices(&dotted).any(|(i, _)| !template[i + dotted.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_'))
         || by_key.iter().any(|k| template.contains(k.as_str()))
+}
+
+/// Tear down thread `id`'s stack: only resources carrying this repository's
+/// id, and those without any id (made by an older iso) because the
+/// registry lists the thread. Another checkout's at this path are left.
+pub(crate) fn teardown_listed(project: &Project, engine: &Engine, id: u32, keep_volumes: bool) -> Result<services::Removed, Error> {
+    let repo_id = project.identity()?.id;
+    let scope = services::Scope { repo_root: project.root(), repo_id: &repo_id, unlabelled: true };
+    Ok(engine.teardown(scope, Some(id), keep_volumes, stop_timeout(project))?)
 }
 
 pub(crate) fn stop_timeout(project: &Project) -> std::time::Duration {

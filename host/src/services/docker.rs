@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::health;
-use super::plan::{label_filters, BuildPlan, ImageSource, MountSource, Plan, PlannedService, LABEL_SERVICE, LABEL_THREAD};
+use super::plan::{label_filters, BuildPlan, ImageSource, MountSource, Plan, PlannedService, LABEL_REPO_ID, LABEL_SERVICE, LABEL_THREAD};
 use super::pull;
 use super::{Error, Phase, PhaseReport, Started};
 use crate::config::services::{HealthCheck, PullPolicy};
@@ -83,6 +83,30 @@ pub struct Resource {
     pub kind: ResourceKind,
     pub name: String,
     pub thread: Option<u32>,
+    /// Its `iso.repo-id` label (`None`: made by an iso before repository ids).
+    pub repo_id: Option<String>,
+}
+
+/// Which of the resources labelled with a repository's path an operation
+/// may remove: those carrying its id, and with `unlabelled` also those
+/// without any id (made by an older iso; a caller allows them only for a
+/// thread its registry lists). A resource with another id belongs to
+/// another checkout at the same path, or another machine on a shared
+/// engine, and is never touched.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub repo_root: &'a std::path::Path,
+    pub repo_id: &'a str,
+    pub unlabelled: bool,
+}
+
+impl Scope<'_> {
+    fn admits(&self, labels: Option<&HashMap<String, String>>) -> bool {
+        match labels.and_then(|l| l.get(LABEL_REPO_ID)) {
+            Some(id) => id == self.repo_id,
+            None => self.unlabelled,
+        }
+    }
 }
 
 /// What a teardown removed.
@@ -188,8 +212,9 @@ impl Engine {
     /// labelled with `repo_root` and `thread`. With `keep_volumes` the
     /// containers are stopped gracefully first (their data is kept);
     /// otherwise they are removed at once.
-    pub fn teardown(&self, repo_root: &std::path::Path, thread: Option<u32>, keep_volumes: bool, timeout: Duration) -> Result<Removed, Error> {
-        self.rt.block_on(teardown(&self.docker, repo_root, thread, keep_volumes, timeout))
+    /// Only what `scope` admits is touched.
+    pub fn teardown(&self, scope: Scope<'_>, thread: Option<u32>, keep_volumes: bool, timeout: Duration) -> Result<Removed, Error> {
+        self.rt.block_on(teardown(&self.docker, scope, thread, keep_volumes, timeout))
     }
 
     /// Containers of the repository (all threads with `thread = None`), in
@@ -218,15 +243,26 @@ impl Engine {
             )
             .await?;
             let thread_of = |labels: Option<&HashMap<String, String>>| labels.and_then(|l| l.get(LABEL_THREAD)).and_then(|t| t.parse().ok());
+            let id_of = |labels: Option<&HashMap<String, String>>| labels.and_then(|l| l.get(LABEL_REPO_ID)).cloned();
             let mut out: Vec<Resource> = containers
                 .iter()
-                .map(|c| Resource { kind: ResourceKind::Container, name: name_of(c).to_string(), thread: thread_of(c.labels.as_ref()) })
+                .map(|c| Resource {
+                    kind: ResourceKind::Container,
+                    name: name_of(c).to_string(),
+                    thread: thread_of(c.labels.as_ref()),
+                    repo_id: id_of(c.labels.as_ref()),
+                })
                 .collect();
             for v in volumes.volumes.unwrap_or_default() {
-                out.push(Resource { kind: ResourceKind::Volume, thread: thread_of(Some(&v.labels)), name: v.name });
+                out.push(Resource { kind: ResourceKind::Volume, thread: thread_of(Some(&v.labels)), repo_id: id_of(Some(&v.labels)), name: v.name });
             }
             for n in networks {
-                out.push(Resource { kind: ResourceKind::Network, thread: thread_of(n.labels.as_ref()), name: n.name.unwrap_or_default() });
+                out.push(Resource {
+                    kind: ResourceKind::Network,
+                    thread: thread_of(n.labels.as_ref()),
+                    repo_id: id_of(n.labels.as_ref()),
+                    name: n.name.unwrap_or_default(),
+                });
             }
             Ok(out)
         })
@@ -403,15 +439,16 @@ async fn stop_one(docker: &Docker, name: &str, timeout: Duration) -> Result<(), 
     }
 }
 
-async fn teardown(docker: &Docker, repo_root: &std::path::Path, thread: Option<u32>, keep_volumes: bool, timeout: Duration) -> Result<Removed, Error> {
-    let f = filters(repo_root, thread);
-    let containers = list_containers(docker, repo_root, thread).await?;
+async fn teardown(docker: &Docker, scope: Scope<'_>, thread: Option<u32>, keep_volumes: bool, timeout: Duration) -> Result<Removed, Error> {
+    let f = filters(scope.repo_root, thread);
+    let containers = list_containers(docker, scope.repo_root, thread).await?;
     // One shared future per container removal: a volume goes as soon as
     // the containers mounting it are gone (deleting a database's files is
     // the slow part of a teardown), the network once all are.
     type Removal<'a> = Shared<LocalBoxFuture<'a, Result<String, Rc<Error>>>>;
     let removals: Vec<(&ContainerSummary, Removal<'_>)> = containers
         .iter()
+        .filter(|c| scope.admits(c.labels.as_ref()))
         .map(|c| {
             let fut = async move {
                 let name = name_of(c).to_string();
@@ -442,7 +479,7 @@ async fn teardown(docker: &Docker, repo_root: &std::path::Path, thread: Option<u
         }
         let vols =
             docker.list_volumes(Some(ListVolumesOptions { filters: Some(f.clone()) })).await.map_err(docker_err("list volumes"))?.volumes.unwrap_or_default();
-        let removals = vols.iter().map(|v| {
+        let removals = vols.iter().filter(|v| scope.admits(Some(&v.labels))).map(|v| {
             let users: Vec<Removal<'_>> = removals
                 .iter()
                 .filter(|(c, _)| c.mounts.iter().flatten().any(|m| m.name.as_deref() == Some(v.name.as_str())))
@@ -463,7 +500,7 @@ async fn teardown(docker: &Docker, repo_root: &std::path::Path, thread: Option<u
         let containers = all_containers.await.map_err(unwrap_rc)?;
         let nets = docker.list_networks(Some(ListNetworksOptions { filters: Some(f.clone()) })).await.map_err(docker_err("list networks"))?;
         let mut names = Vec::new();
-        for n in nets {
+        for n in nets.into_iter().filter(|n| scope.admits(n.labels.as_ref())) {
             let name = n.name.unwrap_or_default();
             // By id: two networks may share a name.
             let id = n.id.unwrap_or_else(|| name.clone());
@@ -806,13 +843,17 @@ async fn create_container(docker: &Docker, plan: &Plan, s: &PlannedService) -> R
 /// A resource found by name must carry this thread's labels.
 fn check_owner(kind: &'static str, name: &str, labels: Option<&HashMap<String, String>>, plan: &Plan) -> Result<(), Error> {
     let get = |k: &str| labels.and_then(|l| l.get(k)).cloned();
-    let ours = get(super::plan::LABEL_REPO).as_deref() == plan.labels.get(super::plan::LABEL_REPO).map(String::as_str)
-        && get(LABEL_THREAD).as_deref() == plan.labels.get(LABEL_THREAD).map(String::as_str);
-    if ours {
+    let same = |k: &str| get(k).as_deref() == plan.labels.get(k).map(String::as_str);
+    // No id label: made by an iso before repository ids, for this path and thread.
+    let same_repo = get(LABEL_REPO_ID).is_none() || same(LABEL_REPO_ID);
+    if same(super::plan::LABEL_REPO) && same(LABEL_THREAD) && same_repo {
         return Ok(());
     }
-    let owner = match (get(super::plan::LABEL_REPO), get(LABEL_THREAD)) {
-        (Some(repo), Some(t)) => format!("it belongs to thread {t} of {repo}"),
+    let owner = match (get(super::plan::LABEL_REPO), get(LABEL_THREAD), get(LABEL_REPO_ID)) {
+        (Some(repo), Some(t), Some(id)) if !same_repo => {
+            format!("it belongs to thread {t} of another repository at {repo} (id {id}): an earlier checkout at this path, or another machine on this engine")
+        }
+        (Some(repo), Some(t), _) => format!("it belongs to thread {t} of {repo}"),
         _ => "it was not made by iso".to_string(),
     };
     Err(Error::NameConflict { kind, name: name.to_string(), owner })

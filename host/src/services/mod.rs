@@ -27,8 +27,8 @@ use thiserror::Error;
 use crate::error::{Diagnostic, ErrorKind};
 
 pub use crate::config::services::{ComposeSpec, DockerSettings, ServiceSpec, Stack};
-pub use docker::{engine_address, engine_is_local, ContainerInfo, Engine, Removed, Resource, ResourceKind};
-pub use plan::{label_filters, plan, project_name, Plan, PlannedService, ThreadStack};
+pub use docker::{engine_address, engine_is_local, ContainerInfo, Engine, Removed, Resource, ResourceKind, Scope};
+pub use plan::{label_filters, label_repo_id, plan, project_name, Plan, PlannedService, ThreadStack};
 
 #[derive(Debug, Error)]
 pub enum Error {

@@ -15,9 +15,12 @@ use crate::config::services::{
 };
 
 /// Label keys. Every resource iso creates carries `iso.managed`,
-/// `iso.repo` and `iso.thread`; containers also `iso.service`.
+/// `iso.repo`, `iso.repo-id` and `iso.thread`; containers also `iso.service`.
 pub const LABEL_MANAGED: &str = "iso.managed";
 pub const LABEL_REPO: &str = "iso.repo";
+/// The repository's identity (`.git/iso/repo-id`): a path can be reused by
+/// another checkout, or by another machine on a shared engine; the id not.
+pub const LABEL_REPO_ID: &str = "iso.repo-id";
 pub const LABEL_THREAD: &str = "iso.thread";
 pub const LABEL_SERVICE: &str = "iso.service";
 
@@ -189,6 +192,14 @@ pub fn label_filters(repo_root: &Path, thread: Option<u32>) -> Vec<String> {
         f.push(format!("{LABEL_THREAD}={t}"));
     }
     f
+}
+
+/// Label every resource of `plan` with the repository's id.
+pub fn label_repo_id(plan: &mut Plan, repo_id: &str) {
+    plan.labels.insert(LABEL_REPO_ID.into(), repo_id.into());
+    for s in &mut plan.services {
+        s.labels.insert(LABEL_REPO_ID.into(), repo_id.into());
+    }
 }
 
 /// The host that ports published on the engine are reached at: the
@@ -445,7 +456,10 @@ mod tests {
             settings: &settings,
         };
         std::env::remove_var("DOCKER_HOST");
-        let p = plan(&t).unwrap();
+        let mut p = plan(&t).unwrap();
+        label_repo_id(&mut p, "ab12");
+        assert_eq!(p.labels[LABEL_REPO_ID], "ab12");
+        assert!(p.services.iter().all(|s| s.labels[LABEL_REPO_ID] == "ab12"), "every container carries the id");
         assert_eq!(p.project, "iso-my-app-t1");
         assert_eq!(p.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["postgres", "api"]);
         let pg = &p.services[0];

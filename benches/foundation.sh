@@ -7,16 +7,26 @@
 #
 #   bash benches/foundation.sh [runs]          (on disk, under /tmp)
 #   BENCH_DIR=/dev/shm bash benches/foundation.sh [runs]   (in memory)
+#   ISO_BIN=path/to/iso ISO_BEFORE=path/to/older/iso bash benches/foundation.sh
+#       (use a given binary instead of building one, and time an older one's
+#       init in the same runs: the cost of a change, e.g. the port ledger)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RUNS=${1:-15}
-cargo build --release -q -p iso --bin iso
-ISO=$PWD/target/release/iso
+if [ -z "${ISO_BIN:-}" ]; then
+  cargo build --release -q -p iso --bin iso
+  ISO=$PWD/target/release/iso
+else
+  ISO=$ISO_BIN
+fi
+BEFORE=${ISO_BEFORE:-}
 # BENCH_DIR=/dev/shm takes disk writeback (the noisiest part) out of the
 # comparison and leaves the work each tool does.
 WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/iso-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 export ISO_USER_CONFIG= NO_COLOR=1
+# iso's per-user state (the port ledger) of the benchmark's own.
+export ISO_STATE_DIR=$WORK/state
 
 now_ns() { date +%s%N; }
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.1f}")' "$@"; }
@@ -37,7 +47,7 @@ printf '[ports]\nbase = 45000\nblock_size = 10\n[threads]\nmax = 50\n' > iso.tom
 git add -A && git -c user.name=b -c user.email=b@b commit -qm files
 echo "repository: $(git ls-files | wc -l) files, $(du -sh --exclude=.git . | cut -f1)"
 
-git_ms=(); iso_ms=()
+git_ms=(); iso_ms=(); before_ms=()
 for i in $(seq 1 "$RUNS"); do
   # Alternate the two so neither gets a warmer cache.
   t0=$(now_ns); git worktree add -q -b "plain-$i" "$REPO/.plain/wt-$i" main; t1=$(now_ns)
@@ -47,6 +57,11 @@ for i in $(seq 1 "$RUNS"); do
   # Clean up outside the timed part.
   git worktree remove --force "$REPO/.plain/wt-$i"; git branch -q -D "plain-$i"
   "$ISO" cleanup -q --force --delete-branch "bench-$i" >/dev/null
+  if [ -n "$BEFORE" ]; then
+    t0=$(now_ns); "$BEFORE" init -q "before-$i" >/dev/null; t1=$(now_ns)
+    before_ms+=("$(( (t1 - t0) / 1000 ))e-3")
+    "$BEFORE" cleanup -q --force --delete-branch "before-$i" >/dev/null
+  fi
 done
 g=$(median "${git_ms[@]}"); s=$(median "${iso_ms[@]}")
 ratio=$(python3 -c "print(f'{$s/$g:.2f}')")
@@ -71,5 +86,11 @@ printf '\n%-44s %10s\n' "benchmark (median of runs)" "ms"
 printf '%-44s %10s\n' "git worktree add -b (5,000 files, $RUNS runs)" "$g"
 printf '%-44s %10s\n' "iso init (5,000 files, $RUNS runs)" "$s"
 printf '%-44s %10s\n' "  ratio iso/git (goal <= 1.20)" "$ratio"
+if [ -n "$BEFORE" ]; then
+  b=$(median "${before_ms[@]}")
+  printf '%-44s %10s\n' "older iso init ($ISO_BEFORE)" "$b"
+  printf '%-44s %10s\n' "  ratio older/git" "$(python3 -c "print(f'{$b/$g:.2f}')")"
+  printf '%-44s %10s\n' "  ratio iso/older (goal <= 1.10)" "$(python3 -c "print(f'{$s/$b:.2f}')")"
+fi
 printf '%-44s %10s\n' "iso list --json, $count threads (50 runs)" "$l"
 printf '%-44s %10s\n' "  registry size (KiB)" "$reg"

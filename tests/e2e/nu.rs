@@ -235,6 +235,10 @@ fn pipelines_over_threads_agree_with_the_cli() {
     // The port table.
     let ports_cli = repo.iso_json(&["ports"]);
     assert_eq!(nu.json(root, "iso ports"), ports_cli);
+    // The machine-wide view, as `iso ports --all --json` gives it.
+    let leases = repo.iso_json(&["ports", "--all"]);
+    assert_eq!(leases.as_array().unwrap().len(), 2, "{leases}");
+    assert_eq!(nu.json(root, "iso ports --all"), leases);
 }
 
 #[test]

@@ -104,7 +104,9 @@ fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<St
         let mine: Vec<PortRange> = data.threads.iter().map(|t| t.port_block).collect();
         let all_taken: Vec<PortRange> = taken.iter().chain(&mine).copied().collect();
         let (block, skipped) = layout.allocate(id, &all_taken)?;
-        for s in &skipped {
+        // Only the thread's own block is worth a word: a busy one further
+        // down the search would be named again by every later init.
+        for s in skipped.iter().filter(|s| s.block == id) {
             progress.note(&s.to_string());
         }
         let usual = layout.block(id).range;

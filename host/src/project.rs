@@ -160,9 +160,12 @@ impl Project {
         self.ledger.as_ref().ok_or(LedgerError::NoStateDir)
     }
 
-    /// This repository's identity, made on first use.
+    /// This repository's identity, made on first use. When iso's directory
+    /// was lost with it, the id is taken back from the thread records kept
+    /// beside the worktrees' git metadata (`lifecycle::recover`), so the
+    /// threads, leases and Docker resources stay this repository's.
     pub fn identity(&self) -> Result<RepoIdentity, RegistryError> {
-        self.registry.identity(|| None)
+        self.registry.identity(|| recorded_repo_id(&self.common_dir))
     }
 
     /// The registry as it is now (from memory when the file is unchanged).
@@ -187,6 +190,18 @@ impl Project {
     pub fn config_changed(&self) -> bool {
         self.watched.iter().any(|(path, then)| FileStamp::of(path) != *then)
     }
+}
+
+/// The repository id in the first thread record kept beside a worktree's
+/// git metadata (`<common dir>/worktrees/*/iso-thread.json`).
+fn recorded_repo_id(common_dir: &Path) -> Option<String> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(common_dir.join("worktrees")).ok()?.flatten().map(|e| e.path()).collect();
+    dirs.sort();
+    dirs.iter().find_map(|d| {
+        let text = std::fs::read_to_string(d.join("iso-thread.json")).ok()?;
+        let kept: serde_json::Value = serde_json::from_str(&text).ok()?;
+        kept["repo_id"].as_str().map(str::to_string)
+    })
 }
 
 /// An opened repository on loan from a [`Project`]; given back on drop.

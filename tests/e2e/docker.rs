@@ -415,8 +415,10 @@ fn a_lost_registry_loses_nothing_doctor_re_registers_the_thread_with_its_data() 
     repo.iso_ok(&["exec", "1", "api", "--", "sh", "-c", "echo precious > /data/note"]);
     let before = repo.threads()[0].clone();
 
-    // The registry is lost (deleted by hand, by a disk tool).
-    std::fs::remove_file(repo.path(".git/iso/registry.toml")).unwrap();
+    // iso's whole directory is lost (deleted by hand, by a disk tool):
+    // registry, repository id, event log.
+    let repo_id = std::fs::read_to_string(repo.path(".git/iso/repo-id")).unwrap();
+    std::fs::remove_dir_all(repo.path(".git/iso")).unwrap();
     assert!(repo.threads().is_empty());
 
     // doctor says what it found and changes nothing.
@@ -440,6 +442,8 @@ fn a_lost_registry_loses_nothing_doctor_re_registers_the_thread_with_its_data() 
         assert_eq!(after[key], before[key], "{key}");
     }
     assert_eq!(repo.iso_ok(&["exec", "1", "api", "--", "cat", "/data/note"]).trim(), "precious");
+    let id_of = |text: &str| text.lines().find(|l| l.starts_with("id =")).unwrap().to_string();
+    assert_eq!(id_of(&std::fs::read_to_string(repo.path(".git/iso/repo-id")).unwrap()), id_of(&repo_id), "the id is taken back from the kept record");
     let leases = repo.iso_json(&["ports", "--all"]);
     assert_eq!(leases.as_array().unwrap().len(), 1, "{leases}");
     assert_eq!(leases[0]["block"], before["port_block"]);

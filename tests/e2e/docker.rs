@@ -60,6 +60,15 @@ fn repo(stack: &str) -> (TestRepo, DockerGuard, String) {
     (repo, guard, t)
 }
 
+/// [`repo`] with a small port window (2 threads, blocks of 10), for tests
+/// that need only a thread or two.
+fn small_repo(stack: &str) -> (TestRepo, DockerGuard, String) {
+    let t = tag();
+    let repo = TestRepo::new(&format!("[threads]\nmax = 2\n[ports]\nblock_size = 10\n{}{stack}", docker_section(&t, "")));
+    let guard = DockerGuard::new(&repo.root);
+    (repo, guard, t)
+}
+
 fn env_file(repo: &TestRepo, id: u32) -> std::path::PathBuf {
     repo.path(&format!(".worktrees/thread-{id}/.env.thread"))
 }
@@ -349,12 +358,12 @@ fn listener_in(dir: &std::path::Path, port: u16) -> std::process::Child {
 
 #[test]
 fn cleanup_kill_ports_ends_only_the_threads_own_listeners() {
-    let repo = TestRepo::new("");
+    let repo = TestRepo::new("[threads]\nmax = 2\n[ports]\nblock_size = 10\n");
     repo.iso_ok(&["init", "k"]);
     let worktree = repo.path(".worktrees/thread-1");
     // The thread's dev server, working in its worktree, and another
     // repository's, which happens to listen in the same block.
-    let (own_port, other_port) = (repo.port_base + 150, repo.port_base + 151);
+    let (own_port, other_port) = (repo.port_base + 15, repo.port_base + 16);
     let mut own = listener_in(&worktree.join("src"), own_port);
     let elsewhere = tempfile::tempdir().unwrap();
     let mut other = listener_in(elsewhere.path(), other_port);
@@ -410,7 +419,7 @@ healthcheck = { tcp = true }
 
 #[test]
 fn a_lost_registry_loses_nothing_doctor_re_registers_the_thread_with_its_data() {
-    let (repo, docker, tag) = repo(DATA_STACK);
+    let (repo, docker, tag) = small_repo(DATA_STACK);
     repo.iso_ok(&["init", "keep", "--task", "the data one"]);
     repo.iso_ok(&["exec", "1", "api", "--", "sh", "-c", "echo precious > /data/note"]);
     let before = repo.threads()[0].clone();
@@ -454,7 +463,7 @@ fn a_lost_registry_loses_nothing_doctor_re_registers_the_thread_with_its_data() 
 
 #[test]
 fn a_new_checkout_at_the_same_path_never_takes_the_old_ones_resources() {
-    let (repo, docker, tag) = repo(WEB_STACK);
+    let (repo, docker, tag) = small_repo(WEB_STACK);
     repo.iso_ok(&["init", "old"]);
     let old_container = format!("iso-{tag}-t1-api");
     assert_eq!(docker.names("container", Some(1)), [old_container.as_str()]);

@@ -23,7 +23,7 @@ fn workspace() -> PathBuf {
 }
 
 /// Build plugins/ once per test run and return its release output dir.
-fn plugins() -> &'static Path {
+pub(crate) fn plugins() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = workspace().join("plugins");
@@ -39,7 +39,7 @@ fn plugins() -> &'static Path {
     })
 }
 
-fn wasm(name: &str) -> String {
+pub(crate) fn wasm(name: &str) -> String {
     let p = plugins().join(name);
     assert!(p.is_file(), "{} was not built", p.display());
     p.display().to_string()
@@ -47,36 +47,36 @@ fn wasm(name: &str) -> String {
 
 /// A repository with the given hooks, port block size 5; `frontend/.env`
 /// is copied into new worktrees.
-fn repo(hooks_toml: &str) -> TestRepo {
+pub(crate) fn repo(hooks_toml: &str) -> TestRepo {
     TestRepo::new(&format!("[threads]\nmax = 3\ncopy = [\".env\", \"frontend/.env\"]\n[ports]\nblock_size = 5\n{hooks_toml}"))
 }
 
 /// `iso` with a compile cache shared by this suite's tests.
-fn iso(repo: &TestRepo, args: &[&str]) -> std::process::Output {
+pub(crate) fn iso(repo: &TestRepo, args: &[&str]) -> std::process::Output {
     let mut c = repo.iso_cmd(args);
     c.env("ISO_CACHE_DIR", cache_dir());
     c.output().unwrap()
 }
 
-fn iso_ok(repo: &TestRepo, args: &[&str]) -> String {
+pub(crate) fn iso_ok(repo: &TestRepo, args: &[&str]) -> String {
     let out = iso(repo, args);
     assert!(out.status.success(), "iso {args:?} failed ({:?}):\n{}", out.status.code(), stderr(&out));
     stdout(&out)
 }
 
-fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("iso-hooks-cache")
 }
 
 /// An HTTP server on 127.0.0.1 that answers every request with `status`
 /// and hands over each request's body.
-struct Receiver {
-    url: String,
-    port: u16,
-    bodies: mpsc::Receiver<String>,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
+    pub(crate) port: u16,
+    pub(crate) bodies: mpsc::Receiver<String>,
 }
 
-fn receiver(status: u16) -> Receiver {
+pub(crate) fn receiver(status: u16) -> Receiver {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let (tx, rx) = mpsc::channel();
@@ -126,7 +126,7 @@ fn receiver(status: u16) -> Receiver {
     Receiver { url: format!("http://127.0.0.1:{port}/hook"), port, bodies: rx }
 }
 
-fn thread(repo: &TestRepo, id: u32) -> serde_json::Value {
+pub(crate) fn thread(repo: &TestRepo, id: u32) -> serde_json::Value {
     let out = iso_ok(repo, &["status", &id.to_string(), "--json"]);
     serde_json::from_str(&out).unwrap()
 }
@@ -237,12 +237,12 @@ fn shipped_wasm_plugins_do_their_job() {
 }
 
 /// `iso hooks run EVENT 1` for a hostile hook; returns (exit code, stderr).
-fn run_hostile(repo: &TestRepo, event: &str) -> (i32, String) {
+pub(crate) fn run_hostile(repo: &TestRepo, event: &str) -> (i32, String) {
     let out = iso(repo, &["hooks", "run", event, "1"]);
     (out.status.code().unwrap_or(-1), format!("{}{}", stderr(&out), stdout(&out)))
 }
 
-fn assert_blocked(repo: &TestRepo, event: &str, needle: &str) {
+pub(crate) fn assert_blocked(repo: &TestRepo, event: &str, needle: &str) {
     let (code, text) = run_hostile(repo, event);
     assert_ne!(code, 0, "{event} succeeded: {text}");
     assert!(!text.contains("ESCAPED"), "{event} escaped: {text}");

@@ -399,8 +399,13 @@ fn no_agent_starts_on_a_thread_being_cleaned_up() {
 #[test]
 fn a_hook_flooding_output_cannot_bloat_the_registry() {
     let repo = small_repo("[[hooks]]\nevent = \"post-init\"\nrhai = \"hooks/flood.rhai\"\n");
-    // 4 MiB strings (within the Rhai string limit): messages, then a failure.
-    repo.write("hooks/flood.rhai", "let s = \"x\"; while s.len() < 4194304 { s += s; }\nfor i in 0..8 { message(s); }\nthrow s;\n");
+    // Messages as large as the hook caps allow (8 of 8 KiB, see
+    // hostile_hooks for what is refused), then a failure with a 4 MiB
+    // string (within the Rhai string limit).
+    repo.write(
+        "hooks/flood.rhai",
+        "let m = \"x\"; while m.len() < 8192 { m += m; }\nfor i in 0..8 { message(m); }\nlet s = m; while s.len() < 4194304 { s += s; }\nthrow s;\n",
+    );
     repo.iso_cmd(&["init", "f", "--no-services"]).stderr(Stdio::null()).output().unwrap();
     let size = std::fs::metadata(repo.path(".git/iso/registry.toml")).unwrap().len();
     assert!(size < 200 * 1024, "registry.toml is {size} bytes");

@@ -14,6 +14,7 @@ mod compose;
 mod docker;
 mod hooks;
 mod hostile;
+mod hostile_hooks;
 mod machine;
 // `nu_plugin_iso` (and so `CARGO_BIN_EXE_nu_plugin_iso`) exists only with
 // the `nu` feature, which is on by default.

@@ -10,6 +10,7 @@
 //! that refuses or fails stops the chain, unless it is `optional` and only
 //! failed.
 
+pub mod jail;
 pub mod payload;
 pub mod rhai;
 pub mod sandbox;
@@ -164,7 +165,7 @@ impl Hooks {
             let fail = |message: String, refused: bool| HookFailure { plugin: hook.name.clone(), event: event.clone(), message, refused };
             let started = Instant::now();
             let result = match Grants::resolve(&hook.spec, &self.defaults, &worktree, &self.repo_root, env) {
-                Err(m) => Err(CallError::Failed(format!("its grants cannot be given: {m}"))),
+                Err(e) => Err(CallError::Failed(format!("its grants cannot be given: {e}"))),
                 Ok(grants) => {
                     let log = self.log_for(&hook.name, &event);
                     let config = hook.spec.config_json();
@@ -185,11 +186,11 @@ impl Hooks {
                     report.runs.push(HookRun { name: hook.name.clone(), millis, result: "ok".into() });
                 }
                 Err(CallError::Refused(m)) => return Err(fail(m, true)),
-                Err(CallError::Failed(m)) if hook.spec.optional => {
-                    self.emit_log(&hook.name, &event, Level::Warn, &format!("failed, ignored because the hook is optional: {m}"));
+                Err(e) if hook.spec.optional => {
+                    self.emit_log(&hook.name, &event, Level::Warn, &format!("failed, ignored because the hook is optional: {e}"));
                     report.runs.push(HookRun { name: hook.name.clone(), millis, result: "failed (optional)".into() });
                 }
-                Err(CallError::Failed(m)) => return Err(fail(m, false)),
+                Err(e) => return Err(fail(e.to_string(), false)),
             }
         }
         Ok(report)

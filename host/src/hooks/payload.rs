@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::sandbox::SandboxError;
 use crate::events::{GitSummary, ServiceEndpoint};
 
 /// The thread, as hooks see it (WIT `thread`).
@@ -48,9 +49,71 @@ pub struct CallOutcome {
 pub enum CallError {
     /// The hook refused the operation (WIT `failure::refuse`).
     Refused(String),
-    /// The hook failed, trapped, timed out, ran out of memory, or could not
-    /// be loaded.
+    /// The hook failed, trapped, or could not be loaded.
     Failed(String),
+    /// The hook was stopped by a grant or limit of its sandbox; `at` says
+    /// where (a script's line), when known.
+    Limit { error: SandboxError, at: Option<String> },
+}
+
+impl CallError {
+    pub fn limit(error: SandboxError) -> CallError {
+        CallError::Limit { error, at: None }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Refused(m) | CallError::Failed(m) => f.write_str(m),
+            CallError::Limit { error, at: None } => write!(f, "{error}"),
+            CallError::Limit { error, at: Some(at) } => write!(f, "{error} (at {at})"),
+        }
+    }
+}
+
+/// The most one `message` may hold.
+pub const MESSAGE_LIMIT: usize = 16 * 1024;
+/// The most all messages of one hook call may hold together.
+pub const MESSAGES_LIMIT: usize = 64 * 1024;
+/// The most one log line (`log`, `print`, a line of stdout) may hold.
+pub const LOG_LINE_LIMIT: usize = 16 * 1024;
+/// The most a hook may log in one call, stdout and stderr included.
+pub const LOG_LIMIT: usize = 1024 * 1024;
+/// The most the variables one hook call returns may hold together.
+pub const ENV_LIMIT: usize = 256 * 1024;
+
+/// What one hook call has handed back so far, against the caps above.
+#[derive(Debug, Default)]
+pub struct Budget {
+    messages: usize,
+    log: usize,
+    env: usize,
+}
+
+impl Budget {
+    pub fn message(&mut self, m: &str) -> Result<(), SandboxError> {
+        take(&mut self.messages, m.len(), MESSAGE_LIMIT, "one message", MESSAGES_LIMIT, "the messages of one hook call")
+    }
+
+    pub fn log(&mut self, line: &str) -> Result<(), SandboxError> {
+        take(&mut self.log, line.len(), LOG_LINE_LIMIT, "one log line", LOG_LIMIT, "the log of one hook call")
+    }
+
+    pub fn env(&mut self, name: &str, value: &str) -> Result<(), SandboxError> {
+        take(&mut self.env, name.len() + value.len(), ENV_LIMIT, "one variable", ENV_LIMIT, "the variables of one hook call")
+    }
+}
+
+fn take(used: &mut usize, n: usize, one: usize, one_what: &'static str, all: usize, all_what: &'static str) -> Result<(), SandboxError> {
+    if n > one {
+        return Err(SandboxError::OutputLimit { what: one_what, limit: one });
+    }
+    if *used + n > all {
+        return Err(SandboxError::OutputLimit { what: all_what, limit: all });
+    }
+    *used += n;
+    Ok(())
 }
 
 /// How important a hook's log line is.
@@ -88,3 +151,22 @@ pub type LogSink = std::sync::Arc<dyn Fn(&LogLine) + Send + Sync>;
 
 /// How one hook call logs: a level and a line, tagged with the hook by the caller.
 pub type LogFn = std::sync::Arc<dyn Fn(Level, &str) + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_name_the_cap_that_was_hit() {
+        let mut b = Budget::default();
+        let big = "x".repeat(MESSAGE_LIMIT + 1);
+        assert_eq!(b.message(&big), Err(SandboxError::OutputLimit { what: "one message", limit: MESSAGE_LIMIT }));
+        let ok = "x".repeat(MESSAGE_LIMIT);
+        for _ in 0..MESSAGES_LIMIT / MESSAGE_LIMIT {
+            b.message(&ok).unwrap();
+        }
+        let e = b.message("x").unwrap_err();
+        assert_eq!(e.to_string(), "output limit: the messages of one hook call may hold at most 64 KiB");
+        assert!(b.log("fine").is_ok());
+    }
+}

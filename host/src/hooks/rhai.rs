@@ -12,13 +12,14 @@
 //! | `env_set(name, value)` | a variable for `.env.thread` (post-init, post-up) |
 //! | `exec(program, [args])` | run an `allow.exec` program: `#{code, stdout, stderr}` |
 //! | `read_file(path)`, `write_file(path, text)`, `file_exists(path)`, `remove_file(path)`, `rename_file(from, to)` | files in granted directories (relative paths start at the worktree) |
-//! | `http_post(url, body)` | POST a string or map (as JSON) to an `allow.hosts` host: `#{status, body}` |
+//! | `http_post(url, body)` | POST a string or map (as JSON) to an `allow.hosts` host: `#{status, body}` (a redirect is not followed: `#{status, body, location}`) |
 //! | `parse_json(text)` | a map/array from JSON |
 //! | `refuse(reason)` | refuse the operation (pre-init, pre-cleanup) |
 //! | `throw "…"` | fail |
 //!
 //! Limits: operations, call depth, expression depth, string/array/map
-//! sizes, and the hook's timeout as a wall-clock limit. There is no `eval`,
+//! sizes, the hook's timeout as a wall-clock limit, and the output caps of
+//! [`super::payload`] (messages, log lines, variables). There is no `eval`,
 //! and `import` only loads scripts from inside the hooks directory.
 
 use std::cell::RefCell;
@@ -29,11 +30,16 @@ use std::time::{Duration, Instant};
 use rhai::module_resolvers::FileModuleResolver;
 use rhai::{Dynamic, Engine, EvalAltResult, Map, ModuleResolver, Position, Scope};
 
-use super::payload::{CallError, CallOutcome, Level, Payload};
-use super::sandbox::Grants;
+use super::payload::{Budget, CallError, CallOutcome, Level, Payload};
+use super::sandbox::{size, Grants, SandboxError};
+use crate::rooted::Root;
 
 /// Operations one call may take (a guard besides the wall clock).
 const MAX_OPERATIONS: u64 = 2_000_000_000;
+/// The longest string a script may build, whatever its `memory`.
+const MAX_STRING: usize = 64 << 20;
+const MAX_ARRAY: usize = 1_000_000;
+const MAX_MAP: usize = 100_000;
 
 /// What `refuse()` throws, so it can be told from other errors.
 const REFUSE_MARK: &str = "__iso_refuse__";
@@ -42,6 +48,19 @@ const REFUSE_MARK: &str = "__iso_refuse__";
 struct Collected {
     messages: Vec<String>,
     env: Vec<(String, String)>,
+    budget: Budget,
+    /// The first output cap `print`/`debug` hit (they cannot fail on the spot).
+    overflow: Option<SandboxError>,
+}
+
+impl Collected {
+    /// Whether `line` may still be logged; past a cap, remembers why not.
+    fn may_log(&mut self, line: &str) -> Result<(), SandboxError> {
+        if let Some(e) = &self.overflow {
+            return Err(e.clone());
+        }
+        self.budget.log(line).inspect_err(|e| self.overflow = Some(e.clone()))
+    }
 }
 
 type Log = super::payload::LogFn;
@@ -63,12 +82,12 @@ pub fn call(path: &Path, display: &str, hooks_dir: &Path, payload: &Payload, gra
     let config: serde_json::Value = serde_json::from_str(config_json).unwrap_or_default();
     scope.push_constant("config", to_dyn(&config));
 
-    match engine.run_ast_with_scope(&mut scope, &ast) {
-        Ok(()) => {
-            let c = std::mem::take(&mut *collected.borrow_mut());
-            Ok(CallOutcome { messages: c.messages, env: c.env })
-        }
-        Err(e) => Err(describe(display, *e, grants)),
+    let result = engine.run_ast_with_scope(&mut scope, &ast);
+    let c = std::mem::take(&mut *collected.borrow_mut());
+    match (result, c.overflow) {
+        (Ok(()), Some(e)) => Err(CallError::limit(e)),
+        (Ok(()), None) => Ok(CallOutcome { messages: c.messages, env: c.env }),
+        (Err(e), _) => Err(describe(display, *e, grants)),
     }
 }
 
@@ -88,7 +107,9 @@ fn at(p: Position) -> String {
 /// An error of the script in words, with script, line and column.
 fn describe(display: &str, e: EvalAltResult, grants: &Grants) -> CallError {
     let pos = e.position();
+    let here = || Some(format!("{display}:{}", at(pos)));
     match e {
+        EvalAltResult::ErrorRuntime(v, _) if v.is::<SandboxError>() => CallError::Limit { error: v.cast::<SandboxError>(), at: here() },
         EvalAltResult::ErrorRuntime(v, _) if v.is_map() => {
             let m = v.cast::<Map>();
             match m.get(REFUSE_MARK) {
@@ -97,14 +118,19 @@ fn describe(display: &str, e: EvalAltResult, grants: &Grants) -> CallError {
             }
         }
         EvalAltResult::ErrorRuntime(v, _) => CallError::Failed(format!("{display}:{}: {v}", at(pos))),
-        EvalAltResult::ErrorTerminated(_, _) => CallError::Failed(format!(
-            "timeout: {display} still running after {} ms (its `timeout`) at {}; it was stopped",
-            grants.timeout.as_millis(),
-            at(pos)
-        )),
+        EvalAltResult::ErrorTerminated(_, _) => CallError::Limit { error: SandboxError::Timeout { limit: grants.timeout }, at: here() },
         EvalAltResult::ErrorTooManyOperations(_) => CallError::Failed(format!("{display}:{}: stopped after {MAX_OPERATIONS} operations", at(pos))),
         EvalAltResult::ErrorDataTooLarge(what, _) => {
-            CallError::Failed(format!("out of memory: {display}:{}: {what} grew past its limit ({} MiB, the hook's `memory`)", at(pos), grants.memory >> 20))
+            let limit = if what.contains("rray") {
+                format!("{MAX_ARRAY} elements")
+            } else if what.contains("ap") {
+                format!("{MAX_MAP} entries")
+            } else {
+                let n = string_limit(grants);
+                let why = if n == MAX_STRING { "the most iso lets a Rhai string hold" } else { "the hook's `memory`" };
+                format!("{} ({why})", size(n))
+            };
+            CallError::Failed(format!("out of memory: {display}:{}: {what} grew past its limit of {limit}", at(pos)))
         }
         EvalAltResult::ErrorInFunctionCall(f, src, inner, _) => {
             let inner = describe(display, *inner, grants);
@@ -112,6 +138,7 @@ fn describe(display: &str, e: EvalAltResult, grants: &Grants) -> CallError {
             match inner {
                 CallError::Refused(m) => CallError::Refused(m),
                 CallError::Failed(m) => CallError::Failed(wrap(m)),
+                CallError::Limit { error, at } => CallError::Limit { error, at: Some(wrap(at.unwrap_or_default()).trim_start().to_string()) },
             }
         }
         other => CallError::Failed(format!("{display}:{}: {}", at(pos), other.unwrap_inner())),
@@ -122,15 +149,24 @@ fn runtime(msg: impl Into<String>) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(msg.into()), Position::NONE))
 }
 
+/// A grant refused or limit hit, kept typed through Rhai's error.
+fn limit(e: SandboxError) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(e), Position::NONE))
+}
+
+/// The longest string a script of these grants may build.
+fn string_limit(grants: &Grants) -> usize {
+    usize::try_from(grants.memory).unwrap_or(usize::MAX).min(MAX_STRING)
+}
+
 fn engine(grants: &Grants, hooks_dir: &Path, deadline: Instant, log: Log, collected: Rc<RefCell<Collected>>) -> Engine {
     let mut e = Engine::new();
-    let big = usize::try_from(grants.memory).unwrap_or(usize::MAX);
     e.set_max_operations(MAX_OPERATIONS)
         .set_max_call_levels(64)
         .set_max_expr_depths(64, 64)
-        .set_max_string_size(big.min(64 << 20))
-        .set_max_array_size(1_000_000)
-        .set_max_map_size(100_000)
+        .set_max_string_size(string_limit(grants))
+        .set_max_array_size(MAX_ARRAY)
+        .set_max_map_size(MAX_MAP)
         .set_max_modules(32);
     e.disable_symbol("eval");
     // `thread` is reserved in Rhai for a future feature; hooks know the
@@ -143,20 +179,35 @@ fn engine(grants: &Grants, hooks_dir: &Path, deadline: Instant, log: Log, collec
     });
     e.set_module_resolver(Confined::new(hooks_dir));
     e.on_progress(move |_| (Instant::now() >= deadline).then(|| Dynamic::from("timeout")));
+    // Every line logged counts against the call's log caps; `print` and
+    // `debug` cannot fail, so past a cap they are dropped and the call
+    // fails when it ends.
+    let logger = {
+        let (log, c) = (log.clone(), collected.clone());
+        Rc::new(move |level: Level, s: &str| -> Result<(), SandboxError> {
+            c.borrow_mut().may_log(s)?;
+            log(level, s);
+            Ok(())
+        })
+    };
     {
-        let log = log.clone();
-        e.on_print(move |s| log(Level::Info, s));
+        let l = logger.clone();
+        e.on_print(move |s| {
+            let _ = l(Level::Info, s);
+        });
     }
     {
-        let log = log.clone();
-        e.on_debug(move |s, _, _| log(Level::Debug, s));
+        let l = logger.clone();
+        e.on_debug(move |s, _, _| {
+            let _ = l(Level::Debug, s);
+        });
     }
     {
-        let log = log.clone();
-        e.register_fn("log", move |s: &str| log(Level::Info, s));
+        let l = logger.clone();
+        e.register_fn("log", move |s: &str| l(Level::Info, s).map_err(limit));
     }
     {
-        let log = log.clone();
+        let l = logger.clone();
         e.register_fn("log", move |level: &str, s: &str| {
             let level = match level {
                 "debug" => Level::Debug,
@@ -164,21 +215,28 @@ fn engine(grants: &Grants, hooks_dir: &Path, deadline: Instant, log: Log, collec
                 "error" => Level::Error,
                 _ => Level::Info,
             };
-            log(level, s)
+            l(level, s).map_err(limit)
         });
     }
     {
         let c = collected.clone();
-        e.register_fn("message", move |s: &str| c.borrow_mut().messages.push(s.to_string()));
+        e.register_fn("message", move |s: &str| -> Result<(), Box<EvalAltResult>> {
+            let mut c = c.borrow_mut();
+            c.budget.message(s).map_err(limit)?;
+            c.messages.push(s.to_string());
+            Ok(())
+        });
     }
     {
         let c = collected.clone();
         e.register_fn("env_set", move |k: &str, v: Dynamic| -> Result<(), Box<EvalAltResult>> {
-            let ok = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !k.starts_with(|c: char| c.is_ascii_digit());
-            if !ok {
-                return Err(runtime(format!("env_set: `{k}` is not a variable name (letters, digits and _)")));
+            if let Some(why) = crate::envvar::name_problem(k) {
+                return Err(limit(SandboxError::BadVariable { name: k.chars().take(64).collect(), why }));
             }
-            c.borrow_mut().env.push((k.to_string(), v.to_string()));
+            let v = v.to_string();
+            let mut c = c.borrow_mut();
+            c.budget.env(k, &v).map_err(limit)?;
+            c.env.push((k.to_string(), v));
             Ok(())
         });
     }
@@ -198,7 +256,7 @@ fn engine(grants: &Grants, hooks_dir: &Path, deadline: Instant, log: Log, collec
         let log = log.clone();
         e.register_fn("exec", move |program: &str, args: rhai::Array| -> Result<Map, Box<EvalAltResult>> {
             let args: Vec<String> = args.into_iter().map(|a| a.to_string()).collect();
-            let out = g.run(program, &args, deadline).inspect_err(|m| log(Level::Warn, &format!("denied: {m}"))).map_err(runtime)?;
+            let out = g.run(program, &args, deadline).inspect_err(|m| log(Level::Warn, &format!("denied: {m}"))).map_err(limit)?;
             let mut m = Map::new();
             m.insert("code".into(), Dynamic::from(out.exit_code as i64));
             m.insert("stdout".into(), Dynamic::from(out.stdout));
@@ -206,49 +264,59 @@ fn engine(grants: &Grants, hooks_dir: &Path, deadline: Instant, log: Log, collec
             Ok(m)
         });
     }
-    let checked = |g: &Grants, log: &Log, path: &str, write: bool| -> Result<PathBuf, Box<EvalAltResult>> {
-        g.check_path(path, write).inspect_err(|m| log(Level::Warn, &format!("denied: {m}"))).map_err(runtime)
+    // The grant decides whether a path may be used (symlinks resolved, so
+    // a link cannot lead out of it); the file is then opened beneath the
+    // granted directory with a rooted handle, so nothing is written through
+    // a symlink the branch planted (see crate::rooted).
+    let located = |g: &Grants, log: &Log, path: &str, write: bool| -> Result<(Root, PathBuf), Box<EvalAltResult>> {
+        let (dir, rel) = g.locate(path, write).inspect_err(|m| log(Level::Warn, &format!("denied: {m}"))).map_err(limit)?;
+        let root = Root::open(&dir).map_err(|e| runtime(format!("`{path}`: {e}")))?;
+        Ok((root, rel))
     };
     {
         let (g, log) = (g.clone(), log.clone());
         e.register_fn("read_file", move |path: &str| -> Result<String, Box<EvalAltResult>> {
-            let p = checked(&g, &log, path, false)?;
-            std::fs::read_to_string(&p).map_err(|e| runtime(format!("read_file `{path}`: {e}")))
+            let (root, rel) = located(&g, &log, path, false)?;
+            let bytes = root.read(&rel).map_err(|e| runtime(format!("read_file `{path}`: {e}")))?;
+            String::from_utf8(bytes).map_err(|_| runtime(format!("read_file `{path}`: it is not UTF-8 text")))
         });
     }
     {
         let (g, log) = (g.clone(), log.clone());
         e.register_fn("write_file", move |path: &str, text: &str| -> Result<(), Box<EvalAltResult>> {
-            let p = checked(&g, &log, path, true)?;
-            std::fs::write(&p, text).map_err(|e| runtime(format!("write_file `{path}`: {e}")))
+            let (root, rel) = located(&g, &log, path, true)?;
+            root.write(&rel, text.as_bytes()).map_err(|e| runtime(format!("write_file `{path}`: {e}")))
         });
     }
     {
         let (g, log) = (g.clone(), log.clone());
         e.register_fn("file_exists", move |path: &str| -> Result<bool, Box<EvalAltResult>> {
-            let p = checked(&g, &log, path, false)?;
-            Ok(p.exists())
+            let (root, rel) = located(&g, &log, path, false)?;
+            root.exists(&rel).map_err(|e| runtime(format!("file_exists `{path}`: {e}")))
         });
     }
     {
         let (g, log) = (g.clone(), log.clone());
         e.register_fn("remove_file", move |path: &str| -> Result<(), Box<EvalAltResult>> {
-            let p = checked(&g, &log, path, true)?;
-            std::fs::remove_file(&p).map_err(|e| runtime(format!("remove_file `{path}`: {e}")))
+            let (root, rel) = located(&g, &log, path, true)?;
+            root.remove(&rel).map_err(|e| runtime(format!("remove_file `{path}`: {e}")))
         });
     }
     {
         let (g, log) = (g.clone(), log.clone());
         e.register_fn("rename_file", move |from: &str, to: &str| -> Result<(), Box<EvalAltResult>> {
-            let a = checked(&g, &log, from, true)?;
-            let b = checked(&g, &log, to, true)?;
-            std::fs::rename(&a, &b).map_err(|e| runtime(format!("rename_file `{from}` → `{to}`: {e}")))
+            let (root, a) = located(&g, &log, from, true)?;
+            let (other, b) = located(&g, &log, to, true)?;
+            if root.path() != other.path() {
+                return Err(runtime(format!("rename_file `{from}` → `{to}`: they are in different granted directories; copy with read_file and write_file")));
+            }
+            root.rename(&a, &b).map_err(|e| runtime(format!("rename_file `{from}` → `{to}`: {e}")))
         });
     }
     {
         let (g, log) = (g.clone(), log.clone());
         let post = move |url: &str, body: String| -> Result<Map, Box<EvalAltResult>> {
-            http_post(&g, url, body, deadline).inspect_err(|m| log(Level::Warn, &format!("denied: {m}"))).map_err(runtime)
+            http_post(&g, url, body, deadline).inspect_err(|m| log(Level::Warn, &format!("denied: {m}"))).map_err(limit)
         };
         let post2 = post.clone();
         e.register_fn("http_post", move |url: &str, body: &str| post(url, body.to_string()));
@@ -261,23 +329,29 @@ fn engine(grants: &Grants, hooks_dir: &Path, deadline: Instant, log: Log, collec
 }
 
 /// POST `body` to `url` if its host is allowed; JSON content type when the
-/// body looks like JSON.
-fn http_post(g: &Grants, url: &str, body: String, deadline: Instant) -> Result<Map, String> {
-    let uri: http::Uri = url.parse().map_err(|_| format!("http_post: `{url}` is not a URL"))?;
-    let host = uri.host().ok_or_else(|| format!("http_post: `{url}` has no host"))?;
+/// body looks like JSON. Redirects are not followed: an allowed host could
+/// otherwise send the request (and hand back the answer of) any other host.
+/// The script gets the 3xx answer itself.
+fn http_post(g: &Grants, url: &str, body: String, deadline: Instant) -> Result<Map, SandboxError> {
+    let failed = |why: String| SandboxError::Http { url: url.to_string(), why };
+    let uri: http::Uri = url.parse().map_err(|_| failed("not a URL".into()))?;
+    let host = uri.host().ok_or_else(|| failed("it has no host".into()))?;
     let port = uri.port_u16().or(if uri.scheme_str() == Some("https") { Some(443) } else { Some(80) });
     if !g.allows_host(host, port) {
-        return Err(format!("http_post: {host} is not in this hook's allow.hosts"));
+        return Err(SandboxError::HostDenied { host: host.to_string() });
     }
     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(left)).http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(left)).http_status_as_error(false).max_redirects(0).build().into();
     let ct = if body.trim_start().starts_with(['{', '[']) { "application/json" } else { "text/plain; charset=utf-8" };
-    let mut res = agent.post(url).header("content-type", ct).send(body).map_err(|e| format!("http_post {url}: {e}"))?;
+    let mut res = agent.post(url).header("content-type", ct).send(body).map_err(|e| failed(e.to_string()))?;
     let status = res.status().as_u16();
     let text = res.body_mut().with_config().limit(1 << 20).read_to_string().unwrap_or_default();
     let mut m = Map::new();
     m.insert("status".into(), Dynamic::from(status as i64));
     m.insert("body".into(), Dynamic::from(text));
+    if let Some(location) = res.headers().get("location").and_then(|l| l.to_str().ok()) {
+        m.insert("location".into(), Dynamic::from(location.to_string()));
+    }
     Ok(m)
 }
 
@@ -368,7 +442,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match run("loop {}", "timeout = \"100ms\"") {
-            Err(CallError::Failed(m)) => assert!(m.starts_with("timeout"), "{m}"),
+            Err(e @ CallError::Limit { error: SandboxError::Timeout { .. }, .. }) => assert!(e.to_string().starts_with("timeout"), "{e}"),
             other => panic!("{other:?}"),
         }
         match run("fn f(n) { f(n + 1) }\nf(0);", "") {

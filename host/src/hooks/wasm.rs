@@ -1,8 +1,12 @@
 //! The WASM component host: wasmtime 48, WASI p2, the `iso:hooks` world.
 //!
-//! One engine per process, with epoch interruption (a ticker thread bumps
-//! the epoch every [`TICK`]) so a call is stopped when its time runs out,
-//! and a resource limiter per call for memory. A plugin gets:
+//! One engine per process. Calls run asynchronously (wasmtime's async
+//! support and the async WASI bindings) under a tokio timeout of the hook's
+//! `timeout`: a ticker thread bumps the epoch every [`TICK`] and the guest
+//! yields to the executor at each tick, so a busy loop ends at the deadline,
+//! and a blocking WASI call (a sleep, a poll on a stream) is a future that
+//! the timeout drops, so it ends there too. A resource limiter per call
+//! bounds memory. A plugin gets:
 //! - WASI filesystem: only the directories of its [`Grants`], each
 //!   preopened at its own absolute path (the worktree also as `.`);
 //! - WASI environment: only the thread's variables; no arguments;
@@ -26,21 +30,24 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::payload::{CallError, CallOutcome, Level, LogFn, Payload};
-use super::sandbox::Grants;
+use super::payload::{Budget, CallError, CallOutcome, Level, LogFn, Payload};
+use super::sandbox::{Grants, SandboxError};
 use crate::config::hooks::Mode;
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "iso:hooks/hook",
     with: {
-        "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
+        "wasi:io": wasmtime_wasi::p2::bindings::io,
         "wasi:cli": wasmtime_wasi::p2::bindings::cli,
-        "wasi:filesystem": wasmtime_wasi::p2::bindings::sync::filesystem,
+        "wasi:filesystem": wasmtime_wasi::p2::bindings::filesystem,
         "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
         "wasi:random": wasmtime_wasi::p2::bindings::random,
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
     },
+    // `log` traps when the hook logs past its caps.
+    imports: { "iso:hooks/host.log": trappable },
+    exports: { default: async },
     require_store_data_send: true,
 });
 
@@ -53,8 +60,9 @@ pub const HANDLER_EXPORT: &str = "iso:hooks/handler@0.1.0";
 
 /// How often the epoch advances: the resolution of hook timeouts.
 const TICK: Duration = Duration::from_millis(10);
-/// The most a plugin may write to stdout or stderr in one call.
-const STDIO_LIMIT: usize = 4 * 1024 * 1024;
+/// The most a plugin may write to stdout or stderr in one call (its lines
+/// are then logged, within the log caps).
+const STDIO_LIMIT: usize = super::payload::LOG_LIMIT;
 
 /// The process-wide engine and linker.
 struct Host {
@@ -70,8 +78,8 @@ fn host() -> Result<&'static Host, String> {
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| format!("cannot start the WASM engine: {e}"))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| e.to_string())?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(|e| e.to_string())?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| e.to_string())?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| e.to_string())?;
         wit_host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| e.to_string())?;
         wit::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| e.to_string())?;
         let ticker = engine.weak();
@@ -231,6 +239,7 @@ struct State {
     grants: Arc<Grants>,
     config_json: String,
     log: LogFn,
+    budget: Budget,
     deadline: Instant,
 }
 
@@ -249,18 +258,21 @@ impl WasiHttpView for State {
 impl wit::Host for State {}
 
 impl wit_host::Host for State {
-    fn log(&mut self, level: wit_host::Level, message: String) {
+    fn log(&mut self, level: wit_host::Level, message: String) -> wasmtime::Result<()> {
         let level = match level {
             wit_host::Level::Debug => Level::Debug,
             wit_host::Level::Info => Level::Info,
             wit_host::Level::Warn => Level::Warn,
             wit_host::Level::Error => Level::Error,
         };
+        self.budget.log(&message)?;
         (self.log)(level, &message);
+        Ok(())
     }
 
     fn exec(&mut self, program: String, args: Vec<String>) -> Result<wit_host::CommandOutput, String> {
-        let out = self.grants.run(&program, &args, self.deadline).inspect_err(|e| (self.log)(Level::Warn, &format!("denied: {e}")))?;
+        let out =
+            self.grants.run(&program, &args, self.deadline).inspect_err(|e| (self.log)(Level::Warn, &format!("denied: {e}"))).map_err(|e| e.to_string())?;
         Ok(wit_host::CommandOutput { exit_code: out.exit_code, stdout: out.stdout, stderr: out.stderr })
     }
 
@@ -376,70 +388,101 @@ pub fn call(path: &Path, payload: &Payload, grants: &Grants, config_json: &str, 
         grants: grants.clone(),
         config_json: config_json.to_string(),
         log: log.clone(),
+        budget: Budget::default(),
         deadline,
     };
     let mut store = Store::new(&host.engine, state);
     store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline((grants.timeout.as_millis() / TICK.as_millis()).max(1) as u64 + 1);
-    store.epoch_deadline_trap();
+    // Yield to the executor at every tick, so the timeout below is checked
+    // while the guest computes; it also ends blocking WASI calls.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
 
-    let result = (|| -> wasmtime::Result<Result<wit::Outcome, wit::Failure>> {
-        let pre = HookPre::new(host.linker.instantiate_pre(&component)?)?;
-        let hook = pre.instantiate(&mut store)?;
-        hook.iso_hooks_handler().call_handle(&mut store, &to_wit(payload))
-    })();
+    let event = to_wit(payload);
+    let timeout = grants.timeout;
+    let result = wasmtime_wasi::runtime::in_tokio(async {
+        let run = async {
+            let pre = HookPre::new(host.linker.instantiate_pre(&component)?)?;
+            let hook = pre.instantiate_async(&mut store).await?;
+            hook.iso_hooks_handler().call_handle(&mut store, &event).await
+        };
+        tokio::time::timeout(timeout, run).await
+    });
 
-    forward(&stdout, Level::Info, &*log);
-    forward(&stderr, Level::Warn, &*log);
+    let mut budget = std::mem::take(&mut store.data_mut().budget);
+    let over = forward(&stdout, Level::Info, &*log, &mut budget).or(forward(&stderr, Level::Warn, &*log, &mut budget));
     for d in denied.lock().unwrap().iter() {
         log(Level::Warn, &format!("denied: {d} (its host is not in allow.hosts)"));
     }
-    match result {
-        Ok(Ok(o)) => Ok(CallOutcome { messages: o.messages, env: o.env.into_iter().map(|v| (v.name, v.value)).collect() }),
-        Ok(Err(wit::Failure::Refuse(m))) => Err(CallError::Refused(m)),
+    let limits = &store.data().limits;
+    let outcome = match result {
+        Err(_elapsed) => return Err(CallError::limit(SandboxError::Timeout { limit: timeout })),
+        Ok(Ok(Ok(o))) => o,
+        Ok(Ok(Err(wit::Failure::Refuse(m)))) => return Err(CallError::Refused(m)),
         // The plugin noticed the failed allocation itself.
-        Ok(Err(wit::Failure::Failed(m))) if store.data().limits.hit => {
-            Err(CallError::Failed(format!("{m} (out of memory: it reached its limit of {} MiB)", store.data().limits.memory >> 20)))
+        Ok(Ok(Err(wit::Failure::Failed(m)))) if limits.hit => {
+            return Err(CallError::Failed(format!("{m} (out of memory: it reached its limit of {} MiB)", limits.memory >> 20)));
         }
-        Ok(Err(wit::Failure::Failed(m))) => Err(CallError::Failed(m)),
-        Err(e) => Err(CallError::Failed(describe_trap(&e, &store, &stderr, grants.timeout))),
+        Ok(Ok(Err(wit::Failure::Failed(m)))) => return Err(CallError::Failed(m)),
+        Ok(Err(e)) => return Err(describe_trap(&e, &store, &stderr, timeout)),
+    };
+    if let Some(e) = over {
+        return Err(CallError::limit(e));
     }
+    let mut env = Vec::with_capacity(outcome.env.len());
+    for v in outcome.env {
+        if let Some(why) = crate::envvar::name_problem(&v.name) {
+            return Err(CallError::limit(SandboxError::BadVariable { name: v.name.chars().take(64).collect(), why }));
+        }
+        budget.env(&v.name, &v.value).map_err(CallError::limit)?;
+        env.push((v.name, v.value));
+    }
+    for m in &outcome.messages {
+        budget.message(m).map_err(CallError::limit)?;
+    }
+    Ok(CallOutcome { messages: outcome.messages, env })
 }
 
-/// Send what the plugin printed to the log, one line at a time.
-fn forward(pipe: &MemoryOutputPipe, level: Level, log: &(dyn Fn(Level, &str) + Send + Sync)) {
+/// Send what the plugin printed to the log, one line at a time, within the
+/// log caps; the cap that was hit, if one was.
+fn forward(pipe: &MemoryOutputPipe, level: Level, log: &(dyn Fn(Level, &str) + Send + Sync), budget: &mut Budget) -> Option<SandboxError> {
     let bytes = pipe.contents();
     for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
+        if let Err(e) = budget.log(line) {
+            return Some(e);
+        }
         log(level, line);
     }
+    None
 }
 
 /// A trap or link error in words.
-fn describe_trap(e: &wasmtime::Error, store: &Store<State>, stderr: &MemoryOutputPipe, timeout: Duration) -> String {
+fn describe_trap(e: &wasmtime::Error, store: &Store<State>, stderr: &MemoryOutputPipe, timeout: Duration) -> CallError {
     let err_text = String::from_utf8_lossy(&stderr.contents()).to_string();
     if store.data().limits.hit {
-        return format!(
-            "out of memory: it needed more than its limit of {} MiB (raise `memory` in its [[hooks]] entry if that is expected)",
-            store.data().limits.memory >> 20
-        );
+        return CallError::limit(SandboxError::MemoryLimit { limit: store.data().limits.memory as u64 });
     }
+    if let Some(limit) = e.downcast_ref::<SandboxError>() {
+        return CallError::limit(limit.clone());
+    }
+    let failed = CallError::Failed;
     if let Some(trap) = e.downcast_ref::<Trap>() {
         if *trap == Trap::Interrupt {
-            return format!("timeout: still running after {} ms (its `timeout`); it was stopped", timeout.as_millis());
+            return CallError::limit(SandboxError::Timeout { limit: timeout });
         }
         if let Some(p) = panic_message(&err_text) {
-            return p;
+            return failed(p);
         }
-        return format!("trapped: {trap}");
+        return failed(format!("trapped: {trap}"));
     }
     if let Some(p) = panic_message(&err_text) {
-        return p;
+        return failed(p);
     }
     let text = format!("{e:#}");
     if text.contains("no exported instance named") || text.contains(HANDLER_EXPORT) {
-        return format!("not a hook plugin: it does not export {HANDLER_EXPORT} (check it with `iso plugin check`)");
+        return failed(format!("not a hook plugin: it does not export {HANDLER_EXPORT} (check it with `iso plugin check`)"));
     }
-    text
+    failed(text)
 }
 
 /// `panic at src/lib.rs:10:5: boom` from a Rust guest's stderr.

@@ -29,7 +29,16 @@
 //!   - `log`: logs `hostile log <level>` through `host::log` at each level,
 //!     prints `hostile stdout` to standard output and `hostile stderr` to
 //!     standard error, and returns the message `logged`.
-//! - `path`, `url`, `program`, `args`, `message`: see the modes.
+//!   - `sleep`: sleeps `seconds` (default 60) in one blocking WASI call
+//!     (`std::thread::sleep`, a `wasi:clocks` poll): the hook's `timeout`
+//!     must end it anyway. Returns `ESCAPED: slept` if it woke up.
+//!   - `flood`: hands back `count` (default 20) messages of `mib` MiB each
+//!     (default 32), or with `via = "log"` logs them, with `via = "stdout"`
+//!     prints them: the output caps must stop it.
+//!   - `badenv`: returns the variable named `name` (default `BAD NAME`) set
+//!     to `1`.
+//! - `path`, `url`, `program`, `args`, `message`, `seconds`, `count`, `mib`,
+//!   `via`, `name`: see the modes.
 
 use std::path::Path;
 
@@ -51,7 +60,7 @@ struct Hostile;
 
 export!(Hostile);
 
-const MODES: &str = "ok, loop, memory, read, write, http, exec, panic, refuse, fail, env, log";
+const MODES: &str = "ok, loop, memory, read, write, http, exec, panic, refuse, fail, env, log, sleep, flood, badenv";
 
 impl Guest for Hostile {
     fn handle(event: Event) -> Result<Outcome, Failure> {
@@ -127,6 +136,39 @@ impl Guest for Hostile {
                 println!("hostile stdout");
                 eprintln!("hostile stderr");
                 ok(vec!["logged".into()])
+            }
+            "sleep" => {
+                let seconds = config.get("seconds").and_then(Value::as_u64).unwrap_or(60);
+                std::thread::sleep(std::time::Duration::from_secs(seconds));
+                ok(vec!["ESCAPED: slept".into()])
+            }
+            "flood" => {
+                let count = config.get("count").and_then(Value::as_u64).unwrap_or(20) as usize;
+                let mib = config.get("mib").and_then(Value::as_u64).unwrap_or(32) as usize;
+                let big = "x".repeat(mib << 20);
+                match text("via").as_deref().unwrap_or("message") {
+                    "log" => {
+                        for _ in 0..count {
+                            host::log(Level::Info, &big);
+                        }
+                        ok(vec!["ESCAPED: logged it all".into()])
+                    }
+                    "stdout" => {
+                        use std::io::Write;
+                        let mut out = std::io::stdout();
+                        for _ in 0..count {
+                            if let Err(e) = out.write_all(big.as_bytes()).and_then(|()| out.write_all(b"\n")) {
+                                return Err(Failure::Failed(format!("blocked: {e}")));
+                            }
+                        }
+                        ok(vec!["ESCAPED: printed it all".into()])
+                    }
+                    _ => ok(vec![big; count]),
+                }
+            }
+            "badenv" => {
+                let name = text("name").unwrap_or_else(|| "BAD NAME".into());
+                Ok(Outcome { messages: vec!["ESCAPED: returned it".into()], env: vec![EnvVar { name, value: "1".into() }] })
             }
             other => Err(Failure::Failed(format!("hostile: unknown config `mode` = {other:?}; one of: {MODES}"))),
         }

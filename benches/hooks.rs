@@ -105,8 +105,28 @@ fn main() {
         rhai::call(&script, "post-up.rhai", work.path(), &payload, &rgrants, "{}", log.clone()).unwrap();
         rh.push(t.elapsed());
     }
+    // `exec` of a program: contained (own process group, a pids cgroup
+    // where there is one, everything killed at the end, output read
+    // without blocking) against a plain `Command::output`.
+    let espec: HookSpec = toml::from_str("event = \"post-up\"\nrhai = \"x.rhai\"\nallow.exec = [\"true\"]").unwrap();
+    let egrants = Grants::resolve(&espec, &HookDefaults::default(), &wt, &repo, BTreeMap::new()).unwrap();
+    let (mut contained, mut plain) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        let t = Instant::now();
+        egrants.run("true", &[], Instant::now() + Duration::from_secs(10)).unwrap();
+        contained.push(t.elapsed());
+        let t = Instant::now();
+        std::process::Command::new("true").current_dir(&wt).output().unwrap();
+        plain.push(t.elapsed());
+    }
+    let (contained, plain) = (median(contained), median(plain));
     println!("hook call                          median");
     println!("wasm, cold (compile, empty cache)  {:8.2} ms", median(cold));
     println!("wasm, warm (from the disk cache)   {:8.2} ms   (goal < 5 ms)", median(warm));
     println!("rhai                               {:8.3} ms   (goal < 1 ms)", median(rh));
+    println!(
+        "exec `true`, contained ({:?})  {contained:8.2} ms   (plain Command::output {plain:.2} ms: {:.1}x)",
+        iso::hooks::jail::Jail::new().containment(),
+        contained / plain
+    );
 }

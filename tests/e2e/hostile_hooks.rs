@@ -246,22 +246,45 @@ fn redirector(location: String) -> u16 {
         for conn in l.incoming() {
             let Ok(mut s) = conn else { continue };
             let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut len = 0usize;
+            let (mut len, mut chunked) = (0usize, false);
             loop {
                 let mut line = String::new();
                 if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                     break;
                 }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
                     len = v.trim().parse().unwrap_or(0);
                 }
+                chunked |= lower.starts_with("transfer-encoding:") && lower.contains("chunked");
             }
-            let mut body = vec![0; len];
-            let _ = r.read_exact(&mut body);
+            // Read the whole request before answering: a reply sent while the
+            // client still writes its (chunked) body resets the connection.
+            if chunked {
+                read_chunks(&mut r);
+            } else {
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+            }
             let _ = write!(s, "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 5\r\nConnection: close\r\n\r\nmoved");
         }
     });
     port
+}
+
+/// Consumes a chunked body: size lines, each chunk with its CRLF, up to the empty last chunk.
+fn read_chunks(r: &mut impl BufRead) {
+    loop {
+        let mut size = String::new();
+        if r.read_line(&mut size).unwrap_or(0) == 0 {
+            return;
+        }
+        let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16).unwrap_or(0);
+        let mut chunk = vec![0; n + 2];
+        if r.read_exact(&mut chunk).is_err() || n == 0 {
+            return;
+        }
+    }
 }
 
 #[test]

@@ -336,3 +336,45 @@ allow.paths = ["data"]
     assert_blocked(&repo, "g-link", "outside the thread's worktree");
     let _ = iso(&repo, &["ls"]);
 }
+
+/// Before the worktree exists a hook works in a private scratch directory:
+/// `exec` starts there (it used to fail: the worktree it started in did not
+/// exist), relative files land there and are removed with it, and the main
+/// checkout stays out of reach.
+#[test]
+fn pre_init_hooks_run_commands_in_a_scratch_directory_never_the_main_checkout() {
+    let out = tempfile::tempdir().unwrap();
+    let report = out.path().join("pwd.txt");
+    let script = format!(
+        r#"let r = exec("sh", ["-c", "echo made > by-sh.txt && pwd"]);
+if r.code != 0 {{ throw `sh failed: ${{r.stderr}}`; }}
+write_file("by-rhai.txt", "x");
+if !file_exists("by-sh.txt") {{ throw "the command and the script disagree on the working directory"; }}
+write_file("{}", r.stdout);
+"#,
+        report.display()
+    );
+    let repo = repo("");
+    let mut cfg = repo.read("iso.toml");
+    cfg.push_str(&format!("\n[[hooks]]\nevent = \"pre-init\"\nrhai = \"hooks/pre.rhai\"\nallow.exec = [\"sh\"]\nallow.paths = [\"{}\"]\n", out.path().display()));
+    repo.write("hooks/pre.rhai", &script);
+    repo.write("iso.toml", &cfg);
+    repo.git(&["add", "."]);
+    repo.git(&["commit", "-q", "-m", "hooks"]);
+    iso_ok(&repo, &["init", "scratch"]);
+    let pwd = PathBuf::from(std::fs::read_to_string(&report).expect("the pre-init hook ran its command").trim());
+    let root = repo.path("").canonicalize().unwrap();
+    assert!(!pwd.starts_with(&root), "the command ran in the main checkout: {}", pwd.display());
+    assert!(!pwd.exists(), "the scratch directory {} was left behind", pwd.display());
+    for f in ["by-sh.txt", "by-rhai.txt"] {
+        assert!(!root.join(f).exists(), "{f} landed in the main checkout");
+    }
+
+    // Writing into the main checkout by its absolute path is refused, and
+    // the refusal fails the init.
+    repo.write("hooks/pre.rhai", "write_file(thread.repo_path + \"/planted.txt\", \"x\");\n");
+    let o = iso(&repo, &["init", "planter"]);
+    let text = crate::support::stderr(&o);
+    assert!(!o.status.success() && text.contains("outside the directories this hook may use"), "{text}");
+    assert!(!root.join("planted.txt").exists(), "a pre-init hook wrote into the main checkout");
+}

@@ -11,7 +11,7 @@
 //! | `message(text)` | a message for the user and the thread's history |
 //! | `env_set(name, value)` | a variable for `.env.thread` (post-init, post-up) |
 //! | `exec(program, [args])` | run an `allow.exec` program: `#{code, stdout, stderr}` |
-//! | `read_file(path)`, `write_file(path, text)`, `file_exists(path)`, `remove_file(path)`, `rename_file(from, to)` | files in granted directories (relative paths start at the worktree) |
+//! | `read_file(path)`, `write_file(path, text)`, `file_exists(path)`, `remove_file(path)`, `rename_file(from, to)` | files in granted directories (relative paths start at the worktree, or at the hook's scratch directory while there is none) |
 //! | `http_post(url, body)` | POST a string or map (as JSON) to an `allow.hosts` host: `#{status, body}` (a redirect is not followed: `#{status, body, location}`) |
 //! | `parse_json(text)` | a map/array from JSON |
 //! | `refuse(reason)` | refuse the operation (pre-init, pre-cleanup) |

@@ -7,6 +7,7 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::jail::Jail;
@@ -27,10 +28,17 @@ pub struct Grants {
     pub hosts: Vec<String>,
     pub timeout: Duration,
     pub memory: u64,
-    /// The thread's worktree (canonical): relative paths and commands start here.
+    /// Where relative paths and commands start (canonical): the thread's
+    /// worktree, or, while it does not exist (pre-init, post-cleanup), the
+    /// private scratch directory below.
     pub worktree: PathBuf,
     /// The variables the hook (and the commands it runs) see.
     pub env: BTreeMap<String, String>,
+    /// A hook whose worktree does not exist gets a fresh directory of its
+    /// own (mode 0700 in the system's temporary directory) instead: never
+    /// the main checkout, which hooks must not write. It is removed when
+    /// the last clone of these grants is dropped, at the end of the call.
+    pub scratch: Option<Arc<tempfile::TempDir>>,
 }
 
 /// The most output kept from a command's stdout or stderr.
@@ -121,13 +129,34 @@ impl Grants {
     /// `$HOME` or a directory holding it, the main checkout, or the
     /// credential directories of `$HOME` ([`SECRET_DIRS`]).
     pub fn resolve(spec: &HookSpec, defaults: &HookDefaults, worktree: &Path, repo_root: &Path, env: BTreeMap<String, String>) -> Result<Grants, SandboxError> {
-        // Before the worktree exists (pre-init) a hook gets no directory.
+        // Before the worktree exists (pre-init), or once it is gone
+        // (post-cleanup), the hook works in a scratch directory of its own:
+        // commands need a directory to start in, and the main checkout is
+        // not one hooks may write.
         let exists = worktree.is_dir();
-        let worktree = worktree.canonicalize().unwrap_or_else(|_| worktree.to_path_buf());
+        let scratch = if exists {
+            None
+        } else {
+            let dir = tempfile::Builder::new().prefix("iso-hook-").tempdir().map_err(|e| SandboxError::GrantRefused {
+                grant: "its working directory".into(),
+                why: format!("the worktree does not exist yet, and no scratch directory could be made in {}: {e}", std::env::temp_dir().display()),
+            })?;
+            Some(Arc::new(dir))
+        };
+        let worktree = match &scratch {
+            Some(d) => d.path().canonicalize().unwrap_or_else(|_| d.path().to_path_buf()),
+            None => worktree.canonicalize().unwrap_or_else(|_| worktree.to_path_buf()),
+        };
         let repo_root = repo_root.canonicalize().unwrap_or_else(|_| repo_root.to_path_buf());
         let home = dirs::home_dir().and_then(|h| h.canonicalize().ok());
         let refused = |g: &str, why: String| SandboxError::GrantRefused { grant: format!("allow.paths: `{g}`"), why };
         let mut dirs = Vec::new();
+        if !exists {
+            // The scratch directory stands in for the worktree, whatever
+            // `allow.paths` lists: relative grants name directories of a
+            // branch that is not checked out, and are skipped below.
+            dirs.push(DirGrant { path: worktree.clone(), mode: Mode::ReadWrite });
+        }
         match &spec.allow.paths {
             None if !exists => {}
             None => dirs.push(DirGrant { path: worktree.clone(), mode: Mode::ReadWrite }),
@@ -182,7 +211,7 @@ impl Grants {
             Some(a) => a.bytes().map_err(bad("memory"))?,
             None => DEFAULT_MEMORY,
         };
-        Ok(Grants { dirs, exec: spec.allow.exec.clone(), hosts: spec.allow.hosts.clone(), timeout, memory, worktree, env })
+        Ok(Grants { dirs, exec: spec.allow.exec.clone(), hosts: spec.allow.hosts.clone(), timeout, memory, worktree, env, scratch })
     }
 
     /// The real path a hook means by `path` (relative to the worktree, or
@@ -449,6 +478,26 @@ mod tests {
         assert!(g.check_path("etc-link/passwd", false).is_err());
         std::os::unix::fs::symlink("/tmp/iso-no-such-target", wt.join("dangling")).unwrap();
         assert!(g.check_path("dangling", true).is_err());
+    }
+
+    #[test]
+    fn without_a_worktree_a_hook_works_in_a_private_scratch_directory() {
+        let (_d, root, _wt) = setup();
+        let missing = root.join(".worktrees/thread-2");
+        let s = spec("event = \"pre-init\"\nrhai = \"x.rhai\"\nallow.exec = [\"sh\"]\nallow.paths = [\"frontend\"]");
+        let g = Grants::resolve(&s, &HookDefaults::default(), &missing, &root, BTreeMap::new()).unwrap();
+        let scratch = g.worktree.clone();
+        assert!(scratch.is_dir() && !scratch.starts_with(&root), "{}", scratch.display());
+        assert_eq!(g.dirs, vec![DirGrant { path: scratch.clone(), mode: Mode::ReadWrite }], "relative grants are skipped, the scratch is granted");
+        assert!(g.check_path(root.join("secret.txt").to_str().unwrap(), false).is_err());
+        let out = g.run("sh", &["-c".into(), "pwd; echo x > made".into()], Instant::now() + Duration::from_secs(10)).unwrap();
+        assert_eq!((out.exit_code, out.stdout.trim()), (0, scratch.to_str().unwrap()), "{out:?}");
+        assert!(scratch.join("made").is_file());
+        let copy = g.clone();
+        drop(g);
+        assert!(scratch.is_dir(), "kept while a clone of the grants lives");
+        drop(copy);
+        assert!(!scratch.exists(), "removed with the grants");
     }
 
     #[test]

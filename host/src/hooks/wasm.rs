@@ -8,7 +8,8 @@
 //! the timeout drops, so it ends there too. A resource limiter per call
 //! bounds memory. A plugin gets:
 //! - WASI filesystem: only the directories of its [`Grants`], each
-//!   preopened at its own absolute path (the worktree also as `.`);
+//!   preopened at its own absolute path (the worktree, or the scratch
+//!   directory of a hook without one, also as `.`);
 //! - WASI environment: only the thread's variables; no arguments;
 //! - standard output and error: captured and sent to the hook's log;
 //! - no sockets; outgoing HTTP only to `allow.hosts`;

@@ -356,7 +356,10 @@ write_file("{}", r.stdout);
     );
     let repo = repo("");
     let mut cfg = repo.read("iso.toml");
-    cfg.push_str(&format!("\n[[hooks]]\nevent = \"pre-init\"\nrhai = \"hooks/pre.rhai\"\nallow.exec = [\"sh\"]\nallow.paths = [\"{}\"]\n", out.path().display()));
+    cfg.push_str(&format!(
+        "\n[[hooks]]\nevent = \"pre-init\"\nrhai = \"hooks/pre.rhai\"\nallow.exec = [\"sh\"]\nallow.paths = [\"{}\"]\n",
+        out.path().display()
+    ));
     repo.write("hooks/pre.rhai", &script);
     repo.write("iso.toml", &cfg);
     repo.git(&["add", "."]);

@@ -94,6 +94,9 @@ pub struct EventContext<'a> {
     pub repo_root: &'a Path,
     /// The variables written to `.env.thread`.
     pub env: &'a BTreeMap<String, String>,
+    /// iso's own variables (`ISO_*`, `[env]`, the stack's exports): a hook
+    /// replaces one only with an `allow.env` grant of its own.
+    pub own: &'a BTreeMap<String, String>,
     /// The thread's services (empty without a stack).
     pub services: &'a [ServiceEndpoint],
     /// Set for pre-cleanup.
@@ -105,7 +108,19 @@ pub struct EventContext<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
     pub messages: Vec<String>,
-    pub env: BTreeMap<String, String>,
+    /// The variables admitted, each with the hook that returned it, in the
+    /// order they were returned (a later one wins).
+    pub env: Vec<HookVariable>,
+    /// A sentence for each variable a hook returned that was not admitted.
+    pub refused: Vec<String>,
+}
+
+/// A variable a hook returned, and which hook returned it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookVariable {
+    pub hook: String,
+    pub name: String,
+    pub value: String,
 }
 
 /// A hook that refused the operation or failed (from [`EventReceiver::deliver`]

@@ -137,8 +137,8 @@ fn hook_variables_cannot_inject_commands_or_replace_isos_own() {
     let out = repo.iso(&["init", "t", "--no-services"]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("a hook tried to replace ISO_THREAD_ID, which is iso's own"), "{err}");
-    assert!(err.contains("a hook tried to replace APP_URL") && err.contains("allow.env = [\"APP_URL\"]"), "{err}");
+    assert!(err.contains("hook `h` tried to replace ISO_THREAD_ID, which is iso's own"), "{err}");
+    assert!(err.contains("hook `h` tried to replace APP_URL") && err.contains("allow.env = [\"APP_URL\"]"), "{err}");
     assert!(err.contains("CR was not added") && err.contains("carriage return"), "{err}");
     let (wt, text) = env_file_of(&repo, "t");
     let id = repo.iso_json(&["status", "t"])["id"].to_string();
@@ -157,6 +157,34 @@ fn hook_variables_cannot_inject_commands_or_replace_isos_own() {
     assert!(out.status.success(), "{}", stderr(&out));
     let (wt, _) = env_file_of(&repo, "t");
     assert_eq!(sourced("sh", &wt, "APP_URL"), "http://granted");
+}
+
+/// `allow.env` is a grant of one hook, not of its event: with two hooks of
+/// one event, the one without the grant can neither replace APP_URL (before
+/// or after the granted one) nor hand its value to the next hook.
+#[test]
+fn allow_env_is_checked_per_hook_and_before_the_next_hook_sees_it() {
+    let hook = |name: &str, grant: &str| format!("[[hooks]]\nname = \"{name}\"\nevent = \"post-init\"\nrhai = \"hooks/{name}.rhai\"\n{grant}\n");
+    let repo = small_repo(&format!(
+        "[env]\nAPP_URL = \"http://localhost:{{{{ ports.api }}}}\"\n{}{}{}",
+        hook("sneaky", ""),
+        hook("granted", "allow.env = [\"APP_URL\"]"),
+        hook("late", "")
+    ));
+    repo.write("hooks/sneaky.rhai", "env_set(\"APP_URL\", \"http://evil\");\n");
+    repo.write("hooks/granted.rhai", "env_set(\"SEEN\", thread.env.APP_URL);\nenv_set(\"APP_URL\", \"http://granted\");\n");
+    repo.write("hooks/late.rhai", "env_set(\"APP_URL\", \"http://late\");\n");
+    let out = repo.iso(&["init", "t", "--no-services"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("hook `sneaky` tried to replace APP_URL"), "{err}");
+    assert!(err.contains("hook `late` tried to replace APP_URL"), "{err}");
+    assert!(!err.contains("hook `granted` tried"), "{err}");
+    let (wt, text) = env_file_of(&repo, "t");
+    assert!(sourced("sh", &wt, "SEEN").starts_with("http://localhost:"), "the next hook saw a refused value: {text}");
+    assert_eq!(sourced("sh", &wt, "APP_URL"), "http://granted", "{text}");
+    let history = repo.iso_json(&["status", "t"]).to_string();
+    assert!(history.contains("hook `late` tried to replace APP_URL"), "{history}");
 }
 
 /// Values as `[env]` templates (TOML literal strings), read back by every

@@ -6,7 +6,8 @@
 //! the order they are declared, then `<hook_defaults.dir>/<event>.rhai`
 //! (discovered; default `hooks/post-up.rhai` and so on) unless an entry
 //! already names that script. Each hook gets the thread, the env and the
-//! messages of the hooks before it; what it returns is passed on. A hook
+//! messages of the hooks before it; what it returns is passed on, its
+//! variables only once [`admit`] let them through for that hook. A hook
 //! that refuses or fails stops the chain, unless it is `optional` and only
 //! failed.
 
@@ -24,7 +25,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::hooks::{HookDefaults, HookSpec, OneOrMany};
+use crate::envvar;
 pub use crate::events::HookFailure;
+pub use crate::events::HookVariable;
 use crate::events::{Event, EventContext, EventReceiver, GitSummary, Outcome, ServiceEndpoint};
 use crate::thread::ThreadRecord;
 use payload::{CallError, Level, LogLine, LogSink, Payload, ThreadInfo};
@@ -65,8 +68,20 @@ pub struct HookRun {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
     pub messages: Vec<String>,
+    /// The admitted variables, merged (a later hook's value wins).
     pub env: BTreeMap<String, String>,
+    /// The same, each with the hook that returned it.
+    pub variables: Vec<HookVariable>,
+    /// Why each variable that was not admitted was refused.
+    pub refused: Vec<String>,
     pub runs: Vec<HookRun>,
+}
+
+impl RunReport {
+    /// What the lifecycle applies.
+    pub fn outcome(&self) -> Outcome {
+        Outcome { messages: self.messages.clone(), env: self.variables.clone(), refused: self.refused.clone() }
+    }
 }
 
 /// The hooks of one repository.
@@ -152,8 +167,9 @@ impl Hooks {
     }
 
     /// Run every hook of `payload.event`, in order, passing each one's
-    /// messages and env on to the next.
-    pub fn run(&self, mut payload: Payload) -> Result<RunReport, HookFailure> {
+    /// messages and admitted variables on to the next; `own` are iso's own
+    /// variables (see [`admit`]).
+    pub fn run(&self, mut payload: Payload, own: &BTreeMap<String, String>) -> Result<RunReport, HookFailure> {
         let event = payload.event.clone();
         let mut report = RunReport::default();
         let worktree = PathBuf::from(&payload.thread.worktree_path);
@@ -182,7 +198,20 @@ impl Hooks {
             match result {
                 Ok(o) => {
                     report.messages.extend(o.messages.into_iter().map(|m| format!("{}: {m}", hook.name)));
-                    report.env.extend(o.env);
+                    // Filtered here, per hook, so the next hook never sees
+                    // a variable this one was not allowed to set.
+                    for (name, value) in o.env {
+                        match admit(&hook.name, &hook.spec.allow.env, own, &name, &value) {
+                            Ok(()) => {
+                                report.env.insert(name.clone(), value.clone());
+                                report.variables.push(HookVariable { hook: hook.name.clone(), name, value });
+                            }
+                            Err(why) => {
+                                self.emit_log(&hook.name, &event, Level::Warn, &why);
+                                report.refused.push(why);
+                            }
+                        }
+                    }
                     report.runs.push(HookRun { name: hook.name.clone(), millis, result: "ok".into() });
                 }
                 Err(CallError::Refused(m)) => return Err(fail(m, true)),
@@ -208,6 +237,26 @@ impl Hooks {
 
     fn emit_log(&self, plugin: &str, event: &str, level: Level, message: &str) {
         (self.log_for(plugin, event))(level, message)
+    }
+}
+
+/// Whether the variable `name` = `value` that hook `hook` returned may be
+/// passed on (to the next hook, into `.env.thread`): the one place that
+/// decides. Refused, with the sentence that says why: a name or value
+/// `.env.thread` cannot hold, or one that would replace iso's own (`ISO_*`,
+/// or a variable of `own` with another value) unless the hook's own
+/// `allow.env` (`granted`) names it; another hook's grant does not count.
+pub fn admit(hook: &str, granted: &[String], own: &BTreeMap<String, String>, name: &str, value: &str) -> Result<(), String> {
+    let replaces = name.starts_with("ISO_") || own.get(name).is_some_and(|old| old != value);
+    if let Some(why) = envvar::name_problem(name) {
+        Err(format!("hook `{hook}` returned a variable that was not added to .env.thread: {why}"))
+    } else if replaces && !granted.iter().any(|g| g == name) {
+        let whose = if name.starts_with("ISO_") { "iso's own" } else { "set by iso.toml ([env] or the stack)" };
+        Err(format!("hook `{hook}` tried to replace {name}, which is {whose}; kept iso's value (grant it with allow.env = [\"{name}\"] on that hook)"))
+    } else if let Err(why) = envvar::quote(value) {
+        Err(format!("hook `{hook}`'s variable {name} was not added to .env.thread: {why}"))
+    } else {
+        Ok(())
     }
 }
 
@@ -254,8 +303,8 @@ impl EventReceiver for Hooks {
             return Ok(Outcome::default());
         }
         let p = payload(name, ctx.thread, ctx.repo_root, ctx.env, ctx.services, ctx.git, None);
-        match self.run(p) {
-            Ok(r) => Ok(Outcome { messages: r.messages, env: r.env }),
+        match self.run(p, ctx.own) {
+            Ok(r) => Ok(r.outcome()),
             Err(f) => Err(HookFailure { refused: f.refused && ctx.event.can_refuse(), ..f }),
         }
     }

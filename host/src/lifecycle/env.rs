@@ -2,7 +2,7 @@
 //! hooks of a repository, and delivering a lifecycle event (logged, then
 //! handed to the hooks).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -10,7 +10,6 @@ use serde::Serialize;
 use super::stack::stack_plan;
 use super::Error;
 use crate::envfile;
-use crate::envvar;
 use crate::eventlog::{self, EventLog, NewEvent, LIFECYCLE};
 use crate::events::{Event, EventContext, EventReceiver, GitSummary, Outcome, ServiceEndpoint};
 use crate::hooks::Hooks;
@@ -51,8 +50,18 @@ pub(crate) struct EventData<'a> {
 /// what they hand back.
 pub(crate) fn emit(project: &Project, record: &ThreadRecord, event: Event, hooks: &dyn EventReceiver, data: &EventData<'_>) -> Result<Outcome, Error> {
     let empty = BTreeMap::new();
-    let ctx =
-        EventContext { event, thread: record, repo_root: project.root(), env: data.env.unwrap_or(&empty), services: &data.services, git: data.git.as_ref() };
+    // Without a plan (no stack yet, an unreadable compose file) only ISO_*
+    // and what `own` holds is protected: the ISO_ prefix always is.
+    let own = thread_env(project, record).unwrap_or_default();
+    let ctx = EventContext {
+        event,
+        thread: record,
+        repo_root: project.root(),
+        env: data.env.unwrap_or(&empty),
+        own: &own,
+        services: &data.services,
+        git: data.git.as_ref(),
+    };
     observe(project, record, event);
     Ok(hooks.deliver(&ctx)?)
 }
@@ -69,7 +78,9 @@ fn observe(project: &Project, thread: &ThreadRecord, event: Event) {
 }
 
 /// Show the hooks' messages, keep them in the thread's history, and add
-/// the variables they returned to `.env.thread` (and to `env`).
+/// the variables they returned to `.env.thread` (and to `env`). The hooks
+/// admitted or refused each variable already ([`crate::hooks::admit`]);
+/// the refusals are shown and kept here.
 pub(crate) fn apply_outcome(
     project: &Project,
     record: &mut ThreadRecord,
@@ -82,19 +93,17 @@ pub(crate) fn apply_outcome(
         progress.note(m);
     }
     let mut entries: Vec<(String, String)> = outcome.messages.iter().map(|m| (format!("{event} hook"), m.clone())).collect();
+    for why in &outcome.refused {
+        progress.note(why);
+        entries.push((format!("{event} hook"), why.clone()));
+    }
     if !outcome.env.is_empty() && matches!(event, Event::PostInit | Event::PostUp) {
-        let (added, refused) = hook_variables(project, record, event, &outcome.env);
-        for why in refused {
-            progress.note(&why);
-            entries.push((format!("{event} hook"), why));
-        }
-        if !added.is_empty() {
-            env.extend(added.clone());
-            let header = format!("Written by iso for thread {} ({}), with variables from hooks.", record.id, record.name);
-            match envfile::write(&record.worktree, Path::new(ENV_FILE), &header, env) {
-                Ok(()) => entries.push((format!("{event} hook"), format!("added {} to {ENV_FILE}", added.keys().cloned().collect::<Vec<_>>().join(", ")))),
-                Err(e) => progress.note(&format!("could not add the hooks' variables to {ENV_FILE}: {e}")),
-            }
+        let added: BTreeMap<String, String> = outcome.env.iter().map(|v| (v.name.clone(), v.value.clone())).collect();
+        env.extend(added.clone());
+        let header = format!("Written by iso for thread {} ({}), with variables from hooks.", record.id, record.name);
+        match envfile::write(&record.worktree, Path::new(ENV_FILE), &header, env) {
+            Ok(()) => entries.push((format!("{event} hook"), format!("added {} to {ENV_FILE}", added.keys().cloned().collect::<Vec<_>>().join(", ")))),
+            Err(e) => progress.note(&format!("could not add the hooks' variables to {ENV_FILE}: {e}")),
         }
     }
     if entries.is_empty() {
@@ -110,34 +119,6 @@ pub(crate) fn apply_outcome(
         }
         Ok::<_, Error>(())
     });
-}
-
-/// The variables hooks returned for `event` that may go into
-/// `.env.thread`, and a sentence for each one refused: a name or value the
-/// file cannot hold, or one that would replace iso's own (`ISO_*`) or an
-/// `[env]` / stack variable without an `allow.env` grant. (The grant is
-/// looked up among the hooks of the event: the merged outcome no longer
-/// says which hook returned which variable.)
-fn hook_variables(project: &Project, record: &ThreadRecord, event: Event, returned: &BTreeMap<String, String>) -> (BTreeMap<String, String>, Vec<String>) {
-    let own = thread_env(project, record).unwrap_or_default();
-    let granted: BTreeSet<&str> =
-        project.config.hooks.iter().filter(|h| h.event.names().contains(&event.as_str())).flat_map(|h| h.allow.env.iter().map(String::as_str)).collect();
-    let mut added = BTreeMap::new();
-    let mut refused = Vec::new();
-    for (k, v) in returned {
-        let replaces = k.starts_with("ISO_") || own.get(k).is_some_and(|old| old != v);
-        if let Some(why) = envvar::name_problem(k) {
-            refused.push(format!("a hook's variable was not added to {ENV_FILE}: {why}"));
-        } else if replaces && !granted.contains(k.as_str()) {
-            let whose = if k.starts_with("ISO_") { "iso's own" } else { "set by iso.toml ([env] or the stack)" };
-            refused.push(format!("a hook tried to replace {k}, which is {whose}; kept iso's value (grant it with allow.env = [\"{k}\"] on the hook)"));
-        } else if let Err(why) = envvar::quote(v) {
-            refused.push(format!("a hook's variable {k} was not added to {ENV_FILE}: {why}"));
-        } else {
-            added.insert(k.clone(), v.clone());
-        }
-    }
-    (added, refused)
 }
 
 /// Where each service of a planned stack answers on the host.

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::env::{apply_outcome, event_log, git_summary, repo_hooks, thread_env_and_file, thread_services};
+use super::env::{apply_outcome, event_log, git_summary, repo_hooks, thread_env, thread_env_and_file, thread_services};
 use super::{find, Error};
 use crate::config::hooks::{valid_custom_event, Allow, DEFAULT_MEMORY, DEFAULT_TIMEOUT};
 use crate::eventlog::{EventRecord, NewEvent, CUSTOM};
-use crate::events::{Event, Outcome};
+use crate::events::Event;
 use crate::hooks::{self, wasm, Kind, RunReport};
 use crate::progress::{Progress, Silent};
 use crate::project::Project;
@@ -104,9 +104,10 @@ pub fn run(project: &Project, selector: &str, event: &str, custom: Option<String
     let services = thread_services(project, &record);
     let git = if event == Event::PreCleanup.as_str() { Some(git_summary(&*project.git()?, &record)) } else { None };
     let payload = hooks::payload(event, &record, project.root(), &env, &services, git.as_ref(), custom);
-    let report = hooks.run(payload)?;
+    let own = thread_env(project, &record)?;
+    let report = hooks.run(payload, &own)?;
     if let Ok(ev) = event.parse::<Event>() {
-        let outcome = Outcome { messages: report.messages.clone(), env: report.env.clone() };
+        let outcome = report.outcome();
         apply_outcome(project, &mut record, ev, &outcome, &mut env, &Silent);
     }
     for r in &report.runs {

@@ -322,3 +322,22 @@ pub fn stderr_sink() -> LogSink {
         eprintln!("[hook {}] {}: {prefix}{}", l.plugin, l.event, l.message);
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admit_decides_for_the_hook_that_returned_the_variable() {
+        let own: BTreeMap<String, String> = [("APP_URL", "http://localhost:1"), ("ISO_THREAD_ID", "1")].map(|(k, v)| (k.to_string(), v.to_string())).into();
+        let granted = vec!["APP_URL".to_string()];
+        assert!(admit("a", &granted, &own, "APP_URL", "http://granted").is_ok());
+        let e = admit("b", &[], &own, "APP_URL", "http://evil").unwrap_err();
+        assert!(e.contains("hook `b` tried to replace APP_URL") && e.contains("allow.env = [\"APP_URL\"]"), "{e}");
+        assert!(admit("b", &[], &own, "APP_URL", "http://localhost:1").is_ok(), "iso's own value is no replacement");
+        assert!(admit("b", &granted, &own, "ISO_THREAD_ID", "9").unwrap_err().contains("iso's own"));
+        assert!(admit("b", &[], &own, "ISO_NEW", "x").is_err(), "the ISO_ prefix is iso's even for a new name");
+        assert!(admit("b", &[], &own, "NEW_ONE", "fine").is_ok());
+        assert!(admit("b", &[], &own, "CR", "a\rb").unwrap_err().contains("CR was not added"));
+    }
+}

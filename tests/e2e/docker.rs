@@ -461,9 +461,24 @@ fn a_lost_registry_loses_nothing_doctor_re_registers_the_thread_with_its_data() 
     assert!(docker.names("volume", Some(1)).is_empty());
 }
 
+/// [`WEB_STACK`] whose container writes a line to its log first, so a
+/// test can tell whose logs `iso logs` shows.
+const LOGGING_WEB_STACK: &str = r#"
+[services.api]
+image = "iso-test/busybox:1"
+command = ["sh", "-c", "echo old-checkout-log-line; exec busybox httpd -f -p 8080 -h /www"]
+port = 8080
+healthcheck = { http = "/" }
+"#;
+
+fn container_running(name: &str) -> bool {
+    let out = Command::new("docker").args(["inspect", "-f", "{{.State.Running}}", name]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "true"
+}
+
 #[test]
 fn a_new_checkout_at_the_same_path_never_takes_the_old_ones_resources() {
-    let (repo, docker, tag) = small_repo(WEB_STACK);
+    let (repo, docker, tag) = small_repo(LOGGING_WEB_STACK);
     repo.iso_ok(&["init", "old"]);
     let old_container = format!("iso-{tag}-t1-api");
     assert_eq!(docker.names("container", Some(1)), [old_container.as_str()]);
@@ -493,4 +508,27 @@ fn a_new_checkout_at_the_same_path_never_takes_the_old_ones_resources() {
     assert!(err.contains(&format!("iso-{tag}-t1")) && err.contains("another repository at"), "{err}");
     assert_eq!(docker.names("container", Some(1)), [old_container.as_str()], "rollback removed another checkout's container");
     assert!(repo.threads().is_empty());
+
+    // Its own thread 1, without services: status, logs, exec and down
+    // find containers by path and thread too, and must see only this
+    // checkout's (none), never the old one's of the same name.
+    repo.iso_ok(&["init", "new", "--no-services"]);
+    assert_eq!(repo.threads()[0]["id"], 1);
+    assert!(container_running(&old_container));
+    let status = repo.iso_json(&["status", "1"]);
+    let api = &status["services"][0];
+    assert_eq!(api["container"], old_container.as_str(), "{status}");
+    assert_eq!(api["state"], "missing", "status showed another checkout's container: {status}");
+    assert_eq!(api["health"], "-", "{status}");
+    let out = repo.iso(&["logs", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("old-checkout-log-line"), "logs showed another checkout's container: {}", stdout(&out));
+    let out = repo.iso(&["exec", "1", "api", "--", "true"]);
+    assert!(!out.status.success(), "exec ran in another checkout's container");
+    let out = repo.iso(&["down", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(container_running(&old_container), "down stopped another checkout's container");
+    let list = repo.iso_ok(&["list"]);
+    assert!(!list.contains("1/1"), "list counted another checkout's container: {list}");
+    assert!(container_running(&old_container));
 }

@@ -119,13 +119,19 @@ fn mentions_slot(template: &str, slot: &str) -> bool {
         || by_key.iter().any(|k| template.contains(k.as_str()))
 }
 
-/// Tear down thread `id`'s stack: only resources carrying this repository's
-/// id, and those without any id (made by an older iso) because the
-/// registry lists the thread. Another checkout's at this path are left.
+/// The Docker resources of a thread the registry lists: those carrying
+/// this repository's id, and those without any id (made by an older iso)
+/// because the registry lists the thread. Another checkout's at this path
+/// (same labels but another id) are never shown, stopped or removed.
+/// Every command that finds a listed thread's resources uses this rule.
+pub(crate) fn listed_scope<'a>(project: &'a Project, repo_id: &'a str) -> services::Scope<'a> {
+    services::Scope { repo_root: project.root(), repo_id, unlabelled: true }
+}
+
+/// Tear down thread `id`'s stack, as [`listed_scope`] admits.
 pub(crate) fn teardown_listed(project: &Project, engine: &Engine, id: u32, keep_volumes: bool) -> Result<services::Removed, Error> {
     let repo_id = project.identity()?.id;
-    let scope = services::Scope { repo_root: project.root(), repo_id: &repo_id, unlabelled: true };
-    Ok(engine.teardown(scope, Some(id), keep_volumes, stop_timeout(project))?)
+    Ok(engine.teardown(listed_scope(project, &repo_id), Some(id), keep_volumes, stop_timeout(project))?)
 }
 
 pub(crate) fn stop_timeout(project: &Project) -> std::time::Duration {
@@ -170,7 +176,8 @@ pub fn up(project: &Project, selector: &str, progress: &dyn Progress) -> Result<
 pub fn down(project: &Project, selector: &str) -> Result<(ThreadRecord, Vec<String>), Error> {
     require_stack(project)?;
     let record = find(project, selector)?;
-    let stopped = Engine::connect()?.stop(project.root(), record.id, stop_timeout(project))?;
+    let repo_id = project.identity()?.id;
+    let stopped = Engine::connect()?.stop(listed_scope(project, &repo_id), record.id, stop_timeout(project))?;
     Ok((record, stopped))
 }
 
@@ -194,8 +201,14 @@ pub fn service_states(project: &Project, record: &ThreadRecord) -> Result<Vec<Se
     require_stack(project)?;
     let plan = stack_plan(project, record)?;
     let engine = Engine::connect()?;
-    let containers = engine.containers(project.root(), Some(record.id))?;
-    let health = engine.health(&plan);
+    let repo_id = project.identity()?.id;
+    let containers = engine.containers(listed_scope(project, &repo_id), Some(record.id))?;
+    // Probed only where the container is ours and running: a command
+    // check is an exec, and another checkout's container of the same name
+    // is not ours to exec in.
+    let mut ours = plan.clone();
+    ours.services.retain(|s| containers.iter().any(|c| c.name == s.container && c.running()));
+    let health = engine.health(&ours);
     Ok(plan
         .services
         .iter()
@@ -225,9 +238,13 @@ pub fn service_states(project: &Project, record: &ThreadRecord) -> Result<Vec<Se
 pub fn container_counts(project: &Project) -> Result<BTreeMap<u32, (usize, usize)>, Error> {
     require_stack(project)?;
     let total = stack(project, None)?.0.len();
+    let repo_id = project.identity()?.id;
+    let listed: std::collections::BTreeSet<u32> = project.registry().load()?.threads.iter().map(|t| t.id).collect();
     let mut counts: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
-    for c in Engine::connect()?.containers(project.root(), None)? {
-        if let Some(t) = c.thread {
+    // Unlabelled containers count only for threads the registry lists (as
+    // in `listed_scope`); those with another id are never ours.
+    for c in Engine::connect()?.containers(listed_scope(project, &repo_id), None)? {
+        if let Some(t) = c.thread.filter(|t| c.repo_id.is_some() || listed.contains(t)) {
             let e = counts.entry(t).or_insert((0, 0));
             e.0 += usize::from(c.running());
             e.1 += 1;
@@ -258,8 +275,17 @@ pub fn logs(project: &Project, selector: &str, service: Option<&str>, follow: bo
     require_stack(project)?;
     let record = find(project, selector)?;
     let plan = stack_plan(project, &record)?;
-    let targets: Vec<(String, String)> = pick_services(&plan, service)?.into_iter().map(|s| (s.name.clone(), s.container.clone())).collect();
-    Ok(Engine::connect()?.logs(&targets, follow, tail, out)?)
+    let engine = Engine::connect()?;
+    let repo_id = project.identity()?.id;
+    // Logs are read by container name: only names this thread's own
+    // containers have (another checkout's at this path has the same ones).
+    let ours = engine.containers(listed_scope(project, &repo_id), Some(record.id))?;
+    let targets: Vec<(String, String)> = pick_services(&plan, service)?
+        .into_iter()
+        .filter(|s| ours.iter().any(|c| c.name == s.container))
+        .map(|s| (s.name.clone(), s.container.clone()))
+        .collect();
+    Ok(engine.logs(&targets, follow, tail, out)?)
 }
 
 /// `iso exec`: run `cmd` in a service's container; returns its exit code.
@@ -269,7 +295,8 @@ pub fn exec(project: &Project, selector: &str, service: &str, cmd: &[String], tt
     let plan = stack_plan(project, &record)?;
     let s = pick_services(&plan, Some(service))?[0];
     let engine = Engine::connect()?;
-    let running = engine.containers(project.root(), Some(record.id))?.iter().any(|c| c.name == s.container && c.running());
+    let repo_id = project.identity()?.id;
+    let running = engine.containers(listed_scope(project, &repo_id), Some(record.id))?.iter().any(|c| c.name == s.container && c.running());
     if !running {
         return Err(services::Error::NoContainer { container: s.container.clone(), thread: record.id }.into());
     }

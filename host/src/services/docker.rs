@@ -51,6 +51,9 @@ pub struct ContainerInfo {
     pub status: String,
     /// `host_ip:host_port->container_port/tcp`.
     pub ports: Vec<String>,
+    /// Its `iso.repo-id` label (`None`: made by an iso before repository ids).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo_id: Option<String>,
 }
 
 impl ContainerInfo {
@@ -197,11 +200,13 @@ impl Engine {
         self.rt.block_on(up(&self.docker, plan, report))
     }
 
-    /// Stop (without removing) the containers of `thread`.
-    pub fn stop(&self, repo_root: &std::path::Path, thread: u32, timeout: Duration) -> Result<Vec<String>, Error> {
+    /// Stop (without removing) the containers of `thread` that `scope`
+    /// admits.
+    pub fn stop(&self, scope: Scope<'_>, thread: u32, timeout: Duration) -> Result<Vec<String>, Error> {
         self.rt.block_on(async {
-            let list = list_containers(&self.docker, repo_root, Some(thread)).await?;
-            let running: Vec<&ContainerSummary> = list.iter().filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING)).collect();
+            let list = list_containers(&self.docker, scope.repo_root, Some(thread)).await?;
+            let running: Vec<&ContainerSummary> =
+                list.iter().filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING) && scope.admits(c.labels.as_ref())).collect();
             let stops = running.iter().map(|c| stop_one(&self.docker, name_of(c), timeout));
             future::try_join_all(stops).await?;
             Ok(running.iter().map(|c| name_of(c).to_string()).collect())
@@ -217,12 +222,12 @@ impl Engine {
         self.rt.block_on(teardown(&self.docker, scope, thread, keep_volumes, timeout))
     }
 
-    /// Containers of the repository (all threads with `thread = None`), in
-    /// one call.
-    pub fn containers(&self, repo_root: &std::path::Path, thread: Option<u32>) -> Result<Vec<ContainerInfo>, Error> {
+    /// Containers of the repository that `scope` admits (all threads with
+    /// `thread = None`), in one call.
+    pub fn containers(&self, scope: Scope<'_>, thread: Option<u32>) -> Result<Vec<ContainerInfo>, Error> {
         self.rt.block_on(async {
-            let list = list_containers(&self.docker, repo_root, thread).await?;
-            Ok(list.iter().map(container_info).collect())
+            let list = list_containers(&self.docker, scope.repo_root, thread).await?;
+            Ok(list.iter().filter(|c| scope.admits(c.labels.as_ref())).map(container_info).collect())
         })
     }
 
@@ -422,6 +427,7 @@ fn container_info(c: &ContainerSummary) -> ContainerInfo {
         state: c.state.as_ref().map(|s| s.to_string()).unwrap_or_default(),
         status: c.status.clone().unwrap_or_default(),
         ports,
+        repo_id: labels.get(LABEL_REPO_ID).cloned(),
     }
 }
 

@@ -192,3 +192,45 @@ fn threads_are_found_by_the_name_as_typed_and_all_digit_names_are_refused() {
     repo.iso_ok(&["cleanup", "RaceA"]);
     assert!(repo.threads().is_empty());
 }
+
+#[test]
+fn init_after_a_lost_registry_skips_the_lost_threads_ids_and_ports_until_doctor_re_registers_them() {
+    let base = ports::window(6 * 10);
+    let machine = Machine::new();
+    let repo = TestRepo::at(base, TOML);
+    machine.ok(&repo, &["init", "keep", "--no-services"]);
+    let kept = repo.threads()[0].clone();
+    // The registry is lost; thread 1's worktree and kept record are not.
+    // A plain directory where thread 2's worktree would go (a leftover).
+    std::fs::remove_file(repo.path(".git/iso/registry.toml")).unwrap();
+    std::fs::create_dir_all(repo.path(".worktrees/thread-2")).unwrap();
+    assert!(repo.threads().is_empty());
+
+    let out = machine.cmd(&repo, &["init", "next", "--no-services"]).output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "init collided with a lost thread: {err}");
+    let b = block(&kept);
+    assert!(
+        err.contains(&format!("thread 1 (keep, ports {}-{}) is missing from the registry", b.0, b.1)) && err.contains("`iso doctor --fix` re-registers it"),
+        "{err}"
+    );
+    assert!(err.contains("thread-2 exists but no thread has it: id 2 is skipped"), "{err}");
+    let next = repo.threads()[0].clone();
+    assert_eq!(next["id"], 3, "ids 1 (lost thread) and 2 (occupied directory) are skipped");
+    assert_disjoint(&[b, block(&next)]);
+    // The lost thread's lease is kept, beside the new one's.
+    let leases: BTreeSet<(u64, u64)> = machine.leases(&repo).iter().map(block).collect();
+    assert_eq!(leases, [b, block(&next)].into(), "the lost thread's lease was dropped");
+    // Its name is still its own.
+    let out = machine.cmd(&repo, &["init", "keep", "--no-services"]).output().unwrap();
+    assert!(!out.status.success(), "a second thread named like the lost one was made");
+
+    // doctor --fix re-registers it as it was, next to the new one.
+    let fixed = machine.doctor(&repo, &["--fix"]);
+    assert!(fixed.iter().all(|f| f["fixed"] == true), "{fixed:?}");
+    let threads = repo.threads();
+    assert_eq!(threads.iter().map(|t| t["id"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(threads[0]["port_block"], kept["port_block"]);
+    assert_eq!(machine.leases(&repo).len(), 2);
+    assert_eq!(machine.doctor(&repo, &[]), Vec::<Value>::new(), "clean afterwards");
+}

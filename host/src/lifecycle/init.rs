@@ -93,11 +93,18 @@ fn layout(project: &Project) -> PortLayout {
 /// and its lease.
 fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<String>, op: &Operation, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
     let layout = layout(project);
-    super::machine::reserve_block(project, |data, taken, leases| {
+    super::machine::reserve_block(project, |data, taken, leases, lost| {
         if let Some(t) = data.threads.iter().find(|t| t.name == name) {
             return Err(Error::NameTaken { name: name.to_string(), id: t.id });
         }
-        let held: BTreeSet<u32> = data.threads.iter().map(|t| t.id).collect();
+        // A thread the registry lost keeps its id (and, through `taken`,
+        // its ports) until `iso doctor --fix` re-registers it: its worktree
+        // would collide with a new thread's of the same id.
+        if let Some(t) = lost.values().flatten().find(|t| t.name == name) {
+            return Err(Error::NameTaken { name: name.to_string(), id: t.id });
+        }
+        note_lost(project, lost, progress);
+        let held: BTreeSet<u32> = data.threads.iter().map(|t| t.id).chain(lost.keys().copied()).collect();
         let id = ports::free_id(project.config.threads.max, &held)?;
         // This repository's own threads hold their blocks too (one may sit
         // outside the formula after an earlier move).
@@ -149,6 +156,24 @@ fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<St
         git.ensure_excluded(&[&dir, ENV_FILE])?;
         Ok(record)
     })
+}
+
+/// Say which ids init skips for threads the registry lost, and how to get
+/// them back.
+fn note_lost(project: &Project, lost: &super::machine::Lost, progress: &dyn Progress) {
+    let (kept, bare): (Vec<_>, Vec<_>) = lost.iter().partition(|(_, t)| t.is_some());
+    if !kept.is_empty() {
+        let list: Vec<String> = kept.iter().filter_map(|(_, t)| t.as_ref()).map(|t| format!("{} ({}, ports {})", t.id, t.name, t.port_block)).collect();
+        let one = list.len() == 1;
+        let (s, is, its, it) = if one { ("", "is", "its", "it") } else { ("s", "are", "their", "them") };
+        progress.note(&format!(
+            "thread{s} {} {is} missing from the registry but {its} worktree{s} {is} still there: {its} id{s} and ports are skipped; `iso doctor --fix` re-registers {it}",
+            list.join(", ")
+        ));
+    }
+    for (id, _) in bare {
+        progress.note(&format!("{} exists but no thread has it: id {id} is skipped; `iso doctor` shows what it is", project.worktree_path(*id).display()));
+    }
 }
 
 type StepResult = Result<(), (&'static str, Error)>;

@@ -57,11 +57,38 @@ fn lease_of(me: &RepoEntry, t: &ThreadRecord) -> Lease {
     }
 }
 
+/// Threads of this repository the registry lost (deleted by hand) whose
+/// worktree directory or kept record ([`super::recover`]) is still there,
+/// with the kept record when there is one: `iso doctor --fix` can
+/// re-register them, so until then their ids and ports stay theirs.
+pub(crate) type Lost = BTreeMap<u32, Option<ThreadRecord>>;
+
+/// The [`Lost`] threads of `project` next to `registry`.
+pub(crate) fn lost_threads(project: &Project, repo_id: &str, registry: &RegistryData) -> Lost {
+    let listed = |id: u32| registry.thread(id).is_some();
+    let mut lost: Lost = super::recover::kept_threads(project.common_dir(), repo_id).into_iter().filter(|t| !listed(t.id)).map(|t| (t.id, Some(t))).collect();
+    // A worktree directory without a record (made by an older iso, or a
+    // leftover): its id is not free, as init would collide with it.
+    let owned: BTreeSet<&std::path::Path> = registry.threads.iter().map(|t| t.worktree.as_path()).collect();
+    for id in 1..=project.config.threads.max {
+        let path = project.worktree_path(id);
+        if !listed(id) && !owned.contains(path.as_path()) && path.exists() {
+            lost.entry(id).or_insert(None);
+        }
+    }
+    lost
+}
+
 /// Make `ledger`'s leases of repository `me` exactly its live threads'
-/// blocks in `registry`.
-fn reconcile(ledger: &mut LedgerData, me: &RepoEntry, registry: &RegistryData) {
-    ledger.leases.retain(|l| l.repo_id != me.repo_id || registry.thread(l.thread).is_some_and(|t| t.port_block == l.block));
-    for t in &registry.threads {
+/// blocks in `registry`, and the leases of its `lost` threads (a kept
+/// record's block is leased again when the ledger lost it too).
+fn reconcile(ledger: &mut LedgerData, me: &RepoEntry, registry: &RegistryData, lost: &Lost) {
+    ledger.leases.retain(|l| {
+        l.repo_id != me.repo_id
+            || registry.thread(l.thread).is_some_and(|t| t.port_block == l.block)
+            || lost.get(&l.thread).is_some_and(|t| t.as_ref().is_none_or(|t| t.port_block == l.block))
+    });
+    for t in registry.threads.iter().chain(lost.values().flatten()) {
         if !ledger.leases.iter().any(|l| l.repo_id == me.repo_id && l.thread == t.id) {
             ledger.leases.push(lease_of(me, t));
         }
@@ -79,7 +106,7 @@ fn rebuild_if_missing(known: &[RepoEntry], ledger: &mut LedgerData, me: &RepoEnt
         let registry = Registry::new(&repo.iso_dir);
         if registry.read_identity().ok().flatten().is_some_and(|id| id.id == repo.repo_id) {
             if let Ok(data) = registry.load() {
-                reconcile(ledger, repo, &data);
+                reconcile(ledger, repo, &data, &Lost::new());
             }
         }
     }
@@ -119,18 +146,20 @@ fn with_ledger<T>(project: &Project, change: impl FnOnce(&mut LedgerData, &RepoE
 }
 
 /// Under the ledger's lock and then the registry's: bring the ledger in line
-/// (rebuilt if it was lost, this repository's leases as its registry says),
-/// then let `pick` choose the thread and its block with `taken` (every
-/// other lease's block) and write the new record to both.
+/// (rebuilt if it was lost, this repository's leases as its registry says,
+/// lost threads' kept), then let `pick` choose the thread and its block
+/// with `taken` (every other lease's block, the lost threads' included)
+/// and the lost threads, and write the new record to both.
 pub(crate) fn reserve_block(
     project: &Project,
-    pick: impl FnOnce(&mut RegistryData, &[PortRange], &[Lease]) -> Result<ThreadRecord, Error>,
+    pick: impl FnOnce(&mut RegistryData, &[PortRange], &[Lease], &Lost) -> Result<ThreadRecord, Error>,
 ) -> Result<ThreadRecord, Error> {
     with_ledger(project, |leases, me| {
         project.registry().update(|data| {
-            reconcile(leases, me, data);
-            let taken: Vec<PortRange> = leases.leases.iter().filter(|l| l.repo_id != me.repo_id).map(|l| l.block).collect();
-            let record = pick(data, &taken, &leases.leases)?;
+            let lost = lost_threads(project, &me.repo_id, data);
+            reconcile(leases, me, data, &lost);
+            let taken: Vec<PortRange> = leases.leases.iter().filter(|l| l.repo_id != me.repo_id || lost.contains_key(&l.thread)).map(|l| l.block).collect();
+            let record = pick(data, &taken, &leases.leases, &lost)?;
             leases.leases.push(lease_of(me, &record));
             Ok(record)
         })
@@ -150,8 +179,9 @@ pub(crate) fn release(project: &Project, id: u32) -> Result<(), Error> {
 /// `iso doctor --fix` re-registered threads).
 pub(crate) fn sync(project: &Project) -> Result<(), Error> {
     let snapshot = project.registry().load()?;
+    let lost = lost_threads(project, &project.identity()?.id, &snapshot);
     with_ledger(project, |leases, me| {
-        reconcile(leases, me, &snapshot);
+        reconcile(leases, me, &snapshot, &lost);
         Ok(())
     })
 }
@@ -160,10 +190,11 @@ pub(crate) fn sync(project: &Project) -> Result<(), Error> {
 /// A lost ledger is rebuilt on the way.
 pub fn machine_ports(project: &Project) -> Result<Vec<LeaseRow>, Error> {
     let snapshot = project.registry().load()?;
+    let lost = lost_threads(project, &project.identity()?.id, &snapshot);
     with_ledger(project, |leases, me| {
         // Read without the registry's lock: the ledger's lock keeps inits
         // out, and a cleanup racing this releases its lease after us.
-        reconcile(leases, me, &snapshot);
+        reconcile(leases, me, &snapshot, &lost);
         let mut registries = BTreeMap::new();
         Ok(leases
             .leases

@@ -56,6 +56,13 @@ pub(crate) fn kept_thread(common_dir: &Path, worktree_name: &str, repo_id: &str)
     (kept.repo_id == repo_id).then_some(kept.thread)
 }
 
+/// Every thread of repository `repo_id` kept beside a worktree's git
+/// metadata (listed by the registry or not).
+pub(crate) fn kept_threads(common_dir: &Path, repo_id: &str) -> Vec<ThreadRecord> {
+    let Ok(dir) = std::fs::read_dir(common_dir.join("worktrees")) else { return Vec::new() };
+    dir.flatten().filter_map(|e| kept_thread(common_dir, &e.file_name().to_string_lossy(), repo_id)).collect()
+}
+
 /// Put `thread` back into the registry as it was (refused when its id,
 /// name or branch was taken meanwhile), and its lease into the ledger.
 pub(crate) fn reregister(project: &Project, thread: &ThreadRecord) -> Result<(), Error> {

@@ -532,3 +532,69 @@ fn a_new_checkout_at_the_same_path_never_takes_the_old_ones_resources() {
     assert!(!list.contains("1/1"), "list counted another checkout's container: {list}");
     assert!(container_running(&old_container));
 }
+
+#[test]
+fn a_thread_an_older_iso_made_is_rebuilt_from_its_worktree_and_docker_labels() {
+    let (repo, docker, tag) = small_repo(WEB_STACK);
+    repo.iso_ok(&["init", "old"]);
+    let before = repo.threads()[0].clone();
+    let container = format!("iso-{tag}-t1-api");
+    let label = |key: &str| {
+        let out = Command::new("docker").args(["inspect", "-f", &format!("{{{{index .Config.Labels \"{key}\"}}}}"), &container]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (repo_label, network) = (label("iso.repo"), format!("iso-{tag}-t1"));
+    let port = before["ports"]["api"].as_u64().unwrap();
+    // What an iso before kept records and repository ids left: the
+    // container without `iso.repo-id`, no record beside the worktree, and
+    // then the registry is lost.
+    assert!(Command::new("docker").args(["rm", "-f", &container]).status().unwrap().success());
+    let run = Command::new("docker")
+        .args(["run", "-d", "--name", &container, "--network", &network, "-p", &format!("127.0.0.1:{port}:8080")])
+        .args(["--label", "iso.managed=1", "--label", &format!("iso.repo={repo_label}"), "--label", "iso.thread=1", "--label", "iso.service=api"])
+        .args(["--label", "iso.test=1", "iso-test/busybox:1", "busybox", "httpd", "-f", "-p", "8080", "-h", "/www"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    std::fs::remove_file(repo.path(".git/worktrees/thread-1/iso-thread.json")).unwrap();
+    std::fs::remove_file(repo.path(".git/iso/registry.toml")).unwrap();
+    assert!(repo.threads().is_empty());
+
+    // doctor says what it knows and changes nothing.
+    let out = repo.iso(&["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let findings: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(findings.len(), 1, "only the missing thread, not its container as a leftover or another's: {text}");
+    let problem = findings[0]["problem"].as_str().unwrap();
+    assert!(problem.contains("thread 1 (old) is missing from the registry") && problem.contains("thread-1-old") && problem.contains(&container), "{text}");
+    assert!(repo.threads().is_empty(), "doctor without --fix changes nothing");
+
+    // On another branch, they disagree: reported, nothing re-registered or removed.
+    let wt = repo.path(".worktrees/thread-1");
+    let git_in_wt = |args: &[&str]| assert!(Command::new("git").arg("-C").arg(&wt).args(args).status().unwrap().success());
+    // (A commit of its own, or doctor takes thread-1-old for a branch an
+    // unfinished init left unused, and deletes it.)
+    git_in_wt(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "work"]);
+    git_in_wt(&["switch", "-q", "-c", "elsewhere"]);
+    let out = repo.iso(&["doctor", "--fix"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("branch elsewhere is not what the branch template"), "{}", stdout(&out));
+    assert!(repo.threads().is_empty() && wt.is_dir() && docker.names("container", Some(1)) == [container.as_str()]);
+    git_in_wt(&["switch", "-q", "thread-1-old"]);
+
+    // --fix re-registers it: the worktree, branch and labels agree.
+    let out = repo.iso(&["doctor", "--fix", "--json"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let after = repo.threads()[0].clone();
+    for key in ["id", "name", "branch", "ports", "port_block", "worktree"] {
+        assert_eq!(after[key], before[key], "{key}");
+    }
+    assert!(repo.path(".git/worktrees/thread-1/iso-thread.json").is_file(), "its record is kept from now on");
+    let status = repo.iso_json(&["status", "1"]);
+    assert_eq!(status["services"][0]["state"], "running", "{status}");
+    assert_eq!(repo.iso_json(&["ports", "--all"]).as_array().unwrap().len(), 1);
+    assert!(repo.iso(&["doctor"]).status.success(), "clean afterwards: {}", stdout(&repo.iso(&["doctor"])));
+    repo.iso_ok(&["cleanup", "1"]);
+    assert!(docker.names("container", Some(1)).is_empty());
+}

@@ -100,6 +100,15 @@ pub fn doctor(project: &Project, fix: bool, volumes: bool) -> Result<Vec<Finding
     let owned: BTreeSet<&Path> = data.threads.iter().map(|t| t.worktree.as_path()).collect();
     let repo_id = project.identity()?.id;
     let mut recoverable = BTreeSet::new();
+    // This path's containers (this id's, or an older iso's without one):
+    // what is left of threads an older iso made, which kept no record.
+    let labelled: Vec<services::ContainerInfo> = if project.config.has_stack() {
+        Engine::connect()
+            .and_then(|e| e.containers(services::Scope { repo_root: project.root(), repo_id: &repo_id, unlabelled: true }, None))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     for wt in project.git()?.worktrees()? {
         if !wt.path.starts_with(&wt_dir) || owned.contains(wt.path.as_path()) {
             continue;
@@ -112,8 +121,40 @@ pub fn doctor(project: &Project, fix: bool, volumes: bool) -> Result<Vec<Finding
                 Some(t.id),
                 format!("thread {} ({}) is missing from the registry; its worktree {} and iso's record of it are still there", t.id, t.name, wt.path.display()),
                 &format!("re-register it as it was (id {}, branch {}, ports {})", t.id, t.branch, t.port_block),
-                &|| recover::reregister(project, &t),
+                &|| recover::reregister(project, &t, "by iso doctor --fix, from the record beside its worktree"),
             );
+        } else if let Some(rebuilt) = wt.valid.then(|| from_labels(project, &wt.path, &labelled, &data)).flatten() {
+            match rebuilt {
+                Ok((t, names)) => {
+                    recoverable.insert(t.id);
+                    attempt(
+                        &mut findings,
+                        Some(t.id),
+                        format!(
+                            "thread {} ({}) is missing from the registry; its worktree {} on branch {} and its containers {} are still there (made by an iso that kept no record of it)",
+                            t.id,
+                            t.name,
+                            wt.path.display(),
+                            t.branch,
+                            names.join(", ")
+                        ),
+                        &format!("re-register it from the worktree and the Docker labels (id {}, branch {}, ports {}; base and task unknown)", t.id, t.branch, t.port_block),
+                        &|| {
+                            recover::reregister(project, &t, "by iso doctor --fix, from its worktree and Docker labels")?;
+                            // Kept from now on, like any thread's.
+                            let _ = recover::keep(project, &t);
+                            Ok(())
+                        },
+                    );
+                }
+                Err(why) => findings.push(Finding {
+                    thread: None,
+                    problem: format!("worktree {} is not in the registry and Docker has containers of its thread, but {why}", wt.path.display()),
+                    fix: "none automatic: it is not re-registered or removed (check the worktree and `docker ps -a --filter label=iso.thread`)".into(),
+                    fixed: false,
+                    error: None,
+                }),
+            }
         } else if wt.valid {
             attempt(
                 &mut findings,
@@ -203,6 +244,71 @@ pub fn doctor(project: &Project, fix: bool, volumes: bool) -> Result<Vec<Finding
     Ok(findings)
 }
 
+/// A thread made by an iso that kept no record of it, rebuilt from its
+/// worktree (`<worktree dir>/thread-<id>`, on the branch the template
+/// gives for that id) and the containers labelled with its id (their
+/// published ports inside the id's usual block). `None`: not such a
+/// thread (no containers of that id); `Err`: they disagree, and why.
+fn from_labels(
+    project: &Project,
+    path: &Path,
+    containers: &[services::ContainerInfo],
+    data: &crate::registry::RegistryData,
+) -> Option<Result<(crate::thread::ThreadRecord, Vec<String>), String>> {
+    let id: u32 = path.file_name()?.to_str()?.strip_prefix("thread-")?.parse().ok()?;
+    if project.worktree_path(id) != path || data.thread(id).is_some() {
+        return None;
+    }
+    let mine: Vec<&services::ContainerInfo> = containers.iter().filter(|c| c.thread == Some(id)).collect();
+    if mine.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = mine.iter().map(|c| c.name.clone()).collect();
+    let Some(branch) = worktree::head_branch(path) else { return Some(Err("its worktree has a detached HEAD".into())) };
+    let template = &project.config.threads.branch_template;
+    let name = template.split_once("{name}").and_then(|(pre, post)| {
+        let (pre, post) = (pre.replace("{id}", &id.to_string()), post.replace("{id}", &id.to_string()));
+        branch.strip_prefix(pre.as_str())?.strip_suffix(post.as_str()).map(str::to_string)
+    });
+    let Some(name) = name.filter(|n| crate::names::sanitize(n).is_ok_and(|s| s == *n) && project.config.branch_name(id, n) == branch) else {
+        return Some(Err(format!("its branch {branch} is not what the branch template `{template}` gives for thread {id}")));
+    };
+    let p = &project.config.ports;
+    let block = crate::ports::PortLayout { base: p.base, block_size: p.block_size, slots: p.slots.clone() }.block(id);
+    let outside: Vec<u16> = mine
+        .iter()
+        .flat_map(|c| c.ports.iter())
+        .filter_map(|p| p.split("->").next()?.rsplit(':').next()?.parse().ok())
+        .filter(|port| !(block.range.start..=block.range.end).contains(port))
+        .collect();
+    if !outside.is_empty() {
+        return Some(Err(format!("its containers publish ports {outside:?} outside thread {id}'s block {}", block.range)));
+    }
+    let now = chrono::Utc::now();
+    let t = crate::thread::ThreadRecord {
+        id,
+        name,
+        branch,
+        base: project.config.threads.base_branch.clone().unwrap_or_else(|| "main".into()),
+        status: ThreadStatus::Active,
+        env_file: path.join(super::env::ENV_FILE),
+        worktree: path.to_path_buf(),
+        ports: block.named,
+        port_block: block.range,
+        task: None,
+        pr: None,
+        created: now,
+        updated: now,
+        // The branch was not made by this re-registration: cleanup keeps it.
+        created_branch: false,
+        error: None,
+        owner: None,
+        steps: Vec::new(),
+        history: Vec::new(),
+    };
+    Some(Ok((t, names)))
+}
+
 /// Leases of the machine-wide port ledger whose repository or thread is
 /// gone: they keep ports from every other repository until dropped.
 fn doctor_leases(project: &Project, fix: bool, recoverable: &BTreeSet<u32>, findings: &mut Vec<Finding>) {
@@ -253,6 +359,9 @@ fn doctor_services(project: &Project, fix: bool, volumes: bool, recoverable: &BT
         match r.thread {
             Some(t) if r.repo_id.as_deref() == Some(repo_id.as_str()) && !live.contains(&t) => orphans.entry(t).or_default().push(r),
             Some(_) if r.repo_id.as_deref() == Some(repo_id.as_str()) => {}
+            // An older iso's (no id) of a thread the registry lists, or
+            // doctor re-registers: that thread's, as `listed_scope` says.
+            Some(t) if r.repo_id.is_none() && live.contains(&t) => {}
             _ => foreign.push(r),
         }
     }

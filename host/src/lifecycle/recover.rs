@@ -65,13 +65,13 @@ pub(crate) fn kept_threads(common_dir: &Path, repo_id: &str) -> Vec<ThreadRecord
 
 /// Put `thread` back into the registry as it was (refused when its id,
 /// name or branch was taken meanwhile), and its lease into the ledger.
-pub(crate) fn reregister(project: &Project, thread: &ThreadRecord) -> Result<(), Error> {
+pub(crate) fn reregister(project: &Project, thread: &ThreadRecord, how: &str) -> Result<(), Error> {
     project.registry().update(|d| {
         if let Some(t) = d.threads.iter().find(|t| t.id == thread.id || t.name == thread.name || t.branch == thread.branch) {
             return Err(Error::NameTaken { name: t.name.clone(), id: t.id });
         }
         let mut t = thread.clone();
-        t.record("re-registered", "by iso doctor --fix, from the record beside its worktree");
+        t.record("re-registered", how);
         d.threads.push(t);
         d.threads.sort_by_key(|t| t.id);
         Ok(())

@@ -275,13 +275,14 @@ fn cleanup_keeps_the_branch_and_refuses_to_lose_work() {
 #[test]
 fn a_failed_init_rolls_back_what_it_created() {
     let repo = TestRepo::new("[threads]\nmax = 3\n");
-    // Something that is not a worktree sits where thread 1's worktree goes.
-    repo.write(".worktrees/thread-1/keep.txt", "user data\n");
+    // git's metadata directory for thread 1's worktree is taken (a
+    // directory at `.worktrees/thread-1` would only make init skip id 1).
+    repo.write(".git/worktrees/thread-1/keep.txt", "user data\n");
     let out = repo.iso(&["init", "blocked"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("failed at step `worktree`") && err.contains("rolled back: branch thread-1-blocked"), "{err}");
-    assert_eq!(repo.read(".worktrees/thread-1/keep.txt"), "user data\n", "the user's directory is untouched");
+    assert!(err.contains("failed at step `worktree`") && err.contains("rolled back: ") && err.contains("branch thread-1-blocked"), "{err}");
+    assert_eq!(repo.read(".git/worktrees/thread-1/keep.txt"), "user data\n", "what was there is untouched");
     assert!(!repo.git(&["branch"]).contains("thread-1-blocked"));
     assert!(repo.threads().is_empty());
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{stderr, stdout, TestRepo};
+use crate::support::{stderr, stdout, wait_for, TestRepo};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-0123456789";
@@ -92,14 +92,6 @@ fn ok(method: &str, url: &str, body: Option<Value>) -> Value {
     let (status, v) = call(method, url, Some(TOKEN), b.as_deref().map(str::as_bytes));
     assert!((200..300).contains(&status), "{method} {url}: {status} {v}");
     v
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

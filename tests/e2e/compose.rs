@@ -256,7 +256,7 @@ impl Registry {
             .expect("docker-registry (the Debian package; .ci/install-deps installs it)");
         let t0 = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "the registry did not listen on {port}");
+            assert!(t0.elapsed() < Duration::from_secs(60), "the registry did not listen on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
         Registry { child, port, image: String::new(), _dir: dir }

@@ -178,7 +178,10 @@ healthcheck = {{ http = "/" }}
     assert!(err.contains("service `broken` did not become healthy within 3 s"), "{err}");
     assert!(err.contains("broken-service-started") && err.contains("no listener here"), "last log lines shown: {err}");
     assert!(err.contains(&format!("rolled back: services iso-{t}-t1")), "{err}");
-    assert!(t0.elapsed() < Duration::from_secs(30), "took {:?}", t0.elapsed());
+    // Not a timing check: the service sleeps 600 s, and iso must give up at
+    // its health timeout instead of waiting for it (a loaded CI machine can
+    // make the rollback itself take a minute).
+    assert!(t0.elapsed() < Duration::from_secs(300), "waited for the service: {:?}", t0.elapsed());
     // Every container, volume and network it created is gone, and so is the thread.
     assert!(docker.names("container", None).is_empty(), "{:?}", docker.names("container", None));
     assert!(docker.names("volume", None).is_empty());

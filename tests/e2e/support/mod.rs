@@ -10,6 +10,7 @@ pub mod ports;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub const ISO: &str = env!("CARGO_BIN_EXE_iso");
 
@@ -160,4 +161,15 @@ pub fn stderr(out: &Output) -> String {
 
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Polls `f` every 50 ms until it holds. `limit` only bounds a test that
+/// would otherwise hang, so it is at least a minute: a loaded 2-core CI
+/// machine runs these steps ten times slower than an idle one.
+pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit.max(Duration::from_secs(60));
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

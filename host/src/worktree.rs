@@ -186,8 +186,23 @@ impl Git {
         Ok(())
     }
 
+    /// Note in the reflog of a branch [`Git::create_thread_branch`] made that
+    /// its thread was created in full: from then on the branch is the user's
+    /// (cleanup keeps it), and [`Git::untouched_iso_branches`] no longer
+    /// lists it, even with no commit of its own and no thread left.
+    pub fn mark_thread_branch_used(&self, name: &str, why: &str) -> Result<(), GitError> {
+        let refname = format!("refs/heads/{name}");
+        let action = || format!("mark branch {name} in its reflog");
+        let tip = self.repo.refname_to_id(&refname).map_err(git(action()))?;
+        let sig = self.repo.signature().or_else(|_| git2::Signature::now("iso", "iso@localhost")).map_err(git(action()))?;
+        let mut log = self.repo.reflog(&refname).map_err(git(action()))?;
+        log.append(tip, &sig, Some(why)).map_err(git(action()))?;
+        log.write().map_err(git(action()))
+    }
+
     /// Local branches that [`Git::create_thread_branch`] made and nothing
-    /// changed since: one reflog entry, and the tip still where it was
+    /// changed since: one reflog entry (an init that finished adds a second,
+    /// [`Git::mark_thread_branch_used`]), and the tip still where it was
     /// created (so deleting one loses no commit).
     pub fn untouched_iso_branches(&self) -> Result<Vec<String>, GitError> {
         let mut out = Vec::new();

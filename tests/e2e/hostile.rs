@@ -10,22 +10,14 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{stderr, stdout, TestRepo};
+use crate::support::{stderr, stdout, wait_for, TestRepo};
 use serde_json::Value;
 
 /// A repository with few, small port blocks (the suite's windows are shared).
 fn small_repo(extra: &str) -> TestRepo {
     TestRepo::new(&format!("[ports]\nblock_size = 5\n[threads]\nmax = 4\n{extra}"))
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Commit `links` (name → target) as symlinks on a new branch `branch`
@@ -399,6 +391,20 @@ fn doctor_fix_removes_the_branch_of_an_init_whose_entry_was_lost() {
     assert!(out.contains("-lost was created by an iso init that did not finish"), "{out}");
     assert!(branch().is_empty(), "deleted");
     assert!(!repo.git(&["branch", "--list", "mine"]).trim().is_empty(), "the user's branch stays");
+}
+
+#[test]
+fn doctor_fix_keeps_the_branch_of_a_thread_that_was_created_in_full() {
+    // Cleanup keeps the branch, even one with no commit of its own; a lost
+    // registry must not make it look like the leftover of an interrupted init.
+    let repo = small_repo("");
+    repo.iso_ok(&["init", "kept"]);
+    repo.iso_ok(&["cleanup", "kept"]);
+    std::fs::remove_file(repo.path(".git/iso/registry.toml")).unwrap();
+    let out = repo.iso(&["doctor", "--fix"]);
+    let out = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.contains("did not finish"), "{out}");
+    assert!(!repo.git(&["branch", "--list", "thread-*-kept"]).trim().is_empty(), "the kept branch was deleted: {out}");
 }
 
 #[test]

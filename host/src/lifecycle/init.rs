@@ -272,6 +272,16 @@ fn build(
             Ok::<_, Error>(())
         })
         .map_err(at("registry"))?;
+    // The branch iso made now belongs to a thread that was created in full:
+    // doctor's sweep of branches left by interrupted inits must never take
+    // it, not after cleanup (which keeps branches) nor after a lost registry.
+    if record.created_branch {
+        let why = format!("iso: thread {} ({}) created", record.id, record.name);
+        if let Err(e) = project.git().and_then(|g| g.mark_thread_branch_used(&record.branch, &why)) {
+            progress.note(&format!("{name}: {}", crate::error::with_hint(&e)));
+        }
+    }
+
     // A spare copy beside the worktree's git metadata, so a lost registry
     // loses nothing (see `recover`).
     if let Err(e) = super::recover::keep(project, record) {

@@ -39,6 +39,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("names", Layer::Concern),
     ("ports", Layer::Concern),
     ("registry", Layer::Concern),
+    ("servers", Layer::Concern),
     ("services", Layer::Concern),
     ("worktree", Layer::Concern),
     ("project", Layer::Project),

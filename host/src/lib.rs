@@ -14,7 +14,7 @@
 //!   `[services]`): plain types every module may use; they use nothing but
 //!   each other.
 //! - **concerns** — [`registry`], [`ports`], [`worktree`], [`envfile`],
-//!   [`copyfiles`], [`names`], [`listeners`], [`ledger`] (the per-user port ledger), [`services`], [`hooks`],
+//!   [`copyfiles`], [`names`], [`listeners`], [`ledger`] (the per-user port ledger), [`servers`] (records of running `iso serve`s), [`services`], [`hooks`],
 //!   [`eventlog`], [`agent`]: each owns one concern, uses only the model and
 //!   never another concern.
 //! - [`project`] — the opened repository (config, registry, git) handed to
@@ -47,6 +47,7 @@ pub mod listeners;
 pub mod names;
 pub mod ports;
 pub mod registry;
+pub mod servers;
 pub mod services;
 pub mod worktree;
 

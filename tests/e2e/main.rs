@@ -11,6 +11,7 @@ mod support;
 mod api;
 mod cli;
 mod compose;
+mod discover;
 mod docker;
 mod hooks;
 mod hostile;

@@ -23,8 +23,13 @@
 //!
 //! Shutdown: on SIGINT or SIGTERM the server prints `stopping`, stops
 //! accepting connections, ends open event streams, lets requests in flight
-//! finish for up to [`SHUTDOWN_GRACE`], removes the token file it wrote,
-//! and returns.
+//! finish for up to [`SHUTDOWN_GRACE`], removes the token file and the
+//! discovery records it wrote, and returns.
+//!
+//! Discovery: once listening, the server writes `<git dir>/iso/server.json`
+//! and an entry of the per-user index (`lifecycle::servers`): its URL, pid
+//! and where its token is (`ISO_API_TOKEN`, `api.token`, or the 0600 token
+//! file), never the token.
 
 mod auth;
 mod error;
@@ -252,6 +257,13 @@ pub fn serve(opts: ServeOptions, on_listen: impl FnOnce(SocketAddr, &Token)) -> 
     } else {
         None
     };
+    let token_source = if token.generated {
+        lifecycle::servers::TokenSource::File { path: token_file(&project) }
+    } else if opts.token.as_deref().is_some_and(|t| !t.is_empty()) {
+        lifecycle::servers::TokenSource::Env { var: "ISO_API_TOKEN".into() }
+    } else {
+        lifecycle::servers::TokenSource::Config { key: "api.token".into() }
+    };
     let root = project.root().to_path_buf();
     // From the end of the log as it is now: events before the server started
     // are not news (a client can ask for them with Last-Event-ID).
@@ -261,6 +273,11 @@ pub fn serve(opts: ServeOptions, on_listen: impl FnOnce(SocketAddr, &Token)) -> 
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
         let local = listener.local_addr()?;
+        // Discovery (`iso remote discover`): where a local client reaches
+        // this server and where the token is, never the token itself. The
+        // records go when the guard does, as the server returns.
+        let connect = if local.ip().is_unspecified() { SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port()) } else { local };
+        let _record = lifecycle::servers::record_server(&project, &format!("http://{connect}"), token_source)?;
         let signal = stop_signal()?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (events, _) = tokio::sync::broadcast::channel(1024);

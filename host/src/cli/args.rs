@@ -148,7 +148,7 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         bind: Option<std::net::SocketAddr>,
     },
-    /// Use an `iso serve` for init, list, status, update, cleanup and spawn
+    /// Use an `iso serve` for init, list, status, update, cleanup and spawn (connect, discover, status, disconnect)
     #[command(subcommand)]
     Remote(RemoteCommand),
     /// Create a thread and start the configured agent ([agent] command) in it
@@ -284,6 +284,15 @@ pub enum RemoteCommand {
     },
     /// Forget the connection: commands work locally again
     Disconnect,
+    /// Connect to the running `iso serve` of this repository, or list this user's running servers
+    #[command(after_help = "Examples:\n  iso remote discover\n  iso remote discover --all --json")]
+    Discover {
+        /// List every running server of this user instead of connecting
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -105,7 +105,7 @@ fn run(cli: Cli) -> CmdResult {
         // Need no repository.
         Command::Completions { shell } => return Ok(cmd::completions::run(*shell)),
         Command::Plugin(c) => return Ok(cmd::hooks::plugin(c, &cwd)),
-        Command::Remote(c) => return cmd::remote::run(c),
+        Command::Remote(c) => return cmd::remote::run(c, &cwd),
         Command::AgentSupervise { run_file } => return Ok(lifecycle::agents::supervise(run_file)?),
         Command::Serve { bind } => return cmd::serve::run(&cwd, *bind),
         // Local, or through a server.

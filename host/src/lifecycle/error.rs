@@ -15,6 +15,7 @@ use crate::ports::PortsError;
 use crate::project::OpenError;
 use crate::registry::RegistryError;
 use crate::rooted::RootedError;
+use crate::servers::ServerError;
 use crate::services;
 use crate::thread::ThreadStatus;
 use crate::worktree::GitError;
@@ -46,6 +47,8 @@ pub enum Error {
     Agent(#[from] AgentError),
     #[error(transparent)]
     Rooted(#[from] RootedError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
     #[error("thread {id} is already named `{name}`")]
     NameTaken { name: String, id: u32 },
     #[error("branch `{branch}` already belongs to thread {id}")]
@@ -121,6 +124,7 @@ impl Error {
             Error::Services(e) => e.as_ref(),
             Error::Agent(e) => e,
             Error::Rooted(e) => e,
+            Error::Server(e) => e,
             Error::InitFailed { source, .. } => source.as_ref(),
             _ => return None,
         })

@@ -14,7 +14,7 @@
 //! One file per verb: [`init`], [`cleanup`], [`update`], [`doctor`],
 //! [`stack`] (a thread's Docker services), [`agents`] (spawn, runs, stop),
 //! [`hooks`] (listing and running hooks, custom events), [`events`] (the
-//! event log), [`machine`] (the per-user port ledger), [`view`] (listing and status as front ends show them) and
+//! event log), [`machine`] (the per-user port ledger), [`servers`] (discovery of running `iso serve`s), [`view`] (listing and status as front ends show them) and
 //! [`setup`]. [`env`] holds what several of them share: a thread's
 //! environment and the delivery of lifecycle events.
 //!
@@ -31,6 +31,7 @@ pub mod hooks;
 pub mod init;
 pub mod machine;
 mod recover;
+pub mod servers;
 pub mod setup;
 pub mod stack;
 pub mod update;

@@ -290,6 +290,7 @@ pub enum RemoteCommand {
         /// List every running server of this user instead of connecting
         #[arg(long)]
         all: bool,
+        /// Print JSON: the connection, or the list of server records (docs/api.md, "Discovery")
         #[arg(long)]
         json: bool,
     },

@@ -6,9 +6,10 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::server::Server;
 use crate::support::{stderr, stdout, wait_for, TestRepo};
 use serde_json::{json, Value};
 
@@ -21,35 +22,6 @@ fn repo(extra: &str) -> TestRepo {
 /// A repository with `max` threads of 10 ports.
 fn repo_max(max: u32, extra: &str) -> TestRepo {
     TestRepo::new(&format!("[ports]\nblock_size = 10\n[threads]\nmax = {max}\n{extra}"))
-}
-
-/// A running `iso serve`, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(repo: &TestRepo, token: Option<&str>) -> Server {
-        let mut cmd = repo.iso_cmd(&["serve", "--bind", "127.0.0.1:0"]);
-        match token {
-            Some(t) => cmd.env("ISO_API_TOKEN", t),
-            None => cmd.env_remove("ISO_API_TOKEN"),
-        };
-        let mut child = cmd.env_remove("ISO_API_URL").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start iso serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        Server { child, url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn agent() -> ureq::Agent {

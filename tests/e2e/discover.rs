@@ -2,60 +2,16 @@
 //! records itself, `iso remote discover` finds it in the repository and
 //! from anywhere (`--all`), and a killed server's records are removed.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use crate::support::server::Server;
 use crate::support::{stderr, stdout, TestRepo};
 use serde_json::Value;
 
 fn repo() -> TestRepo {
     TestRepo::new("[ports]\nblock_size = 10\n[threads]\nmax = 4\n")
-}
-
-/// A running `iso serve`, killed on drop (so a failing test stops it too).
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(repo: &TestRepo, token: Option<&str>) -> Server {
-        let mut cmd = repo.iso_cmd(&["serve", "--bind", "127.0.0.1:0"]);
-        match token {
-            Some(t) => cmd.env("ISO_API_TOKEN", t),
-            None => cmd.env_remove("ISO_API_TOKEN"),
-        };
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start iso serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
-        Server { child, url }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM, and wait for it to end.
-    fn stop(&mut self) {
-        let st = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().unwrap();
-        assert!(st.success());
-        let _ = self.child.wait();
-    }
-
-    /// SIGKILL: no chance to remove anything.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// The repository's discovery record.

@@ -7,6 +7,7 @@
 
 pub mod docker;
 pub mod ports;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

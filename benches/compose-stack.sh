@@ -17,28 +17,19 @@
 # directory and what is left in it (to look at a run afterwards).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benches/lib.sh
 RUNS=${1:-5}
 docker info >/dev/null 2>&1 || { echo "no Docker engine: run bash .ci/install-deps" >&2; exit 1; }
 docker compose version --short 2>/dev/null | grep -q '^2' || { echo "Compose v2 missing: run bash .ci/install-deps" >&2; exit 1; }
-ISO=${ISO_BIN:-}
-if [[ -z $ISO ]]; then
-  cargo build --release -q -p iso --bin iso
-  ISO=$PWD/target/release/iso
-fi
+ISO=$(iso_bin)
 WORK=$(mktemp -d /tmp/iso-bench-compose.XXXXXX)
 cleanup() {
-  docker ps -aq --filter "label=iso.bench=compose" | xargs -r docker rm -f -v >/dev/null 2>&1 || true
-  docker volume ls -q --filter "label=iso.bench=compose" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
-  docker network ls -q --filter "label=iso.bench=compose" | xargs -r docker network rm >/dev/null 2>&1 || true
+  docker_rm_labelled iso.bench=compose
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 [[ -n ${KEEP:-} ]] && trap - EXIT
 export ISO_USER_CONFIG= NO_COLOR=1
-
-now_ns() { date +%s%N; }
-ms() { echo $(( ($2 - $1) / 1000000 )); }
-median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.0f}")' "$@"; }
 
 REPO=$WORK/app
 mkdir -p "$REPO" && cd "$REPO"
@@ -137,7 +128,6 @@ done
 
 up_iso=$(median "${iso_up[@]}"); up_c=$(median "${c_up[@]}")
 down_iso=$(median "${iso_down[@]}"); down_c=$(median "${c_down[@]}")
-ratio() { python3 -c "print(f'{$1/$2:.2f}x')"; }
 echo
 echo "Compose project (Postgres + Redis + API, healthcheck interval 5s), $RUNS runs, medians (ms), Compose $(docker compose version --short)"
 printf '%-52s %8s %8s %8s\n' "operation" "iso" "compose" "iso/compose"

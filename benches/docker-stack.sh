@@ -7,30 +7,25 @@
 #      smallest sensible interval, by compose);
 #   2. `iso cleanup` against `docker-compose -p X down -v`.
 # Goal: iso at most 0.7x compose's time for both. Uses the local test images
-# (.ci/install-deps) and a release build of iso. Prints medians in ms.
+# (.ci/install-deps) and a release build of iso (or ISO_BIN). Prints medians
+# in ms.
 #
 #   bash benches/docker-stack.sh [runs]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benches/lib.sh
 RUNS=${1:-7}
 docker info >/dev/null 2>&1 || { echo "no Docker engine: run bash .ci/install-deps" >&2; exit 1; }
 command -v docker-compose >/dev/null || { echo "docker-compose missing: run bash .ci/install-deps" >&2; exit 1; }
-cargo build --release -q -p iso --bin iso
-ISO=$PWD/target/release/iso
+ISO=$(iso_bin)
 WORK=$(mktemp -d /tmp/iso-bench-docker.XXXXXX)
 LABEL=iso.test=1
 cleanup() {
-  docker ps -aq --filter "label=iso.bench=1" | xargs -r docker rm -f -v >/dev/null 2>&1 || true
-  docker volume ls -q --filter "label=iso.bench=1" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
-  docker network ls -q --filter "label=iso.bench=1" | xargs -r docker network rm >/dev/null 2>&1 || true
+  docker_rm_labelled iso.bench=1
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 export ISO_USER_CONFIG= NO_COLOR=1
-
-now_ns() { date +%s%N; }
-ms() { echo $(( ($2 - $1) / 1000000 )); }
-median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.0f}")' "$@"; }
 
 REPO=$WORK/app
 mkdir -p "$REPO" && cd "$REPO"
@@ -135,7 +130,6 @@ done
 
 up_iso=$(median "${iso_up[@]}"); up_c=$(median "${c_up[@]}"); up_cr=$(median "${c_up_ready[@]}")
 down_iso=$(median "${iso_down[@]}"); down_c=$(median "${c_down[@]}")
-ratio() { python3 -c "print(f'{$1/$2:.2f}x')"; }
 echo
 echo "Postgres + Redis + API stack, $RUNS runs, medians (ms)"
 printf '%-46s %8s %8s %8s\n' "operation" "iso" "compose" "iso/compose"

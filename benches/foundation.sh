@@ -12,13 +12,9 @@
 #       init in the same runs: the cost of a change, e.g. the port ledger)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source benches/lib.sh
 RUNS=${1:-15}
-if [ -z "${ISO_BIN:-}" ]; then
-  cargo build --release -q -p iso --bin iso
-  ISO=$PWD/target/release/iso
-else
-  ISO=$ISO_BIN
-fi
+ISO=$(iso_bin)
 BEFORE=${ISO_BEFORE:-}
 # BENCH_DIR=/dev/shm takes disk writeback (the noisiest part) out of the
 # comparison and leaves the work each tool does.
@@ -28,8 +24,7 @@ export ISO_USER_CONFIG= NO_COLOR=1
 # iso's per-user state (the port ledger) of the benchmark's own.
 export ISO_STATE_DIR=$WORK/state
 
-now_ns() { date +%s%N; }
-median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.1f}")' "$@"; }
+MEDIAN_DIGITS=1
 
 # ---- a repository of 5,000 files --------------------------------------------
 REPO=$WORK/big

@@ -123,6 +123,14 @@ pub fn current() -> Result<Option<Connection>, RemoteError> {
     })
 }
 
+/// The `ISO_API_URL` that overrides a saved connection to `saved`, if one
+/// is set to another server: `connect` and `discover` warn about it, since
+/// the connection they save would not be used.
+pub fn env_overrides(saved: &str) -> Option<String> {
+    let url = std::env::var("ISO_API_URL").ok().filter(|u| !u.is_empty())?;
+    (check_url(&url).ok().as_deref() != Some(saved)).then_some(url)
+}
+
 /// Store a connection (file mode 0600, written atomically).
 pub fn save(conn: &Connection) -> Result<PathBuf, RemoteError> {
     use std::io::Write;

@@ -59,6 +59,11 @@ fn discover_in_the_repository_connects_and_remote_commands_work() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(&format!("connected to {}", s.url)), "{}", stdout(&out));
     assert_eq!(std::fs::metadata(&remote_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    // ISO_API_URL would win over what discover saves: it says so.
+    let out = repo.iso_cmd(&["remote", "discover"]).env("ISO_REMOTE_FILE", &remote_file).env("ISO_API_URL", "http://127.0.0.1:9").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ISO_API_URL=http://127.0.0.1:9 is set and overrides this connection"), "{}", stderr(&out));
 
     // Through the server, from a directory that is no repository at all.
     let out = iso_at(&repo, elsewhere.path(), &remote_file, &["init", "alpha", "--no-services"]);

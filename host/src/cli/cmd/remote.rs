@@ -18,6 +18,7 @@ pub fn run(cmd: &RemoteCommand, cwd: &Path) -> CmdResult {
             let conn = Connection { url: client.url.clone(), token: token.clone() };
             let path = remote::save(&conn)?;
             anstream::println!("{}✓{} connected to {} (saved in {})", GREEN.render(), GREEN.render_reset(), conn.url, path.display());
+            warn_if_overridden(&conn.url);
             Ok(exit::OK)
         }
         RemoteCommand::Status { json } => {
@@ -49,6 +50,13 @@ pub fn run(cmd: &RemoteCommand, cwd: &Path) -> CmdResult {
             }
             Ok(exit::OK)
         }
+    }
+}
+
+/// A saved connection is not used while `ISO_API_URL` names another server.
+fn warn_if_overridden(saved: &str) {
+    if let Some(url) = remote::env_overrides(saved) {
+        eprintln!("warning: ISO_API_URL={url} is set and overrides this connection; unset it to use {saved}");
     }
 }
 
@@ -94,6 +102,7 @@ fn discover(cwd: &Path, all: bool, json: bool) -> CmdResult {
                 path.display()
             );
         }
+        warn_if_overridden(&conn.url);
         return Ok(exit::OK);
     }
     if live.is_empty() {

@@ -637,6 +637,7 @@ mod tests {
             owner: None,
             steps: vec![],
             history: vec![],
+            links: Default::default(),
         };
         let ctx = serde_json::json!({"ticket": "ISO-7"});
         let p = render_prompt(DEFAULT_TEMPLATE, &t, Some(&ctx)).unwrap();

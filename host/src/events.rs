@@ -113,6 +113,8 @@ pub struct Outcome {
     pub env: Vec<HookVariable>,
     /// A sentence for each variable a hook returned that was not admitted.
     pub refused: Vec<String>,
+    /// Links the hooks set (`chat` = …), to be kept on the thread record.
+    pub links: BTreeMap<String, String>,
 }
 
 /// A variable a hook returned, and which hook returned it.

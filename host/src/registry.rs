@@ -400,6 +400,7 @@ mod tests {
             owner: None,
             steps: vec![Step::Branch { name: "b".into() }, Step::Worktree { name: "thread-1".into(), path: "/p".into() }],
             history: Vec::new(),
+            links: Default::default(),
         };
         r.record("created", "from main");
         r

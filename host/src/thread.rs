@@ -203,6 +203,34 @@ pub struct ThreadRecord {
     pub steps: Vec<Step>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// Named links hooks set (e.g. `chat`: the thread's chat thread); kept
+    /// when the thread is cleaned up. Within [`LINKS_LIMIT`], see [`link_problem`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<String, String>,
+}
+
+/// The most links one thread may hold.
+pub const LINKS_LIMIT: usize = 16;
+/// The longest link name: `[a-z0-9-]`, at most this many characters.
+pub const LINK_NAME_LIMIT: usize = 64;
+/// The longest link URL, in bytes.
+pub const LINK_URL_LIMIT: usize = 2 * 1024;
+
+/// Why `name` = `url` cannot be a link of a thread, naming the limit; `None`
+/// when it can. URLs are printed by `iso status` and handed to later hooks,
+/// so control characters are refused too.
+pub fn link_problem(name: &str, url: &str) -> Option<String> {
+    if name.is_empty() || name.len() > LINK_NAME_LIMIT || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        let shown: String = name.chars().take(LINK_NAME_LIMIT).collect();
+        return Some(format!("link name `{shown}` is not 1 to {LINK_NAME_LIMIT} characters of a-z, 0-9 and -"));
+    }
+    if url.len() > LINK_URL_LIMIT {
+        return Some(format!("link `{name}`: its URL has {} bytes; a link holds at most {LINK_URL_LIMIT} (2 KiB)", url.len()));
+    }
+    if url.is_empty() || url.chars().any(char::is_control) {
+        return Some(format!("link `{name}`: its URL is empty or holds control characters"));
+    }
+    None
 }
 
 impl ThreadRecord {

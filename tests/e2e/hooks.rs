@@ -351,7 +351,7 @@ wasm = "{future}"
     assert_blocked(&repo, "h-panic", "panic at");
     let (_, text) = run_hostile(&repo, "h-panic");
     assert!(text.contains("boom from the hostile plugin"), "{text}");
-    assert_blocked(&repo, "h-other", "iso:hooks/handler@0.1.0");
+    assert_blocked(&repo, "h-other", "iso:hooks/handler@0.1.*");
     assert_blocked(&repo, "h-future", "0.2.0");
     assert_intact(&repo);
 }
@@ -499,8 +499,8 @@ fn hooks_list_and_plugin_check() {
     let ok = iso(&repo, &["plugin", "check", &fe, "--json"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
-    assert_eq!(v["world"], "iso:hooks@0.1.0", "{v}");
-    assert!(v["imports"].to_string().contains("iso:hooks/host@0.1.0"), "{v}");
+    assert_eq!(v["world"], "iso:hooks@0.1.1", "{v}");
+    assert!(v["imports"].to_string().contains("iso:hooks/host@0.1.1"), "{v}");
     // What the repository's manifest grants it.
     assert_eq!(v["manifests"][0]["allow"]["paths"][0]["mode"], "ro", "{v}");
     assert_eq!(v["manifests"][0]["events"][0], "post-init", "{v}");
@@ -510,7 +510,12 @@ fn hooks_list_and_plugin_check() {
 
     let bad = iso(&repo, &["plugin", "check", &wasm("iso-other-world.wasm")]);
     assert_eq!(bad.status.code(), Some(1));
-    assert!(stdout(&bad).contains("does not export iso:hooks/handler@0.1.0"), "{}", stdout(&bad));
+    assert!(stdout(&bad).contains("does not export iso:hooks/handler@0.1.*"), "{}", stdout(&bad));
+    // A plugin built for 0.1.0, before 0.1.1 added `set-link` and `link`, still links.
+    let old = iso(&repo, &["plugin", "check", &wasm("iso_v0_1_0.wasm"), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&old.stdout).unwrap();
+    assert!(old.status.success() && v["ok"] == true, "{v}");
+    assert_eq!(v["world"], "iso:hooks@0.1.0", "{v}");
     let future = iso(&repo, &["plugin", "check", &wasm("iso_future_world.wasm")]);
     assert_eq!(future.status.code(), Some(1));
     assert!(stdout(&future).contains("iso:hooks@0.2.0"), "{}", stdout(&future));
@@ -526,4 +531,19 @@ fn a_malformed_hook_entry_points_at_the_line() {
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     let e = stderr(&out);
     assert!(e.contains("iso.toml:9:") && e.contains("hooks[0].event") && e.contains("post_up"), "{e}");
+}
+
+/// iso:hooks 0.1.1 only added functions to `host`: a plugin built for
+/// 0.1.0 (its own copy of that world) links and runs, and what it returns
+/// is applied.
+#[test]
+fn a_plugin_built_for_the_0_1_0_world_still_runs() {
+    let old = wasm("iso_v0_1_0.wasm");
+    let repo = repo(&format!("\n[[hooks]]\nname = \"old\"\nevent = \"post-init\"\nwasm = \"{old}\"\nconfig = {{ k = 1 }}\n"));
+    iso_ok(&repo, &["init", "web"]);
+    let t = thread(&repo, 1);
+    assert_eq!(t["status"], "active", "{t}");
+    assert!(history(&t).contains("v0.1.0 plugin handled post-init of thread 1 (config {\\\"k\\\":1})"), "{}", history(&t));
+    let env = std::fs::read_to_string(PathBuf::from(t["worktree"].as_str().unwrap()).join(".env.thread")).unwrap();
+    assert!(env.contains("OLD_WORLD=linked"), "{env}");
 }

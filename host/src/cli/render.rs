@@ -143,6 +143,9 @@ pub fn status(v: &StatusView) {
     }
     let _ = writeln!(out, "{b}task{r}      {}", t.task.as_deref().unwrap_or("-"));
     let _ = writeln!(out, "{b}pr{r}        {}", t.pr.map_or("-".to_string(), |n| format!("#{n}")));
+    for (name, url) in &t.links {
+        let _ = writeln!(out, "{b}links{r}     {name:<10}{url}");
+    }
     let _ = writeln!(out, "{b}created{r}   {} ({} ago)", t.created.format("%Y-%m-%d %H:%M:%S UTC"), age(t.created));
     let _ = writeln!(out, "{b}updated{r}   {} ({} ago)", t.updated.format("%Y-%m-%d %H:%M:%S UTC"), age(t.updated));
     let _ = writeln!(out, "{b}history{r}");

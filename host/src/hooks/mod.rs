@@ -29,7 +29,7 @@ use crate::envvar;
 pub use crate::events::HookFailure;
 pub use crate::events::HookVariable;
 use crate::events::{Event, EventContext, EventReceiver, GitSummary, Outcome, ServiceEndpoint};
-use crate::thread::ThreadRecord;
+use crate::thread::{ThreadRecord, LINKS_LIMIT};
 use payload::{CallError, Level, LogLine, LogSink, Payload, ThreadInfo};
 use sandbox::Grants;
 
@@ -74,13 +74,16 @@ pub struct RunReport {
     pub variables: Vec<HookVariable>,
     /// Why each variable that was not admitted was refused.
     pub refused: Vec<String>,
+    /// The links the hooks set, merged (a later hook's value wins).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<String, String>,
     pub runs: Vec<HookRun>,
 }
 
 impl RunReport {
     /// What the lifecycle applies.
     pub fn outcome(&self) -> Outcome {
-        Outcome { messages: self.messages.clone(), env: self.variables.clone(), refused: self.refused.clone() }
+        Outcome { messages: self.messages.clone(), env: self.variables.clone(), refused: self.refused.clone(), links: self.links.clone() }
     }
 }
 
@@ -195,8 +198,20 @@ impl Hooks {
                 }
             };
             let millis = started.elapsed().as_millis() as u64;
+            // A thread holds at most LINKS_LIMIT links, those it had included.
+            let result = result.and_then(|o| {
+                let mut all = payload.thread.links.clone();
+                all.extend(o.links.iter().cloned());
+                if all.len() > LINKS_LIMIT {
+                    let why = format!("a thread holds at most {LINKS_LIMIT} links; this one would hold {}", all.len());
+                    return Err(CallError::limit(sandbox::SandboxError::BadLink { why }));
+                }
+                payload.thread.links = all;
+                Ok(o)
+            });
             match result {
                 Ok(o) => {
+                    report.links.extend(o.links);
                     report.messages.extend(o.messages.into_iter().map(|m| format!("{}: {m}", hook.name)));
                     // Filtered here, per hook, so the next hook never sees
                     // a variable this one was not allowed to set.
@@ -289,6 +304,7 @@ pub fn payload(
             task: thread.task.clone(),
             pr: thread.pr,
             services: services.to_vec(),
+            links: thread.links.clone(),
         },
         git: git.cloned(),
         payload: custom,

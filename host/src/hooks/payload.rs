@@ -23,6 +23,10 @@ pub struct ThreadInfo {
     pub task: Option<String>,
     pub pr: Option<u64>,
     pub services: Vec<ServiceEndpoint>,
+    /// The thread's links (`chat`, …), with those earlier hooks of this
+    /// event set. Rhai sees them as `thread.links`; WASM asks `host.link`
+    /// (the WIT `thread` record is kept as 0.1.0 had it).
+    pub links: BTreeMap<String, String>,
 }
 
 /// One event for one hook (WIT `event`).
@@ -42,6 +46,9 @@ pub struct Payload {
 pub struct CallOutcome {
     pub messages: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Links the hook set, in order (a later one of a name wins); each
+    /// already passed [`crate::thread::link_problem`].
+    pub links: Vec<(String, String)>,
 }
 
 /// Why one hook call did not succeed, in words for the user.

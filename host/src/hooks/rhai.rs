@@ -12,7 +12,8 @@
 //! | `env_set(name, value)` | a variable for `.env.thread` (post-init, post-up) |
 //! | `exec(program, [args])` | run an `allow.exec` program: `#{code, stdout, stderr}` |
 //! | `read_file(path)`, `write_file(path, text)`, `file_exists(path)`, `remove_file(path)`, `rename_file(from, to)` | files in granted directories (relative paths start at the worktree, or at the hook's scratch directory while there is none) |
-//! | `http_post(url, body)` | POST a string or map (as JSON) to an `allow.hosts` host: `#{status, body}` (a redirect is not followed: `#{status, body, location}`) |
+//! | `http_post(url, body)`, `http_post(url, body, headers)` | POST a string or map (as JSON) to an `allow.hosts` host, with a map of extra headers: `#{status, body}` (a redirect is not followed: `#{status, body, location}`) |
+//! | `set_link(name, url)`, `link(name)` | set and read the thread's links (`chat`, …), kept on its record |
 //! | `parse_json(text)` | a map/array from JSON |
 //! | `refuse(reason)` | refuse the operation (pre-init, pre-cleanup) |
 //! | `throw "…"` | fail |
@@ -48,6 +49,7 @@ const REFUSE_MARK: &str = "__iso_refuse__";
 struct Collected {
     messages: Vec<String>,
     env: Vec<(String, String)>,
+    links: Vec<(String, String)>,
     budget: Budget,
     /// The first output cap `print`/`debug` hit (they cannot fail on the spot).
     overflow: Option<SandboxError>,
@@ -70,7 +72,8 @@ pub fn call(path: &Path, display: &str, hooks_dir: &Path, payload: &Payload, gra
     let source = std::fs::read_to_string(path).map_err(|e| CallError::Failed(format!("cannot read {}: {e}", path.display())))?;
     let deadline = Instant::now() + grants.timeout;
     let collected = Rc::new(RefCell::new(Collected::default()));
-    let engine = engine(grants, hooks_dir, deadline, log.clone(), collected.clone());
+    let mut engine = engine(grants, hooks_dir, deadline, log.clone(), collected.clone());
+    links(&mut engine, &payload.thread.links, collected.clone());
 
     let ast = engine.compile(&source).map_err(|e| CallError::Failed(format!("{display}:{}: {}", at(e.position()), e.err_type())))?;
     let mut scope = Scope::new();
@@ -86,9 +89,30 @@ pub fn call(path: &Path, display: &str, hooks_dir: &Path, payload: &Payload, gra
     let c = std::mem::take(&mut *collected.borrow_mut());
     match (result, c.overflow) {
         (Ok(()), Some(e)) => Err(CallError::limit(e)),
-        (Ok(()), None) => Ok(CallOutcome { messages: c.messages, env: c.env }),
+        (Ok(()), None) => Ok(CallOutcome { messages: c.messages, env: c.env, links: c.links }),
         (Err(e), _) => Err(describe(display, *e, grants)),
     }
+}
+
+/// `set_link(name, url)` and `link(name)`: the thread's links, those this
+/// call set first.
+fn links(e: &mut Engine, known: &std::collections::BTreeMap<String, String>, collected: Rc<RefCell<Collected>>) {
+    {
+        let c = collected.clone();
+        e.register_fn("set_link", move |name: &str, url: &str| -> Result<(), Box<EvalAltResult>> {
+            if let Some(why) = crate::thread::link_problem(name, url) {
+                return Err(limit(SandboxError::BadLink { why }));
+            }
+            c.borrow_mut().links.push((name.to_string(), url.to_string()));
+            Ok(())
+        });
+    }
+    let known = known.clone();
+    e.register_fn("link", move |name: &str| -> Dynamic {
+        let c = collected.borrow();
+        let set = c.links.iter().rev().find(|(n, _)| n == name).map(|(_, u)| u.clone());
+        set.or_else(|| known.get(name).cloned()).map_or(Dynamic::UNIT, Dynamic::from)
+    });
 }
 
 /// A serialisable value as a Rhai value.
@@ -315,15 +339,19 @@ fn engine(grants: &Grants, hooks_dir: &Path, deadline: Instant, log: Log, collec
     }
     {
         let (g, log) = (g.clone(), log.clone());
-        let post = move |url: &str, body: String| -> Result<Map, Box<EvalAltResult>> {
-            http_post(&g, url, body, deadline).inspect_err(|m| log(Level::Warn, &format!("denied: {m}"))).map_err(limit)
+        let post = move |url: &str, body: String, headers: Map| -> Result<Map, Box<EvalAltResult>> {
+            let headers: Vec<(String, String)> = headers.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            http_post(&g, url, body, &headers, deadline).inspect_err(|m| log(Level::Warn, &format!("denied: {m}"))).map_err(limit)
         };
-        let post2 = post.clone();
-        e.register_fn("http_post", move |url: &str, body: &str| post(url, body.to_string()));
-        e.register_fn("http_post", move |url: &str, body: Map| {
-            let json = serde_json::to_string(&Dynamic::from_map(body)).map_err(|e| runtime(format!("http_post: {e}")))?;
-            post2(url, json)
-        });
+        let json = |body: Map| serde_json::to_string(&Dynamic::from_map(body)).map_err(|e| runtime(format!("http_post: {e}")));
+        let p = post.clone();
+        e.register_fn("http_post", move |url: &str, body: &str| p(url, body.to_string(), Map::new()));
+        let p = post.clone();
+        e.register_fn("http_post", move |url: &str, body: Map| p(url, json(body)?, Map::new()));
+        // With headers, e.g. `#{authorization: "Bearer …"}` for an API that wants a token.
+        let p = post.clone();
+        e.register_fn("http_post", move |url: &str, body: &str, headers: Map| p(url, body.to_string(), headers));
+        e.register_fn("http_post", move |url: &str, body: Map, headers: Map| post(url, json(body)?, headers));
     }
     e
 }
@@ -332,7 +360,7 @@ fn engine(grants: &Grants, hooks_dir: &Path, deadline: Instant, log: Log, collec
 /// body looks like JSON. Redirects are not followed: an allowed host could
 /// otherwise send the request (and hand back the answer of) any other host.
 /// The script gets the 3xx answer itself.
-fn http_post(g: &Grants, url: &str, body: String, deadline: Instant) -> Result<Map, SandboxError> {
+fn http_post(g: &Grants, url: &str, body: String, headers: &[(String, String)], deadline: Instant) -> Result<Map, SandboxError> {
     let failed = |why: String| SandboxError::Http { url: url.to_string(), why };
     let uri: http::Uri = url.parse().map_err(|_| failed("not a URL".into()))?;
     let host = uri.host().ok_or_else(|| failed("it has no host".into()))?;
@@ -343,7 +371,13 @@ fn http_post(g: &Grants, url: &str, body: String, deadline: Instant) -> Result<M
     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(left)).http_status_as_error(false).max_redirects(0).build().into();
     let ct = if body.trim_start().starts_with(['{', '[']) { "application/json" } else { "text/plain; charset=utf-8" };
-    let mut res = agent.post(url).header("content-type", ct).send(body).map_err(|e| failed(e.to_string()))?;
+    let mut req = agent.post(url).header("content-type", ct);
+    for (name, value) in headers {
+        let name = http::HeaderName::try_from(name.as_str()).map_err(|_| failed(format!("`{name}` cannot be a header name")))?;
+        let value = http::HeaderValue::try_from(value.as_str()).map_err(|_| failed(format!("header `{name}`: its value cannot be sent")))?;
+        req = req.header(name, value);
+    }
+    let mut res = req.send(body).map_err(|e| failed(e.to_string()))?;
     let status = res.status().as_u16();
     let text = res.body_mut().with_config().limit(1 << 20).read_to_string().unwrap_or_default();
     let mut m = Map::new();
@@ -411,6 +445,7 @@ mod tests {
                 task: None,
                 pr: Some(12),
                 services: Vec::new(),
+                links: [("chat".to_string(), "https://chat.example/1".to_string())].into_iter().collect(),
             },
             git: None,
             payload: None,
@@ -432,6 +467,23 @@ mod tests {
             run("env_set(config.key, `http://localhost:${thread.ports.api}`);\nmessage(`${thread.name} pr ${thread.pr} after ${messages[0]}`);", "").unwrap();
         assert_eq!(o.env, vec![("K".to_string(), "http://localhost:10302".to_string())]);
         assert_eq!(o.messages, vec!["web pr 12 after before".to_string()]);
+    }
+
+    #[test]
+    fn scripts_set_and_read_links_within_their_limits() {
+        let o =
+            run("message(link(\"chat\"));\nset_link(\"chat-ts\", \"123.4\");\nmessage(link(\"chat-ts\"));\nmessage(`${link(\"none\") == ()}`);", "").unwrap();
+        assert_eq!(o.messages, vec!["https://chat.example/1".to_string(), "123.4".into(), "true".into()]);
+        assert_eq!(o.links, vec![("chat-ts".to_string(), "123.4".to_string())]);
+        match run("set_link(\"Chat\", \"x\");", "") {
+            Err(e @ CallError::Limit { error: SandboxError::BadLink { .. }, .. }) => assert!(e.to_string().contains("a-z, 0-9 and -"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let long = format!("set_link(\"chat\", \"{}\");", "x".repeat(3000));
+        match run(&long, "") {
+            Err(e) => assert!(e.to_string().contains("at most 2048 (2 KiB)"), "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub enum SandboxError {
     OutputLimit { what: &'static str, limit: usize },
     /// A variable name a hook returned that cannot be a variable.
     BadVariable { name: String, why: String },
+    /// A link a hook set that the thread cannot hold (the sentence names the limit).
+    BadLink { why: String },
 }
 
 impl std::fmt::Display for SandboxError {
@@ -95,6 +97,7 @@ impl std::fmt::Display for SandboxError {
             ),
             SandboxError::OutputLimit { what, limit } => write!(f, "output limit: {what} may hold at most {}", size(*limit)),
             SandboxError::BadVariable { name, why } => write!(f, "`{name}` cannot be a variable of .env.thread: {why}"),
+            SandboxError::BadLink { why } => write!(f, "set_link: {why}"),
         }
     }
 }

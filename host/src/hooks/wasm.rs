@@ -55,9 +55,10 @@ wasmtime::component::bindgen!({
 use self::iso::hooks::{host as wit_host, types as wit};
 
 /// The contract version this host implements.
-pub const WORLD_VERSION: &str = "0.1.0";
-/// The export a hook component must have.
-pub const HANDLER_EXPORT: &str = "iso:hooks/handler@0.1.0";
+pub const WORLD_VERSION: &str = "0.1.1";
+/// The export a hook component must have (any 0.1.x: wasmtime links a
+/// plugin built for 0.1.0 to this 0.1.1 host by semver).
+pub const HANDLER_EXPORT: &str = "iso:hooks/handler@0.1.*";
 
 /// How often the epoch advances: the resolution of hook timeouts.
 const TICK: Duration = Duration::from_millis(10);
@@ -242,6 +243,9 @@ struct State {
     log: LogFn,
     budget: Budget,
     deadline: Instant,
+    /// The thread's links when the call started, and those it set.
+    known: std::collections::BTreeMap<String, String>,
+    links: Vec<(String, String)>,
 }
 
 impl WasiView for State {
@@ -279,6 +283,21 @@ impl wit_host::Host for State {
 
     fn config(&mut self) -> String {
         self.config_json.clone()
+    }
+
+    fn set_link(&mut self, name: String, url: String) -> Result<(), String> {
+        if let Some(why) = crate::thread::link_problem(&name, &url) {
+            let e = SandboxError::BadLink { why };
+            (self.log)(Level::Warn, &e.to_string());
+            return Err(e.to_string());
+        }
+        self.links.push((name, url));
+        Ok(())
+    }
+
+    fn link(&mut self, name: String) -> Option<String> {
+        let set = self.links.iter().rev().find(|(n, _)| *n == name).map(|(_, u)| u.clone());
+        set.or_else(|| self.known.get(&name).cloned())
     }
 }
 
@@ -391,6 +410,8 @@ pub fn call(path: &Path, payload: &Payload, grants: &Grants, config_json: &str, 
         log: log.clone(),
         budget: Budget::default(),
         deadline,
+        known: payload.thread.links.clone(),
+        links: Vec::new(),
     };
     let mut store = Store::new(&host.engine, state);
     store.limiter(|s| &mut s.limits);
@@ -441,7 +462,8 @@ pub fn call(path: &Path, payload: &Payload, grants: &Grants, config_json: &str, 
     for m in &outcome.messages {
         budget.message(m).map_err(CallError::limit)?;
     }
-    Ok(CallOutcome { messages: outcome.messages, env })
+    let links = std::mem::take(&mut store.data_mut().links);
+    Ok(CallOutcome { messages: outcome.messages, env, links })
 }
 
 /// Send what the plugin printed to the log, one line at a time, within the
@@ -480,7 +502,7 @@ fn describe_trap(e: &wasmtime::Error, store: &Store<State>, stderr: &MemoryOutpu
         return failed(p);
     }
     let text = format!("{e:#}");
-    if text.contains("no exported instance named") || text.contains(HANDLER_EXPORT) {
+    if text.contains("no exported instance named") || text.contains("iso:hooks/handler@") {
         return failed(format!("not a hook plugin: it does not export {HANDLER_EXPORT} (check it with `iso plugin check`)"));
     }
     failed(text)

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::env::{emit, git_summary, repo_hooks, thread_env, thread_services, EventData};
+use super::env::{apply_outcome, emit, git_summary, repo_hooks, thread_env, thread_services, EventData};
 use super::init::rollback;
 use super::stack::had_services;
 use super::{bulk, busy, find, Bulk, Error};
@@ -100,7 +100,9 @@ pub fn cleanup(project: &Project, selector: &str, opts: CleanupOptions, progress
     match emit(project, &record, Event::PreCleanup, &hooks, &data) {
         Err(e) if !opts.force => return Err(refuse(e)),
         Err(e) => progress.note(&format!("ignoring because of --force: {e}")),
-        Ok(_) => {}
+        // Messages (and links) of pre-cleanup hooks are shown and kept in
+        // the history, which outlives the thread.
+        Ok(outcome) => apply_outcome(project, &mut record.clone(), Event::PreCleanup, &outcome, &mut env.clone(), progress),
     }
 
     // Docker before anything is removed, so a stopped engine leaves the

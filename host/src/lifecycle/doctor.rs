@@ -305,6 +305,7 @@ fn from_labels(
         owner: None,
         steps: Vec::new(),
         history: Vec::new(),
+        links: Default::default(),
     };
     Some(Ok((t, names)))
 }

@@ -106,15 +106,32 @@ pub(crate) fn apply_outcome(
             Err(e) => progress.note(&format!("could not add the hooks' variables to {ENV_FILE}: {e}")),
         }
     }
-    if entries.is_empty() {
+    record_entries(project, record, &entries, &outcome.links);
+}
+
+/// Keep the links the hooks of a custom event set on the thread record
+/// (lifecycle events go through [`apply_outcome`]). Each passed
+/// `thread::link_problem` and the count limit in the hook runner already.
+pub(crate) fn store_links(project: &Project, record: &mut ThreadRecord, links: &BTreeMap<String, String>) {
+    record_entries(project, record, &[], links);
+}
+
+fn record_entries(project: &Project, record: &mut ThreadRecord, entries: &[(String, String)], links: &BTreeMap<String, String>) {
+    if entries.is_empty() && links.is_empty() {
         return;
     }
     let id = record.id;
     let _ = project.registry().update(|d| {
         if let Some(t) = d.thread_mut(id) {
-            for (ev, detail) in &entries {
+            for (ev, detail) in entries {
                 t.record(ev, detail.clone());
             }
+            for (name, url) in links {
+                if t.links.get(name) != Some(url) {
+                    t.record("link", format!("{name} = {url}"));
+                }
+            }
+            t.links.extend(links.clone());
             *record = t.clone();
         }
         Ok::<_, Error>(())

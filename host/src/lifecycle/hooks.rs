@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::env::{apply_outcome, event_log, git_summary, repo_hooks, thread_env, thread_env_and_file, thread_services};
+use super::env::{apply_outcome, event_log, git_summary, repo_hooks, store_links, thread_env, thread_env_and_file, thread_services};
 use super::{find, Error};
 use crate::config::hooks::{valid_custom_event, Allow, DEFAULT_MEMORY, DEFAULT_TIMEOUT};
 use crate::eventlog::{EventRecord, NewEvent, CUSTOM};
@@ -109,6 +109,8 @@ pub fn run(project: &Project, selector: &str, event: &str, custom: Option<String
     if let Ok(ev) = event.parse::<Event>() {
         let outcome = report.outcome();
         apply_outcome(project, &mut record, ev, &outcome, &mut env, &Silent);
+    } else {
+        store_links(project, &mut record, &report.links);
     }
     for r in &report.runs {
         progress.note(&format!("{}: {} ({} ms)", r.name, r.result, r.millis));

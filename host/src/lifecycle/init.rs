@@ -147,6 +147,7 @@ fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<St
             owner: Some(op.owner()),
             steps: Vec::new(),
             history: Vec::new(),
+            links: Default::default(),
         };
         record.record("reserved", format!("id {id}, ports {}", record.port_block));
         data.threads.push(record.clone());

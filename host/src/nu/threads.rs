@@ -22,7 +22,7 @@ impl SimplePluginCommand for IsoThreads {
 
     fn extra_description(&self) -> &str {
         "Columns: id (int), name, branch, base, status, ports (record of slot name to int), port_block ({start, end}), \
-         worktree and env_file (paths), task, pr (int), created and updated (datetime), error. Rows are in id order; \
+         worktree and env_file (paths), task, pr (int), links (record of name to URL), created and updated (datetime), error. Rows are in id order; \
          with --all the removed threads follow, oldest first. The examples assume threads 1 `add-auth` (active) and \
          2 `fix-login` (merged), with the default ports (base 10000, block 100), and thread `old-spike` cleaned up."
     }

@@ -52,6 +52,7 @@ pub fn thread_value(t: &ThreadRecord, detail: Detail, extras: &Extras, span: Spa
     r.push("env_file", path_value(&t.env_file, span));
     r.push("task", opt(t.task.as_ref().map(|s| Value::string(s, span)), span));
     r.push("pr", opt(t.pr.map(|n| Value::int(saturating_i64(n), span)), span));
+    r.push("links", Value::record(t.links.iter().map(|(k, v)| (k.clone(), Value::string(v, span))).collect(), span));
     r.push("created", date_value(t.created, span));
     r.push("updated", date_value(t.updated, span));
     r.push("error", opt(t.error.as_ref().map(|s| Value::string(s, span)), span));
@@ -175,6 +176,7 @@ mod tests {
             owner: None,
             steps: vec![Step::Branch { name: "b".into() }],
             history: vec![HistoryEntry { at, event: "created".into(), detail: String::new() }],
+            links: [("chat".to_string(), "https://chat.example/t/1".to_string())].into(),
         }
     }
 
@@ -186,6 +188,7 @@ mod tests {
         assert_eq!(r.get("id"), Some(&Value::int(7, span)));
         assert_eq!(r.get("pr"), Some(&Value::int(12, span)));
         assert_eq!(r.get("task"), Some(&Value::nothing(span)));
+        assert_eq!(r.get("links").unwrap().as_record().unwrap().get("chat"), Some(&Value::string("https://chat.example/t/1", span)));
         let ports = r.get("ports").unwrap().as_record().unwrap();
         assert_eq!(ports.columns().collect::<Vec<_>>(), ["api", "postgres"]);
         assert_eq!(ports.get("postgres"), Some(&Value::int(10700, span)));

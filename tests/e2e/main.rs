@@ -9,6 +9,7 @@
 mod support;
 
 mod api;
+mod chat;
 mod cli;
 mod compose;
 mod discover;

@@ -30,6 +30,16 @@ pub fn valid_custom_event(name: &str) -> bool {
         && !name.starts_with("agent-")
 }
 
+/// The agent-status event: iso's own (its `agent-` names are not
+/// publishable with `POST /api/events`), but hooks may subscribe to it
+/// (the chat-thread hook posts each change) and `iso hooks run` may fire it.
+pub const AGENT_STATUS: &str = "agent-status";
+
+/// Whether a hook may be declared for (and run by hand on) the custom event `name`.
+pub fn subscribable_event(name: &str) -> bool {
+    valid_custom_event(name) || name == AGENT_STATUS
+}
+
 /// The default CPU / wall-clock budget of one hook call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default memory limit of one hook call.
@@ -246,7 +256,7 @@ impl HookSpec {
                     return Err(problem("event", format!("`{e}` is not an event; iso's is `{meant}`"), format!("write event = \"{meant}\"")));
                 }
             }
-            if e.parse::<crate::events::Event>().is_err() && !valid_custom_event(e) {
+            if e.parse::<crate::events::Event>().is_err() && !subscribable_event(e) {
                 return Err(problem(
                     "event",
                     format!("`{e}` is neither one of iso's events nor a custom event name"),

@@ -193,6 +193,8 @@ fn engine(grants: &Grants, hooks_dir: &Path, deadline: Instant, log: Log, collec
         .set_max_map_size(MAX_MAP)
         .set_max_modules(32);
     e.disable_symbol("eval");
+    // What a script that catches an error of iso's functions sees as its text.
+    e.register_fn("to_string", |err: &mut SandboxError| err.to_string());
     // `thread` is reserved in Rhai for a future feature; hooks know the
     // thread by that name (as in the WIT world), so it is made a plain
     // identifier again.

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::env::{apply_outcome, event_log, git_summary, repo_hooks, store_links, thread_env, thread_env_and_file, thread_services};
 use super::{find, Error};
-use crate::config::hooks::{valid_custom_event, Allow, DEFAULT_MEMORY, DEFAULT_TIMEOUT};
+use crate::config::hooks::{subscribable_event, valid_custom_event, Allow, DEFAULT_MEMORY, DEFAULT_TIMEOUT};
 use crate::eventlog::{EventRecord, NewEvent, CUSTOM};
 use crate::events::Event;
 use crate::hooks::{self, wasm, Kind, RunReport};
@@ -18,7 +18,7 @@ use crate::thread::{ThreadRecord, ThreadStatus};
 
 /// Whether `event` is one of iso's lifecycle events or a valid custom one.
 pub fn is_event(event: &str) -> bool {
-    event.parse::<Event>().is_ok() || valid_custom_event(event)
+    event.parse::<Event>().is_ok() || subscribable_event(event)
 }
 
 /// One hook as `iso hooks list` shows it.

@@ -136,6 +136,11 @@ fn record_entries(project: &Project, record: &mut ThreadRecord, entries: &[(Stri
         }
         Ok::<_, Error>(())
     });
+    // The spare copy beside the worktree's git metadata (see `recover`)
+    // keeps the links too, so a lost registry does not lose them.
+    if !links.is_empty() {
+        let _ = super::recover::keep(project, record);
+    }
 }
 
 /// Where each service of a planned stack answers on the host.

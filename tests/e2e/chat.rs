@@ -225,6 +225,14 @@ fn lifecycle(kind: Kind, provider: Provider) {
     assert!(human.lines().any(|l| l.starts_with("links") && l.contains("chat") && l.contains(link)), "{human}");
     // The webhook's secret is not in the thread's record.
     assert!(!t.to_string().contains("secret-token"), "{t}");
+    if kind == Kind::Rhai && provider == Provider::Slack {
+        // The API's thread has the links too.
+        let server = crate::support::server::Server::start(&repo, Some("chat-test-token"));
+        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(std::time::Duration::from_secs(60))).build().into();
+        let mut res = agent.get(format!("{}/api/threads/1", server.url)).header("authorization", "Bearer chat-test-token").call().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!(v["links"]["chat"], link, "{v}");
+    }
 
     // An agent status change, published through the custom-event path.
     let payload = r#"{"state": "waiting", "message": "needs a decision on the schema", "previous": "working"}"#;
@@ -311,6 +319,26 @@ fn service_errors(kind: Kind) {
     let why = format!("{} {}", t["error"], stderr(&out));
     assert!(why.contains("allow.hosts"), "{why}");
     assert!(chat.requests().is_empty(), "{:?}", chat.requests());
+}
+
+/// Links a hook sets are checked: a bad name or a 17th link is a hook error
+/// that names the limit, and nothing of that call is kept.
+#[test]
+fn links_past_their_limits_fail_the_hook() {
+    for (script, said) in [
+        ("for i in 0..17 { set_link(`l${i}`, \"https://x.example\"); }", "at most 16 links"),
+        ("set_link(\"Chat Room\", \"https://x.example\");", "a-z, 0-9 and -"),
+        ("let s = \"x\";\ns.pad(3000, \"x\");\nset_link(\"chat\", \"https://x.example/\" + s);", "at most 2048 (2 KiB)"),
+    ] {
+        let repo = repo("\n[[hooks]]\nname = \"links\"\nevent = \"post-init\"\nrhai = \"hooks/links.rhai\"\n");
+        repo.write("hooks/links.rhai", script);
+        let out = iso(&repo, &["init", "web"]);
+        let t = thread(&repo, 1);
+        assert_eq!(t["status"], "failed", "{t}");
+        let why = format!("{} {}", t["error"], stderr(&out));
+        assert!(why.contains(said), "{said}: {why}");
+        assert!(t["links"].is_null(), "{t}");
+    }
 }
 
 #[test]

@@ -206,6 +206,7 @@ fn pipelines_over_threads_agree_with_the_cli() {
     assert_eq!(nu.ok(root, "iso threads | get created | describe").trim(), "list<datetime>");
     assert_eq!(nu.ok(root, "iso thread alpha | get ports | describe").trim(), "record<api: int, postgres: int, redis: int, worker: int>");
     assert_eq!(nu.ok(root, "iso threads | first | get pr | describe").trim(), "nothing");
+    assert!(nu.ok(root, "iso threads | first | get links | describe").trim().starts_with("record"), "links are a record");
 
     // The pipelines of the issue.
     assert_eq!(nu.json(root, "iso threads | where status == active | get name"), serde_json::json!(["alpha"]));

@@ -63,6 +63,7 @@ fn main() {
             task: Some("benchmark".into()),
             pr: None,
             services: Vec::new(),
+            links: BTreeMap::new(),
         },
         git: None,
         payload: None,

@@ -245,6 +245,15 @@ fn lifecycle(kind: Kind, provider: Provider) {
     }
     assert!(text(status).contains("working → waiting: needs a decision on the schema"), "{:?}", status.body);
 
+    if kind == Kind::Wasm && provider == Provider::Slack {
+        // A lost registry does not lose the links: the spare record beside
+        // the worktree's git metadata has them.
+        std::fs::remove_file(repo.path(".git/iso/registry.toml")).unwrap();
+        let out = iso(&repo, &["doctor", "--fix"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(thread(&repo, 1)["links"]["chat"], link, "{}", stderr(&out));
+    }
+
     // Cleanup posts the summary, with the commits, into the same thread.
     let wt = PathBuf::from(t["worktree"].as_str().unwrap());
     std::fs::write(wt.join("login.html"), "<form>").unwrap();

@@ -196,7 +196,7 @@ fn history(t: &serde_json::Value) -> String {
 fn lifecycle(kind: Kind, provider: Provider) {
     let chat = Chat::start(Mode::Works);
     let repo = chat_repo(kind, provider, &chat, &format!("\"127.0.0.1:{}\"", chat.port));
-    let out = iso(&repo, &["init", "web", "--task", "add the login page"]);
+    let out = iso(&repo, &["init", "web", "--task", "add the login page <!channel> @everyone"]);
     assert!(out.status.success(), "init failed:\n{}", stderr(&out));
     let t = thread(&repo, 1);
     assert_eq!(t["status"], "active", "{t}");
@@ -218,6 +218,11 @@ fn lifecycle(kind: Kind, provider: Provider) {
     };
     let text = |r: &Request| r.body[if provider == Provider::Slack { "text" } else { "content" }].as_str().unwrap_or_default().to_string();
     assert!(text(first).contains("iso thread 1 (web)") && text(first).contains("add the login page"), "{:?}", first.body);
+    // The user's text pings no one.
+    match provider {
+        Provider::Slack => assert!(text(first).contains("&lt;!channel&gt;") && !text(first).contains('<'), "{:?}", first.body),
+        Provider::Discord => assert_eq!(first.body["allowed_mentions"], serde_json::json!({"parse": []}), "{:?}", first.body),
+    }
     assert_eq!(t["links"]["chat"], link, "{t}");
     assert_eq!(t["links"]["chat-thread"], reference, "{t}");
     assert!(history(&t).contains(&format!("opened a chat thread: {link}")), "{}", history(&t));

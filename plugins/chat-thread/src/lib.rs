@@ -162,6 +162,10 @@ impl Chat {
     fn post(&self, text: &str, thread: Option<&str>, thread_name: Option<String>) -> Result<Result<Value, String>, Failure> {
         let (url, body, headers) = match self {
             Chat::Slack { api, token, channel } => {
+                // Slack reads <…> as mentions and links (<!channel> pings
+                // everyone): task and names are the user's text, so they are
+                // escaped as Slack asks.
+                let text = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
                 let mut body = json!({ "channel": channel, "text": text });
                 if let Some(ts) = thread {
                     body["thread_ts"] = json!(ts);
@@ -170,7 +174,8 @@ impl Chat {
             }
             Chat::Discord { webhook, .. } => {
                 let sep = if webhook.contains('?') { '&' } else { '?' };
-                let mut body = json!({ "content": cut(text, 1900) });
+                // No @everyone, @here or role pings from the user's text.
+                let mut body = json!({ "content": cut(text, 1900), "allowed_mentions": { "parse": [] } });
                 let mut url = format!("{webhook}{sep}wait=true");
                 match thread {
                     Some(id) => url.push_str(&format!("&thread_id={id}")),

@@ -127,11 +127,15 @@ fn record_entries(project: &Project, record: &mut ThreadRecord, entries: &[(Stri
                 t.record(ev, detail.clone());
             }
             for (name, url) in links {
-                if t.links.get(name) != Some(url) {
+                // The hook runner checked the count against the record it
+                // read; another event's hooks may have added links since.
+                if !t.links.contains_key(name) && t.links.len() >= crate::thread::LINKS_LIMIT {
+                    t.record("link", format!("{name} not kept: a thread holds at most {} links", crate::thread::LINKS_LIMIT));
+                } else if t.links.get(name) != Some(url) {
                     t.record("link", format!("{name} = {url}"));
+                    t.links.insert(name.clone(), url.clone());
                 }
             }
-            t.links.extend(links.clone());
             *record = t.clone();
         }
         Ok::<_, Error>(())

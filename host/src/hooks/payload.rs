@@ -79,6 +79,20 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// Add `name` = `url` to the links one call set (a name set again is
+/// replaced), so a hook calling `set_link` in a loop holds at most
+/// `LINKS_LIMIT` of them in iso's memory.
+pub fn keep_link(links: &mut Vec<(String, String)>, name: String, url: String) -> Result<(), String> {
+    use crate::thread::LINKS_LIMIT;
+    let full = links.len() >= LINKS_LIMIT;
+    match links.iter_mut().find(|(n, _)| *n == name) {
+        Some(l) => l.1 = url,
+        None if full => return Err(format!("a thread holds at most {LINKS_LIMIT} links; `{name}` would be one more")),
+        None => links.push((name, url)),
+    }
+    Ok(())
+}
+
 /// The most one `message` may hold.
 pub const MESSAGE_LIMIT: usize = 16 * 1024;
 /// The most all messages of one hook call may hold together.

@@ -103,8 +103,7 @@ fn links(e: &mut Engine, known: &std::collections::BTreeMap<String, String>, col
             if let Some(why) = crate::thread::link_problem(name, url) {
                 return Err(limit(SandboxError::BadLink { why }));
             }
-            c.borrow_mut().links.push((name.to_string(), url.to_string()));
-            Ok(())
+            super::payload::keep_link(&mut c.borrow_mut().links, name.to_string(), url.to_string()).map_err(|why| limit(SandboxError::BadLink { why }))
         });
     }
     let known = known.clone();

@@ -286,13 +286,16 @@ impl wit_host::Host for State {
     }
 
     fn set_link(&mut self, name: String, url: String) -> Result<(), String> {
-        if let Some(why) = crate::thread::link_problem(&name, &url) {
-            let e = SandboxError::BadLink { why };
-            (self.log)(Level::Warn, &e.to_string());
-            return Err(e.to_string());
-        }
-        self.links.push((name, url));
-        Ok(())
+        let refused = |why: String| SandboxError::BadLink { why }.to_string();
+        let e = match crate::thread::link_problem(&name, &url) {
+            Some(why) => refused(why),
+            None => match super::payload::keep_link(&mut self.links, name, url) {
+                Ok(()) => return Ok(()),
+                Err(why) => refused(why),
+            },
+        };
+        (self.log)(Level::Warn, &e);
+        Err(e)
     }
 
     fn link(&mut self, name: String) -> Option<String> {

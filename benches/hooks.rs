@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iso::config::hooks::{HookDefaults, HookSpec};
-use iso::hooks::payload::{Level, Payload, ThreadInfo};
+use iso::hooks::payload::{LogFn, Payload, ThreadInfo};
 use iso::hooks::sandbox::Grants;
 use iso::hooks::{rhai, wasm};
 
@@ -69,7 +69,7 @@ fn main() {
         payload: None,
         messages: Vec::new(),
     };
-    let log: Arc<dyn Fn(Level, &str) + Send + Sync> = Arc::new(|_, _| {});
+    let log: LogFn = Arc::new(|_, _| {});
     let config = r#"{"mode":"ok"}"#;
 
     // Cold: a fresh cache directory each time, so every call compiles.

@@ -638,6 +638,8 @@ mod tests {
             steps: vec![],
             history: vec![],
             links: Default::default(),
+            agent: None,
+            last_activity: None,
         };
         let ctx = serde_json::json!({"ticket": "ISO-7"});
         let p = render_prompt(DEFAULT_TEMPLATE, &t, Some(&ctx)).unwrap();

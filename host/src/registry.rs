@@ -401,6 +401,8 @@ mod tests {
             steps: vec![Step::Branch { name: "b".into() }, Step::Worktree { name: "thread-1".into(), path: "/p".into() }],
             history: Vec::new(),
             links: Default::default(),
+            agent: None,
+            last_activity: None,
         };
         r.record("created", "from main");
         r

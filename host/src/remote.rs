@@ -294,6 +294,23 @@ impl Client {
         typed(self.get(&format!("/api/listing?all={all}&services={services}"))?.1)
     }
 
+    /// `GET /api/listing` with the filters of `iso ls` (`--agent`,
+    /// `--status`, `--idle`), checked by the server.
+    pub fn listing_filtered(&self, all: bool, services: bool, agent: Option<&str>, status: Option<&str>, idle: Option<&str>) -> Result<Listing, RemoteError> {
+        let mut path = format!("/api/listing?all={all}&services={services}");
+        for (k, v) in [("agent", agent), ("status", status), ("idle", idle)] {
+            if let Some(v) = v {
+                path.push_str(&format!("&{k}={}", segment(v)));
+            }
+        }
+        typed(self.get(&path)?.1)
+    }
+
+    /// `POST /api/threads/{id}/agent-status`: the thread as listings show it after the report.
+    pub fn agent_status(&self, thread: &str, state: &str, message: Option<&str>) -> Result<ThreadRecord, RemoteError> {
+        typed(self.post(&format!("/api/threads/{}/agent-status", segment(thread)), &serde_json::json!({ "state": state, "message": message }))?.1)
+    }
+
     /// `GET /api/threads/{id}`: what `iso status` shows.
     pub fn status(&self, thread: &str) -> Result<StatusView, RemoteError> {
         typed(self.get(&format!("/api/threads/{}", segment(thread)))?.1)

@@ -173,6 +173,93 @@ pub fn cut(text: &str, limit: usize) -> String {
     format!("{}… ({} bytes cut)", &text[..end], text.len() - end)
 }
 
+/// What a thread's agent is doing. The first four are reported by the agent
+/// itself (`iso agent-status`); the others are what iso sees of the run's
+/// process when the report says nothing newer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentState {
+    /// Busy with its task.
+    Working,
+    /// Waiting for a human (a question, a permission).
+    Waiting,
+    /// Finished a turn; ready for the next prompt.
+    Idle,
+    /// Finished its task.
+    Done,
+    /// (iso) The agent process runs and has reported nothing since it started.
+    Running,
+    /// (iso) The agent process exited with a non-zero code or could not start.
+    Failed,
+    /// (iso) Ended by `iso stop`.
+    Stopped,
+}
+
+impl AgentState {
+    /// The states an agent may report (the others are iso's).
+    pub const REPORTABLE: [AgentState; 4] = [AgentState::Working, AgentState::Waiting, AgentState::Idle, AgentState::Done];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::Working => "working",
+            AgentState::Waiting => "waiting",
+            AgentState::Idle => "idle",
+            AgentState::Done => "done",
+            AgentState::Running => "running",
+            AgentState::Failed => "failed",
+            AgentState::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AgentState> {
+        [AgentState::Running, AgentState::Failed, AgentState::Stopped].into_iter().chain(AgentState::REPORTABLE).find(|a| a.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for AgentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The longest message an agent status keeps, in bytes.
+pub const AGENT_MESSAGE_LIMIT: usize = 1024;
+
+/// A thread's agent status. The registry keeps the agent's last report
+/// (`state`, `message`, `since`, `reported_by: "agent"`); listings and
+/// `iso status` show it merged with what iso knows of the latest run (the
+/// other fields, and `reported_by: "iso"` when the run's end is newer than
+/// the report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    pub state: AgentState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub since: DateTime<Utc>,
+    /// `agent` (its own report) or `iso` (seen by iso).
+    pub reported_by: String,
+    /// The latest run's number, whether its process runs, how it ended and
+    /// when it last wrote output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alive: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_output: Option<DateTime<Utc>>,
+}
+
+impl AgentStatus {
+    /// What `iso ls` shows: `waiting`, `failed (exit 3)`, ….
+    pub fn label(&self) -> String {
+        match (self.state, self.exit_code) {
+            (AgentState::Failed, Some(code)) => format!("failed (exit {code})"),
+            (s, _) => s.as_str().to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThreadRecord {
     pub id: u32,
@@ -207,6 +294,13 @@ pub struct ThreadRecord {
     /// when the thread is cleaned up. Within [`LINKS_LIMIT`], see [`link_problem`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub links: BTreeMap<String, String>,
+    /// The agent's last report (merged with its run in listings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentStatus>,
+    /// The last agent report or status change; listings show the latest of
+    /// this, the agent's output and the branch tip's commit time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<DateTime<Utc>>,
 }
 
 /// The most links one thread may hold.

@@ -166,6 +166,13 @@ impl Git {
         obj.peel_to_commit().map(|c| c.id()).map_err(|_| not_found())
     }
 
+    /// The commit time (committer date, seconds since the epoch) of the tip
+    /// of local branch `name`, if it exists.
+    pub fn branch_tip_time(&self, name: &str) -> Option<i64> {
+        let b = self.repo.find_branch(name, BranchType::Local).ok()?;
+        b.get().peel_to_commit().ok().map(|c| c.time().seconds())
+    }
+
     pub fn branch_exists(&self, name: &str) -> bool {
         self.repo.find_branch(name, BranchType::Local).is_ok()
     }

@@ -130,6 +130,7 @@ fn openapi_document_is_the_one_in_the_repository() {
         "/api/threads/{id}",
         "/api/threads/{id}/start",
         "/api/threads/{id}/stop",
+        "/api/threads/{id}/agent-status",
         "/api/threads/{id}/logs",
         "/api/events",
     ] {
@@ -774,12 +775,53 @@ fn remote_mode_prints_exactly_what_local_prints() {
     }
     // The table really is the full one (AGE included), and the errors carry their hint.
     let header = stdout(&remote(&["ls"])).lines().next().unwrap().split_whitespace().map(str::to_string).collect::<Vec<_>>();
-    assert_eq!(header, ["THREAD", "NAME", "BRANCH", "STATUS", "PORTS", "WORKTREE", "AGE"]);
+    assert_eq!(header, ["THREAD", "NAME", "BRANCH", "STATUS", "PORTS", "AGENT", "ACTIVITY", "WORKTREE", "AGE"]);
     let missing = remote(&["status", "nope"]);
     assert_eq!(missing.status.code(), Some(3));
     assert!(stderr(&missing).contains("  fix: see `iso list`"), "{}", stderr(&missing));
     let taken = remote(&["init", "beta"]);
     assert!(stderr(&taken).contains("already named `beta`") && stderr(&taken).contains("fix: pick another name"), "{}", stderr(&taken));
+}
+
+#[test]
+fn agents_report_their_status_through_the_api() {
+    let repo = repo_max(3, "");
+    repo.iso_ok(&["init", "alpha", "beta"]);
+    let s = Server::start(&repo, Some(TOKEN));
+    let t = ok("POST", &format!("{}/api/threads/alpha/agent-status", s.url), Some(json!({"state": "waiting", "message": "approve the migration?"})));
+    assert_eq!((t["name"].as_str(), t["agent"]["state"].as_str(), t["agent"]["reported_by"].as_str()), (Some("alpha"), Some("waiting"), Some("agent")), "{t}");
+    let shown = ok("GET", &format!("{}/api/threads/1", s.url), None);
+    assert_eq!(shown["agent"]["message"], "approve the migration?");
+    assert!(shown["last_activity"].is_string(), "{shown}");
+    let l = ok("GET", &format!("{}/api/listing?agent=waiting&status=active", s.url), None);
+    assert_eq!(l["threads"].as_array().unwrap().len(), 1, "{l}");
+    let l = ok("GET", &format!("{}/api/listing?idle=1h", s.url), None);
+    assert!(l["threads"].as_array().unwrap().is_empty(), "{l}");
+    // Wrong input: a state iso reports itself, an unknown field, a bad duration.
+    let post = |body: Value| call("POST", &format!("{}/api/threads/alpha/agent-status", s.url), Some(TOKEN), Some(body.to_string().as_bytes()));
+    let (st, v) = post(json!({"state": "failed"}));
+    assert_eq!((st, v["error"]["code"].as_str()), (422, Some("bad_agent_state")), "{v}");
+    assert_eq!(post(json!({"state": "idle", "extra": 1})).0, 422);
+    let (st, v) = call("GET", &format!("{}/api/listing?idle=soon", s.url), Some(TOKEN), None);
+    assert_eq!((st, v["error"]["code"].as_str()), (422, Some("bad_duration")), "{v}");
+    // The event is in the stream's log.
+    let e = logged_events(&repo, &[]).into_iter().find(|e| e["event"] == "agent-status").expect("logged");
+    assert_eq!(e["data"], json!({"state": "waiting", "message": "approve the migration?", "previous": null}));
+
+    // Remote mode: the CLI reports and filters through the server, printing what it prints locally.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let remote = |args: &[&str]| repo.iso_cmd_at(elsewhere.path(), args).env("ISO_API_URL", &s.url).env("ISO_API_TOKEN", TOKEN).output().unwrap();
+    let out = remote(&["agent-status", "working", "beta"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for args in
+        [&["ls", "--agent", "working"][..], &["ls", "--agent", "waiting", "--status", "active", "--json"], &["ls", "--idle", "1h"], &["ls", "--idle", "x"]]
+    {
+        let (local, rem) = (repo.iso(args), remote(args));
+        assert_eq!(local.status.code(), rem.status.code(), "{args:?}: {} / {}", stderr(&local), stderr(&rem));
+        assert_eq!(mask_ages(&stdout(&local)), mask_ages(&stdout(&rem)), "{args:?}");
+        assert_eq!(stderr(&local), stderr(&rem), "{args:?}");
+    }
+    assert!(stdout(&remote(&["ls", "--agent", "working"])).contains("beta"));
 }
 
 #[test]

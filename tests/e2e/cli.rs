@@ -373,7 +373,7 @@ fn output_is_plain_when_piped_and_completions_exist() {
     assert!(!out.stdout.contains(&0x1b) && !out.stderr.contains(&0x1b), "no escape codes when piped");
     let table = repo.iso_ok(&["ls"]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["THREAD", "NAME", "BRANCH", "STATUS", "PORTS", "WORKTREE", "AGE"]);
+    assert_eq!(header, ["THREAD", "NAME", "BRANCH", "STATUS", "PORTS", "AGENT", "ACTIVITY", "WORKTREE", "AGE"]);
     let ports = repo.iso_json(&["ports"]);
     assert_eq!(ports[0]["ports"]["api"], repo.port_base + 12);
     for shell in ["bash", "zsh", "fish", "nushell", "powershell"] {

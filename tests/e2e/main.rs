@@ -8,6 +8,7 @@
 
 mod support;
 
+mod agents;
 mod api;
 mod chat;
 mod cli;

@@ -154,7 +154,7 @@ fn assert_same_thread(cli: &Json, nu: &Json, full: bool) {
         }
         let got = nu.get(key).unwrap_or_else(|| panic!("plugin record lacks `{key}`: {nu}"));
         match key.as_str() {
-            "created" | "updated" => assert_eq!(date(got), date(want), "{key}"),
+            "created" | "updated" | "last_activity" => assert_eq!(date(got), date(want), "{key}"),
             "history" => {
                 let (g, w) = (got.as_array().unwrap(), want.as_array().unwrap());
                 assert_eq!(g.len(), w.len(), "history: {got} vs {want}");
@@ -204,6 +204,7 @@ fn pipelines_over_threads_agree_with_the_cli() {
     // Real types: ints, records, datetimes.
     assert_eq!(nu.ok(root, "iso threads | get id | describe").trim(), "list<int>");
     assert_eq!(nu.ok(root, "iso threads | get created | describe").trim(), "list<datetime>");
+    assert_eq!(nu.ok(root, "iso threads | get last_activity | describe").trim(), "list<datetime>");
     assert_eq!(nu.ok(root, "iso thread alpha | get ports | describe").trim(), "record<api: int, postgres: int, redis: int, worker: int>");
     assert_eq!(nu.ok(root, "iso threads | first | get pr | describe").trim(), "nothing");
     assert!(nu.ok(root, "iso threads | first | get links | describe").trim().starts_with("record"), "links are a record");
@@ -242,6 +243,13 @@ fn pipelines_over_threads_agree_with_the_cli() {
     let leases = repo.iso_json(&["ports", "--all"]);
     assert_eq!(leases.as_array().unwrap().len(), 2, "{leases}");
     assert_eq!(nu.json(root, "iso ports --all"), leases);
+
+    // The agent status is a typed record (null until there is one).
+    repo.iso_ok(&["agent-status", "waiting", "--message", "which db?", "alpha"]);
+    assert_eq!(nu.json(root, "iso threads | where agent != null | where agent.state == waiting | get name"), serde_json::json!(["alpha"]));
+    assert_eq!(nu.json(root, "iso thread alpha | get agent.message"), serde_json::json!("which db?"));
+    assert_eq!(nu.ok(root, "iso thread alpha | get agent.since | describe").trim(), "datetime");
+    assert_eq!(nu.ok(root, "iso threads | last | get agent | describe").trim(), "nothing");
 }
 
 #[test]

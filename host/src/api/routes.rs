@@ -28,6 +28,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/threads/{id}/start", post(start))
         .route("/api/threads/{id}/stop", post(stop))
         .route("/api/threads/{id}/runs", get(runs))
+        .route("/api/threads/{id}/agent-status", post(agent_status))
         .route("/api/threads/{id}/logs", get(logs))
         .route("/api/events", get(events).post(publish))
         .route("/api/openapi.json", get(openapi))
@@ -159,13 +160,24 @@ struct ListingQuery {
     all: bool,
     #[serde(default)]
     services: bool,
+    agent: Option<String>,
+    status: Option<String>,
+    idle: Option<String>,
 }
 
 /// What `iso ls` shows: the threads, which of them were interrupted, and
 /// (with `services=true`) their containers.
 async fn listing(State(state): State<AppState>, q: Result<Query<ListingQuery>, QueryRejection>) -> ApiResult {
     let q = query(q)?;
-    let l = blocking(&state, move |p| Ok(lifecycle::view::list(p, q.all, q.services)?)).await?;
+    let l = blocking(&state, move |p| {
+        let filter = lifecycle::view::ListFilter {
+            agent: q.agent.as_deref().map(lifecycle::view::parse_agent_state).transpose()?,
+            status: q.status.as_deref().map(lifecycle::view::parse_status).transpose()?,
+            idle: q.idle.as_deref().map(lifecycle::view::parse_idle).transpose()?,
+        };
+        Ok(lifecycle::view::list_filtered(p, q.all, q.services, &filter)?)
+    })
+    .await?;
     Ok(json(StatusCode::OK, &l))
 }
 
@@ -283,6 +295,21 @@ async fn start(State(state): State<AppState>, Path(id): Path<String>, body: Resu
 async fn stop(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
     let run = blocking(&state, move |p| Ok(agents::stop(p, &id)?)).await?;
     Ok(json(StatusCode::OK, &run))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentStatusBody {
+    state: String,
+    message: Option<String>,
+}
+
+/// An agent's report of its state (`iso agent-status`): the thread as
+/// listings show it after it.
+async fn agent_status(State(state): State<AppState>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let b: AgentStatusBody = parse(body)?;
+    let t = blocking(&state, move |p| Ok(agents::report_status(p, &id, &b.state, b.message.as_deref())?)).await?;
+    Ok(json(StatusCode::OK, &t))
 }
 
 async fn runs(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {

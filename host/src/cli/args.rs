@@ -45,10 +45,20 @@ pub enum Command {
     Init(InitArgs),
     /// List threads
     #[command(visible_alias = "ls")]
+    #[command(after_help = "Examples:\n  iso ls --agent waiting\n  iso ls --status active --idle 2h")]
     List {
         /// Also show removed threads
         #[arg(short, long)]
         all: bool,
+        /// Only threads whose agent is in this state (the AGENT column)
+        #[arg(long, value_name = "STATE", value_parser = ["working", "waiting", "idle", "done", "running", "failed", "stopped"])]
+        agent: Option<String>,
+        /// Only threads with this status
+        #[arg(long, value_name = "STATUS", value_parser = ["creating", "active", "merged", "abandoned", "cleaning", "failed", "removed"])]
+        status: Option<String>,
+        /// Only threads with no activity for longer than this (30m, 2h, 1d)
+        #[arg(long, value_name = "DURATION")]
+        idle: Option<String>,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -171,6 +181,19 @@ pub enum Command {
         thread: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Report what a thread's agent is doing (run by the agent or its hooks; docs/agents.md)
+    #[command(after_help = "Examples:\n  iso agent-status working\n  iso -q agent-status waiting --message \"needs a decision\"\n  iso agent-status done 2")]
+    AgentStatus {
+        #[arg(value_parser = ["working", "waiting", "idle", "done"])]
+        state: String,
+        /// What it is doing or waiting for (kept to 1 KiB)
+        #[arg(short, long, value_name = "TEXT")]
+        message: Option<String>,
+        /// Thread id, name or branch [default: the thread whose worktree holds the current directory, else $ISO_THREAD_ID]
+        thread: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
     },
     /// Print the event log: lifecycle, agent and custom events (-f follows it)
     #[command(after_help = "Examples:\n  iso events\n  iso events -f --thread 2\n  iso events --json --since 120")]

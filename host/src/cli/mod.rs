@@ -110,7 +110,12 @@ fn run(cli: Cli) -> CmdResult {
         Command::Serve { bind } => return cmd::serve::run(&cwd, *bind),
         // Local, or through a server.
         Command::Init(a) => return cmd::init::run(&target(&cli, &cwd)?, a, quiet),
-        Command::List { all, json } => return cmd::list::run(&target(&cli, &cwd)?, *all, json.json),
+        Command::List { all, agent, status, idle, json } => {
+            return cmd::list::run(&target(&cli, &cwd)?, *all, agent.as_deref(), status.as_deref(), idle.as_deref(), json.json)
+        }
+        Command::AgentStatus { state, message, thread, json } => {
+            return cmd::agent::agent_status(&target(&cli, &cwd)?, &cwd, state, message.as_deref(), thread.as_deref(), json.json, quiet)
+        }
         Command::Status { thread, json } => return cmd::status::run(&target(&cli, &cwd)?, thread, json.json),
         Command::Update(a) => return cmd::update::run(&target(&cli, &cwd)?, a),
         Command::Cleanup(a) => return cmd::cleanup::run(&target(&cli, &cwd)?, a, quiet),

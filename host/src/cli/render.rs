@@ -89,6 +89,8 @@ pub fn listing(l: &Listing) {
                     None => Cell::from("0"),
                 });
             }
+            row.push(agent_cell(t));
+            row.push(t.last_activity.map_or_else(|| "-".to_string(), |at| format!("{} ago", age(at))).into());
             row.push(short_path(&l.root, &t.worktree).into());
             row.push(age(t.created).into());
             row
@@ -98,8 +100,25 @@ pub fn listing(l: &Listing) {
     if l.services.is_some() {
         header.push("SERVICES");
     }
-    header.extend(["WORKTREE", "AGE"]);
+    header.extend(["AGENT", "ACTIVITY", "WORKTREE", "AGE"]);
     print_table(&header, &rows);
+}
+
+/// The AGENT column: the state (`failed (exit 3)`), coloured by whether
+/// someone needs to look.
+fn agent_cell(t: &ThreadRecord) -> Cell {
+    use crate::thread::AgentState;
+    match &t.agent {
+        None => Cell::from("-"),
+        Some(a) => {
+            let style = match a.state {
+                AgentState::Waiting | AgentState::Failed => YELLOW,
+                AgentState::Working | AgentState::Running => GREEN,
+                _ => anstyle::Style::new(),
+            };
+            styled(a.label(), style)
+        }
+    }
 }
 
 /// `iso status`, for people.
@@ -140,6 +159,14 @@ pub fn status(v: &StatusView) {
                 let _ = writeln!(out, "  {:<w$}  {}{d}{}", "", DIM.render(), DIM.render_reset());
             }
         }
+    }
+    if let Some(a) = &t.agent {
+        let msg = a.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+        let run = a.run.map(|n| format!(", run {n}{}", if a.alive == Some(true) { " running" } else { "" })).unwrap_or_default();
+        let _ = writeln!(out, "{b}agent{r}     {}{msg} (since {} ago, by {}{run})", a.label(), age(a.since), a.reported_by);
+    }
+    if let Some(at) = t.last_activity {
+        let _ = writeln!(out, "{b}activity{r}  {} ({} ago)", at.format("%Y-%m-%d %H:%M:%S UTC"), age(at));
     }
     let _ = writeln!(out, "{b}task{r}      {}", t.task.as_deref().unwrap_or("-"));
     let _ = writeln!(out, "{b}pr{r}        {}", t.pr.map_or("-".to_string(), |n| format!("#{n}")));

@@ -13,7 +13,7 @@ use crate::eventlog::{self, EventLog, NewEvent, AGENT};
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::registry::RegistryData;
-use crate::thread::{ThreadRecord, ThreadStatus};
+use crate::thread::{cut, AgentState, AgentStatus, ThreadRecord, ThreadStatus, AGENT_MESSAGE_LIMIT};
 
 /// How long `stop` waits after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -176,9 +176,161 @@ pub fn supervise(run_file: &Path) -> Result<i32, Error> {
     Ok(agent::supervise(run_file, &report)?)
 }
 
+/// The live thread whose worktree contains `dir` (`iso agent-status` run
+/// by an agent in its worktree).
+pub fn thread_at(project: &Project, dir: &Path) -> Result<ThreadRecord, Error> {
+    let here = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let data = super::load(project)?;
+    data.threads
+        .iter()
+        .filter(|t| t.is_live())
+        .find(|t| here.starts_with(t.worktree.canonicalize().unwrap_or_else(|_| t.worktree.clone())))
+        .cloned()
+        .ok_or_else(|| Error::NoThreadHere { dir: dir.to_path_buf() })
+}
+
+/// `iso agent-status STATE`: keep the agent's report on its thread (the
+/// message cut to [`AGENT_MESSAGE_LIMIT`]), log an `agent-status` event
+/// `{state, message, previous}` and run the hooks subscribed to
+/// `agent-status` with that payload. `previous` is the state listings
+/// showed before (the run's, when the agent had not reported). Returns the
+/// thread as listings show it now.
+pub fn report_status(project: &Project, selector: &str, state: &str, message: Option<&str>) -> Result<ThreadRecord, Error> {
+    let state = AgentState::parse(state).filter(|s| AgentState::REPORTABLE.contains(s)).ok_or_else(|| Error::BadAgentState(cut(state, 64)))?;
+    let thread = find(project, selector)?;
+    if !thread.is_live() || !thread.worktree.exists() {
+        return Err(Error::NotLive { id: thread.id, status: thread.status, what: "an agent status" });
+    }
+    let previous = with_agent(project, thread.clone()).agent.map(|a| a.state);
+    // Shown in tables and terminals: control characters (escapes, newlines) become spaces.
+    let message = message
+        .map(|m| cut(&m.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>(), AGENT_MESSAGE_LIMIT))
+        .filter(|m| !m.trim().is_empty());
+    let now = chrono::Utc::now();
+    let report =
+        AgentStatus { state, message: message.clone(), since: now, reported_by: "agent".into(), run: None, alive: None, exit_code: None, last_output: None };
+    let updated = project.registry().update(|d| {
+        let t = d.thread_mut(thread.id).ok_or_else(|| Error::NotFound { selector: thread.id.to_string(), known: String::new() })?;
+        t.agent = Some(report.clone());
+        t.last_activity = Some(now);
+        Ok::<_, Error>(t.clone())
+    })?;
+    let data = serde_json::json!({ "state": state, "message": message, "previous": previous });
+    let log = super::env::event_log(project);
+    let new = NewEvent {
+        kind: AGENT.into(),
+        event: crate::config::hooks::AGENT_STATUS.into(),
+        thread: Some(thread.id),
+        name: Some(thread.name.clone()),
+        data: data.clone(),
+    };
+    eventlog::append_quietly(&log, new);
+    // Run here, not in the background: the CLI exits right after.
+    if super::hooks::wanted(project, crate::config::hooks::AGENT_STATUS) {
+        super::hooks::run_custom(project, thread.id, crate::config::hooks::AGENT_STATUS, data);
+    }
+    Ok(with_agent(project, updated))
+}
+
+/// `thread` as listings show it: its agent status merged with its latest
+/// run ([`merge_agent`]) and its last activity the latest of the recorded
+/// one, the run's start, end and last output and the agent's report.
+pub fn with_agent(project: &Project, mut thread: ThreadRecord) -> ThreadRecord {
+    let latest = runs(project).of(thread.id).ok().and_then(|r| r.into_iter().last());
+    let last_output = latest.as_ref().and_then(|r| {
+        let m = std::fs::metadata(&r.log).ok().filter(|m| m.len() > 0)?;
+        m.modified().ok().map(chrono::DateTime::<chrono::Utc>::from)
+    });
+    thread.agent = merge_agent(thread.agent.as_ref(), latest.as_ref(), last_output);
+    let run_times = latest.iter().flat_map(|r| [Some(r.started), r.finished]).flatten();
+    let reported = thread.agent.as_ref().map(|a| a.since);
+    thread.last_activity = [thread.last_activity, reported, last_output].into_iter().flatten().chain(run_times).max();
+    thread
+}
+
+/// The agent status to show for a thread: the agent's `reported` status and
+/// what iso knows of its latest `run`. While the run goes, a report made
+/// since it started stands (else `running`); once it ended, what the run
+/// did stands (`done`, `failed` with the exit code, `stopped`) unless the
+/// report is newer than the end, or the agent said `done` and it exited 0.
+pub fn merge_agent(reported: Option<&AgentStatus>, run: Option<&Run>, last_output: Option<chrono::DateTime<chrono::Utc>>) -> Option<AgentStatus> {
+    let Some(run) = run else { return reported.cloned() };
+    let alive = run.state == RunState::Running;
+    let status = |state, message: Option<String>, since, by: &str| AgentStatus {
+        state,
+        message,
+        since,
+        reported_by: by.into(),
+        run: Some(run.run),
+        alive: Some(alive),
+        exit_code: run.exit_code,
+        last_output,
+    };
+    let report = reported.filter(|r| r.since >= run.started);
+    if alive {
+        return Some(match report {
+            Some(r) => status(r.state, r.message.clone(), r.since, "agent"),
+            None => status(AgentState::Running, None, run.started, "iso"),
+        });
+    }
+    let finished = run.finished.unwrap_or(run.started);
+    let ended = match run.state {
+        RunState::Completed => AgentState::Done,
+        RunState::Stopped => AgentState::Stopped,
+        _ => AgentState::Failed,
+    };
+    Some(match report {
+        Some(r) if r.since > finished || (r.state == AgentState::Done && ended == AgentState::Done) => status(r.state, r.message.clone(), r.since, "agent"),
+        Some(r) => {
+            let said = r.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+            status(ended, Some(cut(&format!("last reported {}{said}", r.state), AGENT_MESSAGE_LIMIT)), finished, "iso")
+        }
+        None => status(ended, run.error.clone(), finished, "iso"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finished_run_outranks_an_older_report_and_a_running_one_keeps_it() {
+        let t0 = chrono::Utc::now() - chrono::Duration::minutes(10);
+        let at = |m| t0 + chrono::Duration::minutes(m);
+        let report = |state, m| AgentStatus {
+            state,
+            message: Some("hi".into()),
+            since: at(m),
+            reported_by: "agent".into(),
+            run: None,
+            alive: None,
+            exit_code: None,
+            last_output: None,
+        };
+        let mut run: Run = serde_json::from_value(serde_json::json!({
+            "run": 2, "thread": 1, "state": "running", "command": ["a"], "started": at(1), "supervisor": crate::thread::Owner::current(),
+            "log": "/x/2.log", "prompt": "/x/2.prompt", "worktree": "/x"
+        }))
+        .unwrap();
+        assert_eq!(merge_agent(None, None, None), None);
+        assert_eq!(merge_agent(Some(&report(AgentState::Waiting, 0)), None, None).unwrap().state, AgentState::Waiting);
+        let m = merge_agent(Some(&report(AgentState::Waiting, 0)), Some(&run), None).unwrap();
+        assert_eq!((m.state, m.reported_by.as_str(), m.alive), (AgentState::Running, "iso", Some(true)), "a report from before the run is stale");
+        let m = merge_agent(Some(&report(AgentState::Waiting, 2)), Some(&run), None).unwrap();
+        assert_eq!((m.state, m.reported_by.as_str(), m.run), (AgentState::Waiting, "agent", Some(2)));
+        run.state = RunState::Failed;
+        run.exit_code = Some(3);
+        run.finished = Some(at(3));
+        let m = merge_agent(Some(&report(AgentState::Working, 2)), Some(&run), None).unwrap();
+        assert_eq!((m.state, m.label(), m.reported_by.as_str()), (AgentState::Failed, "failed (exit 3)".to_string(), "iso"));
+        assert_eq!(m.message.as_deref(), Some("last reported working: hi"));
+        assert_eq!(merge_agent(Some(&report(AgentState::Idle, 4)), Some(&run), None).unwrap().state, AgentState::Idle, "reported after the end");
+        run.state = RunState::Completed;
+        run.exit_code = Some(0);
+        let m = merge_agent(Some(&report(AgentState::Done, 2)), Some(&run), None).unwrap();
+        assert_eq!((m.state, m.reported_by.as_str(), m.message.as_deref()), (AgentState::Done, "agent", Some("hi")));
+        assert_eq!(merge_agent(None, Some(&run), None).unwrap().state, AgentState::Done);
+    }
 
     #[test]
     fn agents_get_the_allowlist_the_patterns_and_the_thread_never_the_token() {

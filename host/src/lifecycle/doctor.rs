@@ -306,6 +306,8 @@ fn from_labels(
         steps: Vec::new(),
         history: Vec::new(),
         links: Default::default(),
+        agent: None,
+        last_activity: None,
     };
     Some(Ok((t, names)))
 }

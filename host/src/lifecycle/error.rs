@@ -71,6 +71,14 @@ pub enum Error {
     NotLive { id: u32, status: ThreadStatus, what: &'static str },
     #[error("`{0}` is not an event: iso's are pre-init, post-init, post-up, pre-cleanup, post-cleanup; a custom one is 1-64 of a-z 0-9 . _ -, starting with a letter, and not agent-*")]
     BadEvent(String),
+    #[error("`{0}` is not a state an agent reports: use working, waiting, idle or done")]
+    BadAgentState(String),
+    #[error("`{0}` is not a thread status: use creating, active, merged, abandoned, cleaning, failed or removed")]
+    BadStatus(String),
+    #[error("`{text}` is not a duration: {why}")]
+    BadDuration { text: String, why: String },
+    #[error("{} is in no thread's worktree, and ISO_THREAD_ID is not set", dir.display())]
+    NoThreadHere { dir: std::path::PathBuf },
     #[error("{} already exists", path.display())]
     Exists { path: std::path::PathBuf, hint: &'static str },
     #[error("{action}: {source}")]
@@ -141,7 +149,8 @@ impl Diagnostic for Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Busy { .. } => ErrorKind::Busy,
             Error::WouldLoseWork { .. } | Error::DirtyWorktree { .. } => ErrorKind::WouldLoseWork,
-            Error::StatusNotSettable(_) | Error::BadEvent(_) => ErrorKind::Invalid,
+            Error::StatusNotSettable(_) | Error::BadEvent(_) | Error::BadAgentState(_) | Error::BadStatus(_) | Error::BadDuration { .. } => ErrorKind::Invalid,
+            Error::NoThreadHere { .. } => ErrorKind::NotFound,
             Error::NoStack => ErrorKind::Config,
             Error::NotLive { .. } | Error::Exists { .. } => ErrorKind::Conflict,
             _ => ErrorKind::Internal,
@@ -166,6 +175,10 @@ impl Diagnostic for Error {
             }
             Error::NotLive { .. } => "see `iso list --all`; a removed thread has no worktree".into(),
             Error::Exists { hint, .. } => hint.to_string(),
+            Error::BadAgentState(_) => "e.g. `iso agent-status waiting --message \"needs a decision\"`".into(),
+            Error::BadStatus(_) => "e.g. `iso ls --status active`".into(),
+            Error::BadDuration { .. } => "write a number and a unit, e.g. 30m, 2h or 1d".into(),
+            Error::NoThreadHere { .. } => "run it inside a thread's worktree, or name the thread: `iso agent-status working 2`".into(),
             _ => return None,
         })
     }
@@ -181,6 +194,10 @@ impl Diagnostic for Error {
             Error::WouldLoseWork { .. } | Error::DirtyWorktree { .. } => "would_lose_work",
             Error::StatusNotSettable(_) => "invalid",
             Error::BadEvent(_) => "bad_event",
+            Error::BadAgentState(_) => "bad_agent_state",
+            Error::BadStatus(_) => "invalid",
+            Error::BadDuration { .. } => "bad_duration",
+            Error::NoThreadHere { .. } => "not_found",
             Error::NoStack => "no_stack",
             Error::NotLive { .. } => "not_live",
             Error::Exists { .. } => "exists",

@@ -137,7 +137,7 @@ pub fn publish(project: &std::sync::Arc<Project>, event: &str, thread: Option<u3
     Ok(logged)
 }
 
-fn run_custom(project: &Project, thread: u32, event: &str, data: serde_json::Value) {
+pub(crate) fn run_custom(project: &Project, thread: u32, event: &str, data: serde_json::Value) {
     let payload = (!data.is_null()).then(|| data.to_string());
     let data = match run(project, &thread.to_string(), event, payload, &crate::progress::HookLogsOnly) {
         Ok((_, report)) => serde_json::json!({ "ok": true, "messages": report.messages, "runs": report.runs }),

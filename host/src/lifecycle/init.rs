@@ -148,6 +148,8 @@ fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<St
             steps: Vec::new(),
             history: Vec::new(),
             links: Default::default(),
+            agent: None,
+            last_activity: None,
         };
         record.record("reserved", format!("id {id}, ports {}", record.port_block));
         data.threads.push(record.clone());

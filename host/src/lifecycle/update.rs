@@ -42,6 +42,7 @@ pub fn update(project: &Project, selector: &str, change: &Update) -> Result<Thre
                 }
                 t.status = s;
                 t.error = None;
+                t.last_activity = Some(chrono::Utc::now());
                 said.push(format!("status: {s}"));
             }
             t.record("updated", said.join(", "));

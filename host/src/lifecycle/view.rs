@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::stack::{container_counts, service_states, ServiceState};
 use super::{find, load, Error};
 use crate::project::Project;
-use crate::thread::{Owner, PortRange, ThreadRecord, ThreadStatus};
+use crate::thread::{AgentState, Owner, PortRange, ThreadRecord, ThreadStatus};
 
 /// Running and total containers of one thread's stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,11 +55,77 @@ pub fn threads(data: &crate::registry::RegistryData, all: bool) -> Vec<&ThreadRe
     threads
 }
 
+/// Which threads `iso ls` shows (all of them by default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only those whose agent status (as listings show it) is this.
+    pub agent: Option<AgentState>,
+    pub status: Option<ThreadStatus>,
+    /// Only those idle (no activity) for longer than this.
+    pub idle: Option<std::time::Duration>,
+}
+
+impl ListFilter {
+    pub fn matches(&self, t: &ThreadRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.agent.is_none_or(|a| t.agent.as_ref().is_some_and(|s| s.state == a))
+            && self.status.is_none_or(|s| t.status == s)
+            && self.idle.is_none_or(|idle| {
+                let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
+                t.last_activity.is_none_or(|at| now.signed_duration_since(at) > idle)
+            })
+    }
+}
+
+/// `2h`, `30m`, `1d`, `1h 30m` (humantime's syntax), as `iso ls --idle` and
+/// `GET /api/listing?idle=` take it.
+pub fn parse_idle(text: &str) -> Result<std::time::Duration, Error> {
+    humantime::parse_duration(text.trim()).map_err(|e| Error::BadDuration { text: crate::thread::cut(text, 64), why: e.to_string() })
+}
+
+/// A thread status by name: `--status active`.
+pub fn parse_status(text: &str) -> Result<ThreadStatus, Error> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|_| Error::BadStatus(crate::thread::cut(text, 64)))
+}
+
+/// An agent state by name: `--agent waiting`.
+pub fn parse_agent_state(text: &str) -> Result<AgentState, Error> {
+    AgentState::parse(text).ok_or_else(|| Error::BadAgentState(crate::thread::cut(text, 64)))
+}
+
+/// `thread` as `iso status` shows it (see [`list_filtered`]).
+pub fn as_shown(project: &Project, thread: ThreadRecord) -> ThreadRecord {
+    shown(project, project.git().ok().as_deref(), thread)
+}
+
+/// `thread` as listings show it: its agent merged with its runs, and its
+/// last activity including the branch tip's commit time (`tips`, read once
+/// per listing).
+fn shown(project: &Project, git: Option<&crate::worktree::Git>, thread: ThreadRecord) -> ThreadRecord {
+    let mut t = super::agents::with_agent(project, thread);
+    if t.is_live() {
+        let tip = git.and_then(|g| g.branch_tip_time(&t.branch)).and_then(|s| chrono::DateTime::<chrono::Utc>::from_timestamp(s, 0));
+        t.last_activity = t.last_activity.max(tip);
+    }
+    t
+}
+
 /// The threads of the repository (`all`: the removed ones too); with
 /// `services`, their containers counted in one Docker call.
 pub fn list(project: &Project, all: bool, services: bool) -> Result<Listing, Error> {
+    list_filtered(project, all, services, &ListFilter::default())
+}
+
+/// [`list`], only the threads `filter` selects. Each thread shows its
+/// agent status and last activity as they are now ([`ThreadRecord::agent`]
+/// merged with its latest run, [`ThreadRecord::last_activity`] with its
+/// output and its branch tip).
+pub fn list_filtered(project: &Project, all: bool, services: bool, filter: &ListFilter) -> Result<Listing, Error> {
     let data = load(project)?;
-    let threads: Vec<ThreadRecord> = threads(&data, all).into_iter().cloned().collect();
+    let git = project.git().ok();
+    let now = chrono::Utc::now();
+    let threads: Vec<ThreadRecord> =
+        threads(&data, all).into_iter().cloned().map(|t| shown(project, git.as_deref(), t)).filter(|t| filter.matches(t, now)).collect();
+    drop(git);
     let interrupted = threads.iter().filter(|t| is_interrupted(t)).map(|t| t.id).collect();
     let (services, services_error) = if services && project.config.has_stack() {
         match container_counts(project) {
@@ -89,6 +155,7 @@ pub struct StatusView {
 
 pub fn status(project: &Project, selector: &str) -> Result<StatusView, Error> {
     let thread = find(project, selector)?;
+    let thread = as_shown(project, thread);
     let (services, services_error) = if project.config.has_stack() {
         match service_states(project, &thread) {
             Ok(s) => (Some(s), None),

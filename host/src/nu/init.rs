@@ -93,7 +93,8 @@ impl SimplePluginCommand for IsoInit {
         let mut failed = Vec::new();
         for (item, name) in bulk.items.into_iter().zip(&names) {
             match item.result {
-                Ok(t) => created.push((t, item.notes)),
+                // As `iso threads` shows it (last_activity, agent).
+                Ok(t) => created.push((lifecycle::view::as_shown(&project, t), item.notes)),
                 Err(e) => failed.push(super::error(&e, head, Spans { subject: Some(name.span), base: base.as_ref().map(|b| b.span) })),
             }
         }

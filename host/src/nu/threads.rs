@@ -22,7 +22,9 @@ impl SimplePluginCommand for IsoThreads {
 
     fn extra_description(&self) -> &str {
         "Columns: id (int), name, branch, base, status, ports (record of slot name to int), port_block ({start, end}), \
-         worktree and env_file (paths), task, pr (int), links (record of name to URL), created and updated (datetime), error. Rows are in id order; \
+         worktree and env_file (paths), task, pr (int), links (record of name to URL), created and updated (datetime), error, agent (null, or a record: \
+         state, message, since (datetime), reported_by, run (int), alive (bool), exit_code (int), last_output (datetime)), \
+         last_activity (datetime: the latest agent report, agent output, commit on the branch or status change). Rows are in id order; \
          with --all the removed threads follow, oldest first. The examples assume threads 1 `add-auth` (active) and \
          2 `fix-login` (merged), with the default ports (base 10000, block 100), and thread `old-spike` cleaned up."
     }
@@ -77,8 +79,9 @@ impl SimplePluginCommand for IsoThreads {
         let head = call.head;
         let all = call.has_flag("all")?;
         let project = super::project(engine, head)?;
-        let data = lifecycle::load(&project).map_err(|e| super::error(&e, head, Default::default()))?;
-        let rows = lifecycle::view::threads(&data, all).into_iter().map(|t| thread_value(t, Detail::Row, &Extras::default(), head)).collect();
+        // The listing's records: agent status and last activity as they are now.
+        let listing = lifecycle::view::list(&project, all, false).map_err(|e| super::error(&e, head, Default::default()))?;
+        let rows = listing.threads.iter().map(|t| thread_value(t, Detail::Row, &Extras::default(), head)).collect();
         Ok(Value::list(rows, head))
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use nu_protocol::{Record, Span, Value};
 
-use crate::thread::{HistoryEntry, Owner, PortRange, Step, ThreadRecord};
+use crate::thread::{AgentStatus, HistoryEntry, Owner, PortRange, Step, ThreadRecord};
 
 /// How much of a thread to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,8 @@ pub fn thread_value(t: &ThreadRecord, detail: Detail, extras: &Extras, span: Spa
     r.push("created", date_value(t.created, span));
     r.push("updated", date_value(t.updated, span));
     r.push("error", opt(t.error.as_ref().map(|s| Value::string(s, span)), span));
+    r.push("agent", opt(t.agent.as_ref().map(|a| agent_value(a, span)), span));
+    r.push("last_activity", opt(t.last_activity.map(|at| date_value(at, span)), span));
     if let Some(c) = extras.containers {
         r.push("containers", containers_value(c, span));
     }
@@ -100,6 +102,21 @@ pub fn path_value(path: &Path, span: Span) -> Value {
 
 pub fn date_value(at: DateTime<Utc>, span: Span) -> Value {
     Value::date(at.fixed_offset(), span)
+}
+
+/// `{state, message, since (datetime), reported_by, run, alive, exit_code, last_output (datetime)}`,
+/// every key present (null when unknown) so `where agent.state == waiting` works on every row.
+fn agent_value(a: &AgentStatus, span: Span) -> Value {
+    let mut r = Record::new();
+    r.push("state", Value::string(a.state.as_str(), span));
+    r.push("message", opt(a.message.as_ref().map(|m| Value::string(m, span)), span));
+    r.push("since", date_value(a.since, span));
+    r.push("reported_by", Value::string(&a.reported_by, span));
+    r.push("run", opt(a.run.map(|n| Value::int(n.into(), span)), span));
+    r.push("alive", opt(a.alive.map(|b| Value::bool(b, span)), span));
+    r.push("exit_code", opt(a.exit_code.map(|c| Value::int(c.into(), span)), span));
+    r.push("last_output", opt(a.last_output.map(|at| date_value(at, span)), span));
+    Value::record(r, span)
 }
 
 fn owner_value(o: &Owner, span: Span) -> Value {
@@ -177,6 +194,8 @@ mod tests {
             steps: vec![Step::Branch { name: "b".into() }],
             history: vec![HistoryEntry { at, event: "created".into(), detail: String::new() }],
             links: [("chat".to_string(), "https://chat.example/t/1".to_string())].into(),
+            agent: None,
+            last_activity: None,
         }
     }
 

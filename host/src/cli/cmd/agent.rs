@@ -142,3 +142,34 @@ pub fn stop(target: &Target, thread: &str, json: bool) -> CmdResult {
     print_run(&run, json);
     Ok(exit::OK)
 }
+
+/// `iso agent-status STATE [--message TEXT] [THREAD]`: the thread named,
+/// else the one whose worktree holds `cwd`, else `$ISO_THREAD_ID` (the
+/// agent's environment has it).
+pub fn agent_status(target: &Target, cwd: &Path, state: &str, message: Option<&str>, thread: Option<&str>, json: bool, quiet: bool) -> CmdResult {
+    let selector = match thread {
+        Some(t) => t.to_string(),
+        None => {
+            let here = match target {
+                Target::Local(project) => agents::thread_at(project, cwd).map(|t| t.id.to_string()),
+                // Through a server: the repository here, when there is one, says which thread this is.
+                Target::Remote(_) => crate::lifecycle::open(cwd).and_then(|p| agents::thread_at(&p, cwd)).map(|t| t.id.to_string()),
+            };
+            match (here, std::env::var("ISO_THREAD_ID").ok().filter(|v| !v.is_empty())) {
+                (Ok(id), _) => id,
+                (Err(_), Some(id)) => id,
+                (Err(e), None) => return Err(e.into()),
+            }
+        }
+    };
+    let t = match target {
+        Target::Local(project) => agents::report_status(project, &selector, state, message)?,
+        Target::Remote(client) => client.agent_status(&selector, state, message)?,
+    };
+    if json {
+        super::json(&t);
+    } else if !quiet {
+        println!("thread {} ({}): agent {}", t.id, t.name, t.agent.as_ref().map_or_else(|| state.to_string(), |a| a.label()));
+    }
+    Ok(exit::OK)
+}

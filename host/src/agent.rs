@@ -55,6 +55,8 @@ pub enum AgentError {
     AlreadyRunning { id: u32, run: u32, pid: u32 },
     #[error("thread {id} has no agent run{}", if *.running { " in progress" } else { "" })]
     NoRun { id: u32, running: bool },
+    #[error("thread {id}'s agent runs headless, not in a tmux session")]
+    NotInteractive { id: u32 },
     #[error("prompt template: {0}")]
     Template(String),
     #[error("{action}: {source}")]
@@ -68,7 +70,7 @@ impl Diagnostic for AgentError {
         match self {
             AgentError::NoCommand => ErrorKind::Config,
             AgentError::AlreadyRunning { .. } => ErrorKind::Busy,
-            AgentError::NoRun { .. } => ErrorKind::NotFound,
+            AgentError::NoRun { .. } | AgentError::NotInteractive { .. } => ErrorKind::NotFound,
             AgentError::Template(_) => ErrorKind::Invalid,
             AgentError::Io { .. } | AgentError::Corrupt { .. } => ErrorKind::Internal,
         }
@@ -78,6 +80,9 @@ impl Diagnostic for AgentError {
         match self {
             AgentError::NoCommand => Some("add [agent] command = [\"claude\", \"-p\", \"{prompt}\"] to iso.toml".into()),
             AgentError::AlreadyRunning { id, .. } => Some(format!("`iso stop {id}` first")),
+            AgentError::NotInteractive { id } => {
+                Some(format!("follow its output with `iso run-logs {id} -f`; `iso spawn --mode interactive` starts one you can attach to"))
+            }
             AgentError::Template(_) => Some("check the prompt template: it is minijinja, with thread.* and context.*".into()),
             _ => None,
         }
@@ -88,6 +93,7 @@ impl Diagnostic for AgentError {
             AgentError::NoCommand => "no_agent",
             AgentError::AlreadyRunning { .. } => "already_running",
             AgentError::NoRun { .. } => "no_run",
+            AgentError::NotInteractive { .. } => "not_interactive",
             AgentError::Template(_) => "template",
             AgentError::Io { .. } | AgentError::Corrupt { .. } => "internal",
         }
@@ -106,6 +112,57 @@ pub enum RunState {
     Completed,
     Failed,
     Stopped,
+}
+
+/// How an agent runs: headless with its output in the log (`automatic`),
+/// or in a tmux session of its own that a human can attach to
+/// (`interactive`; its output still goes to the log through `pipe-pane`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Automatic,
+    Interactive,
+    /// In a tmux session like `interactive`, with the agent's own
+    /// permission mode from `[agent] modes.semi`: it works alone and asks a
+    /// human (who attaches) only for what that mode does not allow.
+    Semi,
+}
+
+impl Mode {
+    pub fn is_automatic(&self) -> bool {
+        *self == Mode::Automatic
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Automatic => "automatic",
+            Mode::Interactive => "interactive",
+            Mode::Semi => "semi",
+        }
+    }
+
+    /// Whether the run lives in a tmux session.
+    pub fn in_tmux(self) -> bool {
+        self != Mode::Automatic
+    }
+}
+
+/// The tmux session of an interactive run: a private server (`tmux -S
+/// socket`, never the user's own) and the session's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmuxSession {
+    pub socket: PathBuf,
+    pub session: String,
+}
+
+impl TmuxSession {
+    /// `tmux -S <socket> <args>`.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.arg("-S").arg(&self.socket);
+        c
+    }
 }
 
 /// One agent run (the JSON of `GET /api/threads/{id}/runs` and `iso spawn --json`).
@@ -133,6 +190,11 @@ pub struct Run {
     pub log: PathBuf,
     pub prompt: PathBuf,
     pub worktree: PathBuf,
+    #[serde(default, skip_serializing_if = "Mode::is_automatic")]
+    pub mode: Mode,
+    /// Where an interactive run's session is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmux: Option<TmuxSession>,
 }
 
 impl Run {
@@ -164,6 +226,9 @@ pub struct StartSpec<'a> {
     pub env: BTreeMap<String, String>,
     /// The iso binary that supervises the run (`iso agent-supervise`).
     pub iso_exe: &'a Path,
+    pub mode: Mode,
+    /// For an interactive run: its tmux server and session.
+    pub tmux: Option<TmuxSession>,
 }
 
 /// The agent runs of one repository, kept under `<iso dir>/runs/`.
@@ -268,6 +333,8 @@ impl Runs {
             log,
             prompt: prompt_path,
             worktree: thread.worktree.clone(),
+            mode: spec.mode,
+            tmux: spec.tmux.clone(),
         };
         write_run(&run)?;
 
@@ -404,6 +471,9 @@ impl RunEvent<'_> {
 pub fn supervise(run_file: &Path, report: &dyn Fn(&RunEvent<'_>)) -> Result<i32, AgentError> {
     let mut run = read_run(run_file)?;
     run.supervisor = Owner::current();
+    if let (true, Some(tmux)) = (run.mode.in_tmux(), run.tmux.clone()) {
+        return supervise_tmux(run, &tmux, report);
+    }
     let env_path = run.log.with_extension("env.json");
     let env: BTreeMap<String, String> = std::fs::read_to_string(&env_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     let log = std::fs::OpenOptions::new().append(true).open(&run.log).map_err(io(format!("open {}", run.log.display())))?;
@@ -462,6 +532,117 @@ pub fn supervise(run_file: &Path, report: &dyn Fn(&RunEvent<'_>)) -> Result<i32,
     write_run(&run)?;
     report(&RunEvent { event: "agent-stopped", run: &run, name });
     Ok(0)
+}
+
+/// The arguments of the agent command, `{prompt}` replaced.
+fn agent_args(run: &Run) -> Vec<String> {
+    let prompt_text = std::fs::read_to_string(&run.prompt).unwrap_or_default();
+    run.command[1..].iter().map(|a| a.replace("{prompt}", &prompt_text)).collect()
+}
+
+/// `tmux` output of `args`, `None` when tmux fails (no such session).
+fn tmux_out(tmux: &TmuxSession, args: &[&str]) -> Option<String> {
+    let out = tmux.command().args(args).stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// An interactive run: the pane's process is `iso agent-exec RUN_FILE`,
+/// which execs the agent with the run's environment (kept in a file only
+/// the user can read, never on a command line), so the pane's pid is the
+/// agent's. The pane stays after the agent exits (`remain-on-exit`) until
+/// its exit status is read; then the session is killed.
+fn supervise_tmux(mut run: Run, tmux: &TmuxSession, report: &dyn Fn(&RunEvent<'_>)) -> Result<i32, AgentError> {
+    let env_path = run.log.with_extension("env.json");
+    let env: BTreeMap<String, String> = std::fs::read_to_string(&env_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    let name = env.get("ISO_THREAD_NAME").cloned();
+    let iso = std::env::current_exe().map_err(io("find the iso binary"))?;
+    let quoted_log = format!("'{}'", run.log.display().to_string().replace('\'', "'\\''"));
+    let started = Command::new("tmux")
+        .arg("-S")
+        .arg(&tmux.socket)
+        .args(["new-session", "-d", "-x", "200", "-y", "50", "-s", &tmux.session, "-c"])
+        .arg(&run.worktree)
+        .arg(&iso)
+        .arg("agent-exec")
+        .arg(run.file())
+        .args([";", "set-option", "-t", &tmux.session, "remain-on-exit", "on", ";", "pipe-pane", "-t", &tmux.session, "-o"])
+        .arg(format!("cat >> {quoted_log}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output();
+    let pid = match started {
+        Ok(o) if o.status.success() => tmux_out(tmux, &["display-message", "-p", "-t", &tmux.session, "#{pane_pid}"]).and_then(|p| p.parse::<u32>().ok()),
+        Ok(o) => {
+            run.error = Some(format!("tmux new-session failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
+            None
+        }
+        Err(e) => {
+            run.error = Some(format!("cannot start tmux: {e}"));
+            None
+        }
+    };
+    let Some(pid) = pid else {
+        run.state = RunState::Failed;
+        run.error.get_or_insert_with(|| "the tmux session ended before its pane could be read".into());
+        run.finished = Some(Utc::now());
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&run.log) {
+            let _ = writeln!(f, "iso: {}", run.error.as_deref().unwrap_or(""));
+        }
+        write_run(&run)?;
+        report(&RunEvent { event: "agent-stopped", run: &run, name });
+        return Ok(1);
+    };
+    let agent = Owner::of(pid);
+    run.pid = Some(pid);
+    run.start_ticks = agent.start_ticks;
+    write_run(&run)?;
+    report(&RunEvent { event: "agent-started", run: &run, name: name.clone() });
+    let status = loop {
+        match tmux_out(tmux, &["display-message", "-p", "-t", &tmux.session, "#{pane_dead} #{pane_dead_status}"]) {
+            // The session is gone (killed by hand): no exit status.
+            None => break None,
+            Some(s) if s.starts_with('1') => break s.split_whitespace().nth(1).and_then(|c| c.parse::<i32>().ok()),
+            Some(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let _ = tmux.command().args(["kill-session", "-t", &tmux.session]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    run.finished = Some(Utc::now());
+    run.exit_code = status;
+    run.state = if run.stop_marker().exists() {
+        RunState::Stopped
+    } else if status == Some(0) {
+        RunState::Completed
+    } else {
+        RunState::Failed
+    };
+    if status.is_none() {
+        run.error = Some("the tmux session ended without an exit status".into());
+    }
+    write_run(&run)?;
+    report(&RunEvent { event: "agent-stopped", run: &run, name });
+    Ok(0)
+}
+
+/// The body of `iso agent-exec RUN_FILE`, the process of an interactive
+/// run's tmux pane: become the agent (exec), in the worktree, with exactly
+/// the run's environment. Returns only if the exec failed.
+pub fn agent_exec(run_file: &Path) -> AgentError {
+    let run = match read_run(run_file) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let env_path = run.log.with_extension("env.json");
+    let env: BTreeMap<String, String> = std::fs::read_to_string(&env_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    use std::os::unix::process::CommandExt;
+    // tmux gives the pane its own TERM; keep it over the caller's.
+    let term = std::env::var("TERM").ok();
+    let mut cmd = Command::new(&run.command[0]);
+    cmd.args(agent_args(&run)).current_dir(&run.worktree).env_clear().envs(&env);
+    if let Some(t) = term {
+        cmd.env("TERM", t);
+    }
+    let e = cmd.exec();
+    AgentError::Io { action: format!("start `{}`", run.command[0]), source: e }
 }
 
 /// SIGTERM to the process group of `run`'s agent, SIGKILL after `grace`.
@@ -671,6 +852,8 @@ mod tests {
             prompt: log.with_extension("prompt"),
             log,
             worktree: "/tmp/wt".into(),
+            mode: Mode::Automatic,
+            tmux: None,
         };
         write_run(&run).unwrap();
         run

@@ -338,8 +338,14 @@ impl Client {
     }
 
     /// `POST /api/threads/{id}/start`.
-    pub fn start(&self, thread: &str, template: Option<&str>, context: Option<&serde_json::Value>) -> Result<Run, RemoteError> {
-        typed(self.post(&format!("/api/threads/{}/start", segment(thread)), &serde_json::json!({ "template": template, "context": context }))?.1)
+    pub fn start(
+        &self,
+        thread: &str,
+        template: Option<&str>,
+        context: Option<&serde_json::Value>,
+        mode: crate::lifecycle::RunMode,
+    ) -> Result<Run, RemoteError> {
+        typed(self.post(&format!("/api/threads/{}/start", segment(thread)), &serde_json::json!({ "template": template, "context": context, "mode": mode }))?.1)
     }
 
     /// `POST /api/threads/{id}/stop`.

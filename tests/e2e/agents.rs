@@ -184,3 +184,88 @@ fn idle_threads_are_listed_by_their_last_activity() {
     repo.iso_ok(&["update", "stale", "--status", "merged"]);
     assert!(names(&repo.iso_json(&["ls", "--idle", "2h"])).is_empty());
 }
+
+/// Kills this test's own tmux server (`<state dir>/tmux.sock`) when dropped,
+/// also when the test fails.
+struct TmuxGuard(PathBuf);
+
+impl TmuxGuard {
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux").arg("-S").arg(&self.0).args(args).output().unwrap()
+    }
+}
+
+impl Drop for TmuxGuard {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+#[test]
+fn an_interactive_agent_runs_in_its_own_tmux_session() {
+    let (repo, _s) = agent_repo("printf 'ready> '\nread line\necho \"got: $line\"\nexit 4\n", "");
+    let tmux = TmuxGuard(repo.state_env()[1].1.join("tmux.sock"));
+    let run: Value = serde_json::from_str(&repo.iso_ok(&["spawn", "talk", "--mode", "interactive", "--json"])).unwrap();
+    let repo_name = repo.root.file_name().unwrap().to_string_lossy().replace('.', "-");
+    let session = format!("iso-{repo_name}-t1");
+    assert_eq!((run["mode"].as_str(), run["tmux"]["session"].as_str()), (Some("interactive"), Some(session.as_str())), "{run}");
+    assert_eq!(run["tmux"]["socket"].as_str(), Some(tmux.0.to_str().unwrap()), "a server of iso's own, per state directory");
+    let pid = run["pid"].as_u64().expect("the pane's process is recorded");
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let screen = || stdout(&tmux.tmux(&["capture-pane", "-p", "-t", &session]));
+    wait_for("the agent's prompt on its screen", Duration::from_secs(60), || screen().contains("ready>"));
+    assert_eq!(repo.iso_json(&["status", "talk"])["agent"]["state"], "running");
+
+    // Not from a pipe; the error says what to do instead.
+    let out = repo.iso(&["attach", "talk"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("needs a terminal") && stderr(&out).contains("iso run-logs talk -f"), "{}", stderr(&out));
+
+    // A human types into the session; the agent answers and exits 4.
+    assert!(tmux.tmux(&["send-keys", "-t", &session, "hello there", "Enter"]).status.success());
+    wait_for("the run to end", Duration::from_secs(60), || repo.iso_json(&["status", "talk"])["agent"]["alive"] == false);
+    let a = repo.iso_json(&["status", "talk"])["agent"].clone();
+    assert_eq!((a["state"].as_str(), a["exit_code"].as_i64()), (Some("failed"), Some(4)), "{a}");
+    // Its output reached the run log through pipe-pane.
+    let log = repo.iso_ok(&["run-logs", "talk"]);
+    assert!(log.contains("got: hello there"), "{log}");
+    assert!(!tmux.tmux(&["has-session", "-t", &session]).status.success(), "the session ends with the agent");
+    let logged: Vec<String> =
+        events(&repo).iter().filter(|e| e["kind"] == "agent" && e["name"] == "talk").map(|e| e["event"].as_str().unwrap().to_string()).collect();
+    assert_eq!(logged, ["agent-started", "agent-stopped"]);
+    let out = repo.iso(&["attach", "talk"]);
+    assert_eq!(out.status.code(), Some(3), "no session left: {}", stderr(&out));
+
+    // `iso stop` ends a session that is waiting.
+    let run: Value = serde_json::from_str(&repo.iso_ok(&["spawn", "wait", "--mode", "interactive", "--json"])).unwrap();
+    let session = run["tmux"]["session"].as_str().unwrap().to_string();
+    wait_for("the second prompt", Duration::from_secs(60), || stdout(&tmux.tmux(&["capture-pane", "-p", "-t", &session])).contains("ready>"));
+    let stopped: Value = serde_json::from_str(&repo.iso_ok(&["stop", "wait", "--json"])).unwrap();
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    assert!(!tmux.tmux(&["has-session", "-t", &session]).status.success());
+
+    // An automatic run has no session to attach to.
+    assert_eq!(repo.iso(&["spawn", "headless", "--wait"]).status.code(), Some(4), "it read no line");
+    let out = repo.iso(&["attach", "headless"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}
+
+#[test]
+fn semi_automatic_runs_in_tmux_with_the_agents_own_permission_mode() {
+    let modes = "modes.semi = [\"--permission-mode\", \"acceptEdits\"]\nmodes.automatic = [\"--print\"]\n";
+    let (repo, _s) = agent_repo("echo \"args: $*\"\nprintf 'ready> '\nread line\n", modes);
+    let tmux = TmuxGuard(repo.state_env()[1].1.join("tmux.sock"));
+    let run: Value = serde_json::from_str(&repo.iso_ok(&["spawn", "semi", "--mode", "semi", "--json"])).unwrap();
+    assert_eq!(run["mode"], "semi");
+    assert_eq!(run["command"].as_array().unwrap()[2..], [serde_json::json!("--permission-mode"), serde_json::json!("acceptEdits")], "{run}");
+    let session = run["tmux"]["session"].as_str().unwrap().to_string();
+    wait_for("its screen", Duration::from_secs(60), || {
+        stdout(&tmux.tmux(&["capture-pane", "-p", "-t", &session])).contains("args: --permission-mode acceptEdits")
+    });
+    assert_eq!(serde_json::from_str::<Value>(&repo.iso_ok(&["stop", "semi", "--json"])).unwrap()["state"], "stopped");
+    // Each mode gets its own arguments.
+    repo.iso(&["spawn", "auto", "--wait"]);
+    assert!(repo.iso_ok(&["run-logs", "auto"]).contains("args: --print"));
+    let out = TestRepo::new("[threads]\nmax = 1\n[ports]\nblock_size = 10\n[agent]\ncommand = [\"sh\"]\nmodes.yolo = []\n").iso(&["ls"]);
+    assert!(!out.status.success() && stderr(&out).contains("`yolo` is not a run mode"), "{}", stderr(&out));
+}

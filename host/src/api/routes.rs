@@ -282,11 +282,14 @@ struct StartBody {
     /// Prompt template text (minijinja).
     template: Option<String>,
     context: Option<serde_json::Value>,
+    /// `automatic` (default) or `interactive` (a tmux session on the server's machine).
+    #[serde(default)]
+    mode: crate::lifecycle::RunMode,
 }
 
 async fn start(State(state): State<AppState>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let b: StartBody = parse(body)?;
-    let opts = StartOptions { template: b.template, context: b.context, iso_exe: state.iso_exe.clone() };
+    let opts = StartOptions { template: b.template, context: b.context, iso_exe: state.iso_exe.clone(), mode: b.mode };
     // agent-started / agent-stopped are logged by the run's supervisor.
     let run = blocking(&state, move |p| Ok(agents::start(p, &id, &opts)?)).await?;
     Ok(json(StatusCode::CREATED, &run))

@@ -175,6 +175,11 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         run: Option<u32>,
     },
+    /// Attach to the tmux session of a thread's interactive agent (detach with Ctrl-b d)
+    Attach {
+        /// Thread id, name or branch
+        thread: String,
+    },
     /// Stop a thread's running agent (SIGTERM to its process group, SIGKILL after 5 s)
     Stop {
         /// Thread id, name or branch
@@ -207,6 +212,9 @@ pub enum Command {
     /// (internal) supervise one agent run
     #[command(hide = true)]
     AgentSupervise { run_file: PathBuf },
+    /// (internal) the process of an interactive run's tmux pane
+    #[command(hide = true)]
+    AgentExec { run_file: PathBuf },
     /// Print shell completions: iso completions bash > ~/.local/share/bash-completion/completions/iso
     Completions { shell: CompletionShell },
 }
@@ -335,12 +343,32 @@ pub struct SpawnArgs {
     /// What the thread is for
     #[arg(short, long)]
     pub task: Option<String>,
+    /// automatic: headless, output to the run log; interactive: in a tmux session of its own (`iso attach`); semi: in tmux with [agent] modes.semi args
+    #[arg(long, value_enum, default_value = "automatic")]
+    pub mode: SpawnMode,
     /// Wait for the agent to end; exit with its exit code
     #[arg(long)]
     pub wait: bool,
     /// Print the run as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SpawnMode {
+    Automatic,
+    Interactive,
+    Semi,
+}
+
+impl From<SpawnMode> for crate::lifecycle::RunMode {
+    fn from(m: SpawnMode) -> crate::lifecycle::RunMode {
+        match m {
+            SpawnMode::Automatic => crate::lifecycle::RunMode::Automatic,
+            SpawnMode::Interactive => crate::lifecycle::RunMode::Interactive,
+            SpawnMode::Semi => crate::lifecycle::RunMode::Semi,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

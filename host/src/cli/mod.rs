@@ -107,6 +107,7 @@ fn run(cli: Cli) -> CmdResult {
         Command::Plugin(c) => return Ok(cmd::hooks::plugin(c, &cwd)),
         Command::Remote(c) => return cmd::remote::run(c, &cwd),
         Command::AgentSupervise { run_file } => return Ok(lifecycle::agents::supervise(run_file)?),
+        Command::AgentExec { run_file } => return Err(lifecycle::agents::agent_exec(run_file).into()),
         Command::Serve { bind } => return cmd::serve::run(&cwd, *bind),
         // Local, or through a server.
         Command::Init(a) => return cmd::init::run(&target(&cli, &cwd)?, a, quiet),
@@ -127,6 +128,7 @@ fn run(cli: Cli) -> CmdResult {
     // Local only.
     let project = open(&cwd)?;
     match cli.command {
+        Command::Attach { thread } => cmd::agent::attach(&project, &thread),
         Command::Path { thread } => {
             println!("{}", lifecycle::find(&project, &thread)?.worktree.display());
             Ok(exit::OK)

@@ -114,6 +114,10 @@ pub struct AgentConfig {
     /// ending in `*` such as `"AWS_*"`. `ISO_API_TOKEN` is never passed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
+    /// Arguments added to `command` per run mode (`automatic`,
+    /// `interactive`, `semi`), e.g. `semi = ["--permission-mode", "acceptEdits"]`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub modes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -231,6 +235,7 @@ struct AgentSection {
     command: Option<Spanned<Vec<String>>>,
     template: Option<Spanned<String>>,
     env: Option<Spanned<Vec<String>>>,
+    modes: Option<Spanned<std::collections::BTreeMap<String, Vec<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -504,6 +509,16 @@ impl Config {
                 }
                 self.agent.env = v.into_inner();
             }
+            if let Some(v) = a.modes {
+                if let Some(bad) = v.get_ref().keys().find(|k| !["automatic", "interactive", "semi"].contains(&k.as_str())) {
+                    return Err(at(v.span()).error(
+                        "agent.modes",
+                        format!("`{bad}` is not a run mode"),
+                        "use automatic, interactive or semi, e.g. modes.semi = [\"--permission-mode\", \"acceptEdits\"]",
+                    ));
+                }
+                self.agent.modes = v.into_inner();
+            }
         }
         if let Some(list) = file.hooks {
             let first = self.hooks.len();
@@ -750,6 +765,8 @@ mod tests {
         let err = load("[agent]\ncommand = []\n").unwrap_err().to_string();
         assert!(err.contains("agent.command"), "{err}");
         assert_eq!(load("[agent]\nenv = [\"ANTHROPIC_API_KEY\", \"AWS_*\"]\n").unwrap().agent.env, ["ANTHROPIC_API_KEY", "AWS_*"]);
+        assert_eq!(load("[agent]\nmodes.semi = [\"--permission-mode\", \"acceptEdits\"]\n").unwrap().agent.modes["semi"], ["--permission-mode", "acceptEdits"]);
+        assert!(load("[agent]\nmodes.yolo = []\n").unwrap_err().to_string().contains("agent.modes"));
         for bad in ["*", "A-B", "X*Y"] {
             let err = load(&format!("[agent]\nenv = [\"{bad}\"]\n")).unwrap_err().to_string();
             assert!(err.contains("agent.env"), "{bad}: {err}");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::env::thread_env;
 use super::init::{init, InitOptions};
 use super::{find, Error};
-use crate::agent::{self, AgentError, Run, RunEvent, RunState, Runs, StartSpec, DEFAULT_TEMPLATE};
+use crate::agent::{self, AgentError, Mode, Run, RunEvent, RunState, Runs, StartSpec, TmuxSession, DEFAULT_TEMPLATE};
 use crate::eventlog::{self, EventLog, NewEvent, AGENT};
 use crate::progress::Progress;
 use crate::project::Project;
@@ -29,6 +29,8 @@ pub struct StartOptions {
     pub context: Option<serde_json::Value>,
     /// The iso binary that supervises the run.
     pub iso_exe: PathBuf,
+    /// Headless (the default), or in a tmux session (`iso attach`).
+    pub mode: Mode,
 }
 
 /// `iso spawn`: a new thread, and the agent started in it.
@@ -89,10 +91,11 @@ pub fn agent_env(caller: impl IntoIterator<Item = (String, String)>, extra: &[St
 }
 
 fn start_in(project: &Project, thread: &ThreadRecord, opts: &StartOptions) -> Result<Run, Error> {
-    let command = project.config.agent.command.clone();
+    let mut command = project.config.agent.command.clone();
     if command.is_empty() {
         return Err(AgentError::NoCommand.into());
     }
+    command.extend(project.config.agent.modes.get(opts.mode.as_str()).into_iter().flatten().cloned());
     let runs = runs(project);
     let template = match (&opts.template, &project.config.agent.template) {
         (Some(t), _) => t.clone(),
@@ -117,8 +120,46 @@ fn start_in(project: &Project, thread: &ThreadRecord, opts: &StartOptions) -> Re
         if !matches!(t.status, ThreadStatus::Active | ThreadStatus::Merged | ThreadStatus::Abandoned) {
             return Err(Error::NotLive { id: t.id, status: t.status, what: "starting an agent" });
         }
-        Ok(runs.start(&StartSpec { thread, command: command.clone(), prompt: prompt.clone(), env: env.clone(), iso_exe: &opts.iso_exe })?)
+        let tmux = opts.mode.in_tmux().then(|| tmux_session(project, thread)).transpose()?;
+        Ok(runs.start(&StartSpec {
+            thread,
+            command: command.clone(),
+            prompt: prompt.clone(),
+            env: env.clone(),
+            iso_exe: &opts.iso_exe,
+            mode: opts.mode,
+            tmux,
+        })?)
     })
+}
+
+/// Where an interactive run of `thread` lives: a tmux server of iso's own
+/// per state directory (`<state dir>/tmux.sock`, never the user's server),
+/// session `iso-<repo>-t<id>`.
+fn tmux_session(project: &Project, thread: &ThreadRecord) -> Result<TmuxSession, Error> {
+    let env: BTreeMap<String, String> = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+    let dir = crate::ledger::state_dir(&env).ok_or(crate::ledger::LedgerError::NoStateDir)?;
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io { action: format!("create {}", dir.display()), source })?;
+    let repo = project.root().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // tmux refuses `.` and `:` in session names.
+    let repo: String = repo.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).take(40).collect();
+    Ok(TmuxSession { socket: dir.join("tmux.sock"), session: format!("iso-{repo}-t{}", thread.id) })
+}
+
+/// The tmux session of the thread's running interactive run (`iso attach`).
+pub fn attach_target(project: &Project, selector: &str) -> Result<TmuxSession, Error> {
+    let t = find(project, selector)?;
+    match runs(project).running(t.id)? {
+        Some(Run { mode: Mode::Interactive | Mode::Semi, tmux: Some(tmux), .. }) => Ok(tmux),
+        Some(_) => Err(AgentError::NotInteractive { id: t.id }.into()),
+        None => Err(AgentError::NoRun { id: t.id, running: true }.into()),
+    }
+}
+
+/// The body of `iso agent-exec RUN_FILE` (an interactive run's pane):
+/// returns only when the agent could not be started.
+pub fn agent_exec(run_file: &Path) -> Error {
+    agent::agent_exec(run_file).into()
 }
 
 /// Stop the running agent of the thread named by `selector` (SIGTERM to

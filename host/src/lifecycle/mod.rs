@@ -40,7 +40,7 @@ pub mod view;
 use crate::project::Project;
 use crate::thread::ThreadRecord;
 
-pub use crate::agent::{Run, RunState, DEFAULT_TEMPLATE};
+pub use crate::agent::{Mode as RunMode, Run, RunState, DEFAULT_TEMPLATE};
 pub use crate::eventlog::{EventRecord, Tail as EventTail, AGENT as AGENT_EVENT, CUSTOM as CUSTOM_EVENT, LIFECYCLE as LIFECYCLE_EVENT};
 pub use crate::hooks::{HookRun, RunReport};
 pub use crate::registry::RegistryData;

@@ -57,7 +57,7 @@ pub fn spawn(target: &Target, cwd: &Path, a: &SpawnArgs, quiet: bool) -> CmdResu
     let run = match target {
         Target::Local(project) => {
             let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("iso"));
-            let req = SpawnRequest { name: a.name.clone(), init, start: StartOptions { template, context, iso_exe: exe } };
+            let req = SpawnRequest { name: a.name.clone(), init, start: StartOptions { template, context, iso_exe: exe, mode: a.mode.into() } };
             let spinner = Spinner::new(true).hook_logs(!quiet);
             let (_, mut run) = agents::spawn(project, &req, &spinner)?;
             drop(spinner);
@@ -73,7 +73,7 @@ pub fn spawn(target: &Target, cwd: &Path, a: &SpawnArgs, quiet: bool) -> CmdResu
             let created = client.init(std::slice::from_ref(&a.name), &init)?;
             let (_, t) = created.into_iter().next().expect("one name");
             let id = t?.thread.id.to_string();
-            let run = client.start(&id, template.as_deref(), context.as_ref())?;
+            let run = client.start(&id, template.as_deref(), context.as_ref(), a.mode.into())?;
             if a.wait {
                 loop {
                     let last = client.runs(&id)?.into_iter().last();
@@ -89,6 +89,9 @@ pub fn spawn(target: &Target, cwd: &Path, a: &SpawnArgs, quiet: bool) -> CmdResu
         }
     };
     print_run(&run, a.json);
+    if let (Some(tmux), false) = (&run.tmux, a.json) {
+        eprintln!("the agent runs in tmux session {}: `iso attach {}` (detach with Ctrl-b d)", tmux.session, run.thread);
+    }
     Ok(if a.wait { run_exit(&run) } else { exit::OK })
 }
 
@@ -172,4 +175,22 @@ pub fn agent_status(target: &Target, cwd: &Path, state: &str, message: Option<&s
         println!("thread {} ({}): agent {}", t.id, t.name, t.agent.as_ref().map_or_else(|| state.to_string(), |a| a.label()));
     }
     Ok(exit::OK)
+}
+
+/// `iso attach THREAD`: become `tmux attach` to the session of the thread's
+/// interactive run.
+pub fn attach(project: &crate::project::Project, thread: &str) -> CmdResult {
+    use std::io::IsTerminal;
+    let tmux = agents::attach_target(project, thread)?;
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        anstream::eprintln!("{}error:{} iso attach needs a terminal", RED.render(), RED.render_reset());
+        eprintln!("  fix: run it in a terminal; from a script, `iso run-logs {thread} -f` follows the output");
+        return Ok(exit::ERROR);
+    }
+    eprintln!("attaching to tmux session {}; detach with Ctrl-b d (the agent keeps running)", tmux.session);
+    use std::os::unix::process::CommandExt;
+    let e = tmux.command().args(["attach-session", "-t", &tmux.session]).exec();
+    anstream::eprintln!("{}error:{} cannot run tmux: {e}", RED.render(), RED.render_reset());
+    eprintln!("  fix: install tmux");
+    Ok(exit::ERROR)
 }

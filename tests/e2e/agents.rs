@@ -167,6 +167,16 @@ fn idle_threads_are_listed_by_their_last_activity() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(names(&repo.iso_json(&["ls", "--idle", "1h"])).is_empty(), "a thread made now is not idle, whatever its commits' dates");
+    // The same thread as if made in 2020: its record says so.
+    let reg = repo.path(".git/iso/registry.toml");
+    let mut data: toml::Value = toml::from_str(&std::fs::read_to_string(&reg).unwrap()).unwrap();
+    for t in data["threads"].as_array_mut().unwrap().iter_mut().filter(|t| t["name"].as_str() == Some("stale")) {
+        for field in ["created", "updated"] {
+            t[field] = toml::Value::String("2020-01-01T00:00:00Z".into());
+        }
+    }
+    std::fs::write(&reg, toml::to_string(&data).unwrap()).unwrap();
     let idle = repo.iso_json(&["ls", "--idle", "2h"]);
     assert_eq!(names(&idle), ["stale"]);
     assert!(idle[0]["last_activity"].as_str().unwrap().starts_with("2020-01-02T03:04:05"), "{idle}");

@@ -98,13 +98,14 @@ pub fn as_shown(project: &Project, thread: ThreadRecord) -> ThreadRecord {
 }
 
 /// `thread` as listings show it: its agent merged with its runs, and its
-/// last activity including the branch tip's commit time (`tips`, read once
-/// per listing).
+/// last activity including its creation and the branch tip's commit time.
+/// Creation counts: a thread made a minute ago from an old base commit is
+/// not idle.
 fn shown(project: &Project, git: Option<&crate::worktree::Git>, thread: ThreadRecord) -> ThreadRecord {
     let mut t = super::agents::with_agent(project, thread);
     if t.is_live() {
         let tip = git.and_then(|g| g.branch_tip_time(&t.branch)).and_then(|s| chrono::DateTime::<chrono::Utc>::from_timestamp(s, 0));
-        t.last_activity = t.last_activity.max(tip);
+        t.last_activity = t.last_activity.max(tip).max(Some(t.created));
     }
     t
 }

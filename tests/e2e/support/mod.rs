@@ -22,6 +22,17 @@ pub struct TestRepo {
     pub root: PathBuf,
     /// `ports.base` in its iso.toml: the start of its port window.
     pub port_base: u16,
+    /// The length of the window, when it is this repository's own (from
+    /// [`TestRepo::new`]): given back when the repository is dropped.
+    own_window: Option<u32>,
+}
+
+impl Drop for TestRepo {
+    fn drop(&mut self) {
+        if let Some(len) = self.own_window {
+            ports::release(self.port_base, len);
+        }
+    }
 }
 
 impl TestRepo {
@@ -29,7 +40,10 @@ impl TestRepo {
     /// to the start of a port window of its own, as long as the
     /// configuration's blocks need ([`ports::span`]).
     pub fn new(extra_toml: &str) -> TestRepo {
-        TestRepo::at(ports::window(ports::span(extra_toml)), extra_toml)
+        let len = ports::span(extra_toml);
+        let mut repo = TestRepo::at(ports::window(len), extra_toml);
+        repo.own_window = Some(len);
+        repo
     }
 
     /// A repository in iso's default window (base 10000), for tests whose
@@ -47,7 +61,7 @@ impl TestRepo {
         let root = dir.path().join("app");
         std::fs::create_dir(&root).unwrap();
         let root = root.canonicalize().unwrap();
-        let repo = TestRepo { dir, root, port_base };
+        let repo = TestRepo { dir, root, port_base, own_window: None };
         repo.git(&["init", "-q", "-b", "main"]);
         repo.write("README.md", "# app\n");
         repo.write("src/main.rs", "fn main() {}\n");

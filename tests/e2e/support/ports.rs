@@ -1,11 +1,16 @@
 //! The one table of port windows: every test repository's `ports.base`
 //! comes from here, so no two tests of the run ever share a port.
 //!
-//! [`window`] hands out windows in order from [`FIRST`] up, each exactly as
-//! long as the repository's blocks need ([`span`]: `threads.max + 1`
-//! blocks of `ports.block_size`, which is how far iso may go from its
-//! base). The suites are modules of one test binary and run as threads of
-//! one process, so one process-wide counter is enough.
+//! [`window`] hands out windows from [`FIRST`] up, each exactly as long as
+//! the repository's blocks need ([`span`]: `threads.max + 1` blocks of
+//! `ports.block_size`, which is how far iso may go from its base). The
+//! suites are modules of one test binary and run as threads of one
+//! process, so one process-wide table is enough. A test repository gives
+//! its window back when it is dropped ([`release`]), and a window given
+//! back is handed out again only while none of its ports is bound (a
+//! container of the old test that is still going away keeps its window
+//! out): the suite has more tests than the range below the ephemeral ports
+//! has windows for, but never two live tests on one port.
 //!
 //! All windows are
 //! - below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`,
@@ -32,6 +37,19 @@ const ISO_DEFAULT_BASE: u16 = 10000;
 const FIRST: u32 = ISO_DEFAULT_BASE as u32 + (DEFAULT_MAX + 1) * DEFAULT_BLOCK_SIZE;
 
 static NEXT: AtomicU32 = AtomicU32::new(FIRST);
+/// Windows given back, `(start, len)`.
+static FREE: Mutex<Vec<(u32, u32)>> = Mutex::new(Vec::new());
+
+/// Whether no socket is bound to a port of `start..start + len` (a
+/// listener on 0.0.0.0 conflicts with one on any address).
+fn unbound(start: u32, len: u32) -> bool {
+    (start..start + len).all(|p| std::net::TcpListener::bind(("0.0.0.0", p as u16)).is_ok())
+}
+
+/// Give a window back (see the module's comment).
+pub fn release(start: u16, len: u32) {
+    FREE.lock().unwrap_or_else(|p| p.into_inner()).push((u32::from(start), len));
+}
 
 /// The base of a new window of `len` ports that no other test holds.
 ///
@@ -40,6 +58,16 @@ static NEXT: AtomicU32 = AtomicU32::new(FIRST);
 /// rather than moving the windows up.
 pub fn window(len: u32) -> u16 {
     assert!(len > 0, "a port window of no ports");
+    {
+        let mut free = FREE.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = free.iter().position(|&(s, l)| l >= len && unbound(s, len)) {
+            let (s, l) = free.swap_remove(i);
+            if l > len {
+                free.push((s + len, l - len));
+            }
+            return u16::try_from(s).unwrap();
+        }
+    }
     let start = NEXT.fetch_add(len, Ordering::Relaxed);
     let end = start + len;
     let limit = ephemeral_start();

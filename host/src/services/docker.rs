@@ -34,8 +34,8 @@ const LOG_LINES: usize = 20;
 /// A connection to the Docker engine (DOCKER_HOST, else the local socket),
 /// with the API version negotiated.
 pub struct Engine {
-    rt: tokio::runtime::Runtime,
-    docker: Docker,
+    pub(super) rt: tokio::runtime::Runtime,
+    pub(super) docker: Docker,
     host: String,
 }
 
@@ -137,12 +137,12 @@ impl Removed {
     }
 }
 
-fn docker_err(action: impl Into<String>) -> impl FnOnce(BollardError) -> Error {
+pub(super) fn docker_err(action: impl Into<String>) -> impl FnOnce(BollardError) -> Error {
     let action = action.into();
     move |source| Error::Docker { action, source }
 }
 
-fn status_code(e: &BollardError) -> Option<u16> {
+pub(super) fn status_code(e: &BollardError) -> Option<u16> {
     match e {
         BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
@@ -405,7 +405,7 @@ impl Engine {
     }
 }
 
-fn name_of(c: &ContainerSummary) -> &str {
+pub(super) fn name_of(c: &ContainerSummary) -> &str {
     c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/')).unwrap_or("")
 }
 

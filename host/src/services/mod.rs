@@ -17,6 +17,7 @@ mod docker;
 mod health;
 pub mod plan;
 mod pull;
+pub mod seed;
 pub mod templates;
 
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ use crate::error::{Diagnostic, ErrorKind};
 pub use crate::config::services::{ComposeSpec, DockerSettings, ServiceSpec, Stack};
 pub use docker::{engine_address, engine_is_local, ContainerInfo, Engine, Removed, Resource, ResourceKind, Scope};
 pub use plan::{label_filters, label_repo_id, plan, project_name, Plan, PlannedService, ThreadStack};
+pub use seed::{Copied, CopyMethod, CopyPath, CopyReport, VolumeCopy};
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -65,6 +67,10 @@ pub enum Error {
     NoSuchTemplate { name: String, known: String },
     #[error("container {container} does not exist")]
     NoContainer { container: String, thread: u32 },
+    #[error("volume {name} does not exist")]
+    NoVolume { name: String },
+    #[error("copying volume {from} into {to} failed: {message}")]
+    SeedCopy { from: String, to: String, message: String },
     #[error("docker: {action}: {source}")]
     Docker { action: String, source: bollard::errors::Error },
     #[error("{action}: {source}")]
@@ -82,7 +88,8 @@ impl Diagnostic for Error {
             | Error::Build { .. } => ErrorKind::Unavailable,
             Error::PortTaken { .. } | Error::NameConflict { .. } => ErrorKind::Conflict,
             Error::Spec { .. } | Error::Template { .. } | Error::Compose { .. } => ErrorKind::Config,
-            Error::NoSuchService { .. } | Error::NoSuchTemplate { .. } | Error::NoContainer { .. } => ErrorKind::NotFound,
+            Error::NoSuchService { .. } | Error::NoSuchTemplate { .. } | Error::NoContainer { .. } | Error::NoVolume { .. } => ErrorKind::NotFound,
+            Error::SeedCopy { .. } => ErrorKind::Internal,
             Error::Docker { .. } | Error::Io { .. } => ErrorKind::Internal,
         }
     }
@@ -105,6 +112,8 @@ impl Diagnostic for Error {
             }
             Error::NoSuchTemplate { known, .. } => format!("use one of: {known}"),
             Error::NoContainer { thread, .. } => format!("start the thread's stack with `iso up {thread}`"),
+            Error::NoVolume { .. } => "`docker volume ls` lists the volumes there are; `iso snapshot list` the snapshots".into(),
+            Error::SeedCopy { .. } => "the new volume was removed; ISO_SEED_COPY=stream or =host picks the other copy path (docs/seeding.md)".into(),
             Error::DependencyFailed { .. } | Error::NoSuchService { .. } | Error::Docker { .. } | Error::Io { .. } => return None,
         })
     }
@@ -121,6 +130,8 @@ impl Diagnostic for Error {
             Error::NoSuchService { .. } => "no_such_service",
             Error::NoSuchTemplate { .. } => "no_such_template",
             Error::NoContainer { .. } => "no_container",
+            Error::NoVolume { .. } => "no_volume",
+            Error::SeedCopy { .. } => "seed_failed",
             Error::Docker { .. } => "docker",
             Error::Io { .. } => "internal",
         }

@@ -251,7 +251,7 @@ pub type InitResults = Vec<(String, Result<Created, RemoteError>)>;
 impl Client {
     /// `POST /api/threads`: one result per name, in order.
     pub fn init(&self, names: &[String], opts: &InitOptions) -> Result<InitResults, RemoteError> {
-        let base = serde_json::json!({ "base": opts.base, "task": opts.task, "no_services": opts.no_services, "context": opts.context });
+        let base = serde_json::json!({ "base": opts.base, "task": opts.task, "no_services": opts.no_services, "context": opts.context, "seed_from": opts.seed_from, "no_seed": opts.no_seed });
         if let [name] = names {
             let mut body = base;
             body["name"] = name.clone().into();

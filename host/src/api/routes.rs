@@ -195,6 +195,10 @@ struct CreateBody {
     context: Option<serde_json::Value>,
     #[serde(default)]
     no_services: bool,
+    /// A thread, `snapshot:NAME` or `main` to copy the volumes of.
+    seed_from: Option<String>,
+    #[serde(default)]
+    no_seed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -211,7 +215,7 @@ async fn create(State(state): State<AppState>, body: Result<Bytes, BytesRejectio
         (None, Some(_)) => return Err(ApiError::unprocessable(format!("`names` must hold 1 to {MAX_NAMES} names"))),
         _ => return Err(ApiError::unprocessable("give either `name` or `names`")),
     };
-    let opts = InitOptions { base: b.base, task: b.task, no_services: b.no_services, context: b.context };
+    let opts = InitOptions { base: b.base, task: b.task, no_services: b.no_services, context: b.context, seed_from: b.seed_from, no_seed: b.no_seed };
     // The events reach subscribers through the event log, as the CLI's do.
     let bulk = blocking(&state, move |p| {
         let bulk = lifecycle::init::init_many(p, &names, &opts, &HookLogsOnly);

@@ -206,6 +206,9 @@ pub enum Command {
     /// List hooks, or run one event's hooks against a live thread now
     #[command(subcommand)]
     Hooks(HooksCommand),
+    /// Named copies of a thread's volumes, to seed new threads from (`iso init NAME --seed-from snapshot:SNAP`)
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Inspect WASM hook plugins
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -240,6 +243,12 @@ pub struct InitArgs {
     /// Do not start the Docker stack (worktree, ports and env file only; `iso up` starts it later)
     #[arg(long)]
     pub no_services: bool,
+    /// Create the thread's volumes as copies of SOURCE's: a thread (id or name), `snapshot:NAME` or `main` [default: threads.seed]
+    #[arg(long, value_name = "SOURCE", conflicts_with = "no_seed")]
+    pub seed_from: Option<String>,
+    /// Start with empty volumes, whatever threads.seed says
+    #[arg(long)]
+    pub no_seed: bool,
     #[command(flatten)]
     pub json: JsonFlag,
 }
@@ -296,6 +305,33 @@ pub enum CompletionShell {
     Nushell,
     Powershell,
     Elvish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Copy every volume of a thread's stack into snapshot NAME (its containers stop for the copy)
+    #[command(after_help = "Examples:\n  iso snapshot save base --from 1\n  iso init fix-a --seed-from snapshot:base")]
+    Save {
+        /// 1-40 of a-z 0-9 - _
+        name: String,
+        /// Thread id, name or branch
+        #[arg(long, value_name = "THREAD")]
+        from: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// The snapshots of this repository
+    #[command(visible_alias = "ls")]
+    List {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Remove a snapshot's volumes
+    Rm {
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 #[derive(Debug, Subcommand)]

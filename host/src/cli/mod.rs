@@ -144,6 +144,7 @@ fn run(cli: Cli) -> CmdResult {
         Command::Setup { template, force } => cmd::setup::run(&project, template.as_deref(), force),
         Command::Events(args) => cmd::events::run(&project, args),
         Command::Hooks(c) => cmd::hooks::run(&project, &c, quiet),
+        Command::Snapshot(c) => cmd::snapshot::run(&project, &c, quiet),
         _ => unreachable!("handled above"),
     }
 }

@@ -86,6 +86,10 @@ pub struct ThreadsConfig {
     /// Files (glob patterns, relative to the root) copied into new worktrees,
     /// typically gitignored ones such as `.env`.
     pub copy: Vec<String>,
+    /// Where new threads' volumes are seeded from unless `--seed-from` or
+    /// `--no-seed` says otherwise: a thread, `snapshot:NAME` or `main`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
 }
 
 /// `[api]`: the HTTP API of `iso serve`.
@@ -147,6 +151,7 @@ impl Default for Config {
                 max: 10,
                 base_branch: None,
                 copy: vec![".env".to_string()],
+                seed: None,
             },
             ports: PortsConfig { base: 10000, block_size: 100, slots },
             env,
@@ -256,6 +261,7 @@ struct ThreadsSection {
     max: Option<Spanned<u32>>,
     base_branch: Option<Spanned<String>>,
     copy: Option<Vec<String>>,
+    seed: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -356,6 +362,9 @@ impl Config {
             }
             if let Some(v) = t.copy {
                 self.threads.copy = v;
+            }
+            if let Some(v) = t.seed {
+                self.threads.seed = (!v.is_empty()).then_some(v);
             }
         }
         if let Some(p) = file.ports {

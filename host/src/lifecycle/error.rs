@@ -81,8 +81,24 @@ pub enum Error {
     NoThreadHere { dir: std::path::PathBuf },
     #[error("{} already exists", path.display())]
     Exists { path: std::path::PathBuf, hint: &'static str },
+    #[error("seed source `{from}` has no volume matching this thread's ({}){}", wanted.join(", "), offered_list(.offered))]
+    NoSeedMatch { from: String, wanted: Vec<String>, offered: Vec<String> },
+    #[error("no snapshot `{name}`{}", if known.is_empty() { "; there are none".to_string() } else { format!("; snapshots: {}", known.join(", ")) })]
+    NoSnapshot { name: String, known: Vec<String> },
+    #[error("`{0}` is not a snapshot name: 1-40 of a-z 0-9 - _, starting with a letter or digit")]
+    BadSnapshotName(String),
+    #[error("snapshot `{name}` already exists")]
+    SnapshotExists { name: String },
     #[error("{action}: {source}")]
     Io { action: String, source: std::io::Error },
+}
+
+fn offered_list(offered: &[String]) -> String {
+    if offered.is_empty() {
+        "; it has no volumes on the engine".into()
+    } else {
+        format!("; it has: {}", offered.join(", "))
+    }
 }
 
 impl From<OpenError> for Error {
@@ -152,6 +168,9 @@ impl Diagnostic for Error {
             Error::StatusNotSettable(_) | Error::BadEvent(_) | Error::BadAgentState(_) | Error::BadStatus(_) | Error::BadDuration { .. } => ErrorKind::Invalid,
             Error::NoThreadHere { .. } => ErrorKind::NotFound,
             Error::NoStack => ErrorKind::Config,
+            Error::NoSeedMatch { .. } | Error::NoSnapshot { .. } => ErrorKind::NotFound,
+            Error::BadSnapshotName(_) => ErrorKind::Invalid,
+            Error::SnapshotExists { .. } => ErrorKind::Conflict,
             Error::NotLive { .. } | Error::Exists { .. } => ErrorKind::Conflict,
             _ => ErrorKind::Internal,
         }
@@ -179,6 +198,13 @@ impl Diagnostic for Error {
             Error::BadStatus(_) => "e.g. `iso ls --status active`".into(),
             Error::BadDuration { .. } => "write a number and a unit, e.g. 30m, 2h or 1d".into(),
             Error::NoThreadHere { .. } => "run it inside a thread's worktree, or name the thread: `iso agent-status working 2`".into(),
+            Error::NoSeedMatch { .. } => {
+                "seed from a thread, snapshot or `main` whose stack has volumes of the same names (as in iso.toml or the Compose file), or pass --no-seed"
+                    .into()
+            }
+            Error::NoSnapshot { .. } => "`iso snapshot list` shows the snapshots; `iso snapshot save NAME --from THREAD` makes one".into(),
+            Error::BadSnapshotName(_) => "use e.g. `base` or `fixtures-2026`".into(),
+            Error::SnapshotExists { name } => format!("pick another name, or remove it first with `iso snapshot rm {name}`"),
             _ => return None,
         })
     }
@@ -201,6 +227,10 @@ impl Diagnostic for Error {
             Error::NoStack => "no_stack",
             Error::NotLive { .. } => "not_live",
             Error::Exists { .. } => "exists",
+            Error::NoSeedMatch { .. } => "no_seed_match",
+            Error::NoSnapshot { .. } => "no_snapshot",
+            Error::BadSnapshotName(_) => "invalid",
+            Error::SnapshotExists { .. } => "conflict",
             _ => "internal",
         }
     }

@@ -30,6 +30,11 @@ pub struct InitOptions {
     pub no_services: bool,
     /// Kept with the thread for its agent's prompt (`iso spawn`, the API).
     pub context: Option<serde_json::Value>,
+    /// Create the thread's volumes as copies of this source's (a thread,
+    /// `snapshot:NAME` or `main`); default `threads.seed`.
+    pub seed_from: Option<String>,
+    /// Do not seed, whatever `threads.seed` says.
+    pub no_seed: bool,
 }
 
 /// Create one thread per name, each on its own: one failing does not stop
@@ -54,6 +59,13 @@ pub fn init(project: &Project, name: &str, opts: &InitOptions, progress: &dyn Pr
         None => git.current_branch()?.ok_or(GitError::DetachedHead)?,
     };
     let base_oid = git.resolve_base(&base)?;
+    // A source that does not exist is named before anything is made.
+    let seed = super::seed::effective(project, opts.seed_from.as_deref(), opts.no_seed).filter(|_| project.config.has_stack());
+    if let Some(s) = &seed {
+        super::seed::check_source(project, s)?;
+    }
+    // From here on `seed_from` is the seed in effect.
+    let opts = &InitOptions { seed_from: seed, no_seed: false, ..opts.clone() };
 
     progress.step(&format!("{name}: reserving id and ports"));
     let mut record = reserve(project, &git, &name, &base, opts.task.clone(), &op, progress)?;
@@ -245,10 +257,25 @@ fn build(
     // The Docker stack: journaled before anything is created, so a failed
     // or killed init removes it by label.
     let mut stack_detail = String::new();
-    if let Some(plan) = plan.as_ref().filter(|_| !opts.no_services) {
-        progress.step(&format!("{name}: connecting to Docker"));
-        let engine = Engine::connect().map_err(|e| ("services", e.into()))?;
-        journal(project, record, Step::Services { project: plan.project.clone() }).map_err(at("services"))?;
+    let seed = opts.seed_from.as_deref();
+    // Seeded volumes are made (and journaled) even with --no-services:
+    // `iso up` later starts the stack on them.
+    let engine = match plan.as_ref().filter(|_| !opts.no_services || seed.is_some()) {
+        Some(plan) => {
+            progress.step(&format!("{name}: connecting to Docker"));
+            let engine = Engine::connect().map_err(|e| ("services", e.into()))?;
+            journal(project, record, Step::Services { project: plan.project.clone() }).map_err(at("services"))?;
+            Some(engine)
+        }
+        None => None,
+    };
+    if let (Some(plan), Some(engine), Some(source)) = (plan.as_ref(), engine.as_ref(), seed) {
+        progress.step(&format!("{name}: seeding volumes from {source}"));
+        let report = super::seed::seed(project, engine, plan, source, progress).map_err(at("seed"))?;
+        progress.note(&format!("{name}: {}", report.describe()));
+        fault_point("seed");
+    }
+    if let (Some(plan), Some(engine)) = (plan.as_ref().filter(|_| !opts.no_services), engine.as_ref()) {
         let report = |phases: &[(String, services::Phase)]| progress.step(&format!("{name}: {}", describe_phases(phases)));
         let started = engine.up(plan, &report).map_err(|e| ("services", e.into()))?;
         fault_point("services");

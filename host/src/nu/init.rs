@@ -36,6 +36,8 @@ impl SimplePluginCommand for IsoInit {
             .named("base", SyntaxShape::String, "Branch (or commit) to start from", Some('b'))
             .named("task", SyntaxShape::String, "What the thread is for", Some('t'))
             .switch("no-services", "Do not start the Docker stack (worktree, ports and env file only; `iso up` starts it later)", None)
+            .named("seed-from", SyntaxShape::String, "Create the thread's volumes as copies of this source's: a thread, snapshot:NAME or main", None)
+            .switch("no-seed", "Start with empty volumes, whatever threads.seed says", None)
             .input_output_type(Type::Nothing, Type::table())
             .category(super::category())
     }
@@ -85,6 +87,8 @@ impl SimplePluginCommand for IsoInit {
             task: call.get_flag("task")?,
             no_services: call.has_flag("no-services")?,
             context: None,
+            seed_from: call.get_flag("seed-from")?,
+            no_seed: call.has_flag("no-seed")?,
         };
         let project = super::project(engine, head)?;
         let inputs: Vec<String> = names.iter().map(|n| n.item.clone()).collect();

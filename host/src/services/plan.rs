@@ -184,6 +184,11 @@ pub fn project_name(repo_name: &str, thread: u32) -> String {
     format!("iso-{}-t{thread}", sanitize_repo(repo_name))
 }
 
+/// The volume that holds stack volume `volume` of snapshot `snapshot`.
+pub fn snapshot_volume(repo_name: &str, snapshot: &str, volume: &str) -> String {
+    format!("iso-{}-snap-{snapshot}-{volume}", sanitize_repo(repo_name))
+}
+
 /// Labels that select every resource of one thread (or of the whole
 /// repository with `thread = None`), as Docker `label=` filters.
 pub fn label_filters(repo_root: &Path, thread: Option<u32>) -> Vec<String> {

@@ -99,6 +99,8 @@ impl std::fmt::Display for CopyPath {
 pub struct VolumeCopy {
     pub source: String,
     pub target: String,
+    /// Labels of this target only, over the shared ones.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What one copy did.
@@ -243,6 +245,41 @@ impl Engine {
     }
 }
 
+/// A volume as listed by the engine.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// When the engine made it (RFC 3339), if it says.
+    pub created: Option<String>,
+}
+
+impl Engine {
+    /// Volumes carrying every one of `labels` (`key=value` or `key`).
+    pub fn volumes_labelled(&self, labels: &[String]) -> Result<Vec<VolumeInfo>, Error> {
+        self.rt.block_on(async {
+            let opts = bollard::query_parameters::ListVolumesOptions { filters: Some([("label".to_string(), labels.to_vec())].into()) };
+            let list = self.docker.list_volumes(Some(opts)).await.map_err(docker_err("list volumes"))?.volumes.unwrap_or_default();
+            let mut out: Vec<VolumeInfo> =
+                list.into_iter().map(|v| VolumeInfo { name: v.name, labels: v.labels.into_iter().collect(), created: v.created_at }).collect();
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })
+    }
+
+    /// Remove volume `name` (gone already is fine). A volume a container
+    /// still uses is not removed: the engine refuses, and so does this.
+    pub fn remove_volume(&self, name: &str) -> Result<(), Error> {
+        self.rt.block_on(async {
+            match self.docker.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
+                Ok(()) => Ok(()),
+                Err(e) if status_code(&e) == Some(404) => Ok(()),
+                Err(e) => Err(docker_err(format!("remove volume {name}"))(e)),
+            }
+        })
+    }
+}
+
 /// Containers (any, not only iso's) that mount volume `name`.
 async fn users_of(docker: &Docker, name: &str, running_only: bool) -> Result<Vec<bollard::models::ContainerSummary>, Error> {
     let mut filters: HashMap<String, Vec<String>> = [("volume".to_string(), vec![name.to_string()])].into();
@@ -281,7 +318,9 @@ async fn copy_one(
     progress: &dyn Fn(&str),
 ) -> Result<Copied, Error> {
     let t0 = Instant::now();
-    let target_dir = create_target(docker, &c.target, labels).await?;
+    let mut own = labels.clone();
+    own.extend(c.labels.clone());
+    let target_dir = create_target(docker, &c.target, &own).await?;
     let fail = |message: String| Error::SeedCopy { from: c.source.clone(), to: c.target.clone(), message };
     let host = match (method, &src.mountpoint, &target_dir) {
         (CopyMethod::Stream, _, _) => None,

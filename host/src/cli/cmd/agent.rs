@@ -53,7 +53,7 @@ pub fn spawn(target: &Target, cwd: &Path, a: &SpawnArgs, quiet: bool) -> CmdResu
         },
         None => None,
     };
-    let init = InitOptions { base: a.base.clone(), task: a.task.clone(), no_services: false, context: context.clone() };
+    let init = InitOptions { base: a.base.clone(), task: a.task.clone(), no_services: false, context: context.clone(), ..Default::default() };
     let run = match target {
         Target::Local(project) => {
             let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("iso"));

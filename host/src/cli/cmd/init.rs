@@ -7,7 +7,14 @@ use crate::error::Diagnostic;
 use crate::lifecycle::{self, Created, InitOptions};
 
 pub fn run(target: &Target, args: &InitArgs, quiet: bool) -> CmdResult {
-    let opts = InitOptions { base: args.base.clone(), task: args.task.clone(), no_services: args.no_services, context: None };
+    let opts = InitOptions {
+        base: args.base.clone(),
+        task: args.task.clone(),
+        no_services: args.no_services,
+        context: None,
+        seed_from: args.seed_from.clone(),
+        no_seed: args.no_seed,
+    };
     let results: super::Outcomes<Created> = match target {
         Target::Local(project) => {
             let spinner = Spinner::new(quiet || args.json.json).hook_logs(!quiet);

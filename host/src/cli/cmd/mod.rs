@@ -13,6 +13,7 @@ pub mod ports;
 pub mod remote;
 pub mod serve;
 pub mod setup;
+pub mod snapshot;
 pub mod stack;
 pub mod status;
 pub mod update;

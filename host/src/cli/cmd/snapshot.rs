@@ -1,0 +1,58 @@
+//! `iso snapshot save|list|rm`.
+
+use crate::cli::args::SnapshotCommand;
+use crate::cli::output::{print_table, Cell};
+use crate::cli::spinner::Spinner;
+use crate::cli::{exit, CmdResult};
+use crate::lifecycle;
+use crate::project::Project;
+
+pub fn run(project: &Project, c: &SnapshotCommand, quiet: bool) -> CmdResult {
+    match c {
+        SnapshotCommand::Save { name, from, json } => {
+            let spinner = Spinner::new(quiet || json.json);
+            let (snap, report) = lifecycle::seed::snapshot_save(project, name, from, &spinner)?;
+            drop(spinner);
+            if json.json {
+                super::json(
+                    &serde_json::json!({ "snapshot": snap, "copies": report.copies, "stopped": report.stopped, "stopped_millis": report.stopped_millis }),
+                );
+            } else {
+                for c in &report.copies {
+                    println!("{} -> {}: {:.1} MB, {}, {} ms", c.source, c.target, c.bytes as f64 / 1e6, c.path, c.millis);
+                }
+                if !report.stopped.is_empty() {
+                    println!("stopped {} for {} ms", report.stopped.join(", "), report.stopped_millis);
+                }
+                println!("snapshot {} saved from thread {}", snap.name, snap.from);
+            }
+            Ok(exit::OK)
+        }
+        SnapshotCommand::List { json } => {
+            let list = lifecycle::seed::snapshot_list(project)?;
+            if json.json {
+                super::json(&list);
+                return Ok(exit::OK);
+            }
+            let rows: Vec<Vec<Cell>> = list
+                .iter()
+                .map(|s| {
+                    let vols: Vec<&str> = s.volumes.keys().map(String::as_str).collect();
+                    let missing = if s.missing.is_empty() { String::new() } else { format!(" (missing: {})", s.missing.join(", ")) };
+                    vec![s.name.clone().into(), s.from.clone().into(), s.created.clone().into(), format!("{}{missing}", vols.join(", ")).into()]
+                })
+                .collect();
+            print_table(&["NAME", "FROM", "CREATED", "VOLUMES"], &rows);
+            Ok(exit::OK)
+        }
+        SnapshotCommand::Rm { name, json } => {
+            let snap = lifecycle::seed::snapshot_rm(project, name)?;
+            if json.json {
+                super::json(&snap);
+            } else {
+                println!("removed snapshot {} ({})", snap.name, snap.volumes.values().cloned().collect::<Vec<_>>().join(", "));
+            }
+            Ok(exit::OK)
+        }
+    }
+}

@@ -173,3 +173,134 @@ fn threads_seed_in_iso_toml_is_the_default_and_no_seed_skips_it() {
     // (Docker fills an empty volume from the image's /www: not from thread 1.)
     assert_ne!(dexec(&format!("iso-{t}-t3-api"), "cat /www/index.html 2>/dev/null; true"), "from-one");
 }
+
+/// A second dockerd whose data root is a loop-mounted XFS with reflinks,
+/// on its own socket, exec root and pid file (and no bridge, no iptables),
+/// so it never touches the shared engine. Everything goes on drop.
+struct XfsEngine {
+    dir: tempfile::TempDir,
+    mnt: std::path::PathBuf,
+    dockerd: Option<std::process::Child>,
+    host: String,
+}
+
+impl XfsEngine {
+    /// `Err(reason)` when this machine cannot do it (not root, no mkfs.xfs).
+    fn start() -> Result<XfsEngine, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("not root: cannot mount a loop device".into());
+        }
+        if Command::new("mkfs.xfs").arg("-V").output().is_err() {
+            return Err("mkfs.xfs is missing (apt-get install xfsprogs)".into());
+        }
+        let dir = tempfile::Builder::new().prefix("iso-xfs").tempdir_in("/tmp").unwrap();
+        let img = dir.path().join("xfs.img");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let mut e = XfsEngine { host: format!("unix://{}", dir.path().join("d.sock").display()), dir, mnt, dockerd: None };
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(Command::new("truncate").args(["-s", "1G"]).arg(&img));
+        run(Command::new("mkfs.xfs").args(["-q", "-m", "reflink=1"]).arg(&img));
+        run(Command::new("mount").args(["-o", "loop"]).arg(&img).arg(&e.mnt));
+        let d = e.dir.path();
+        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
+        e.dockerd = Some(
+            Command::new("dockerd")
+                .arg("--data-root")
+                .arg(e.mnt.join("docker"))
+                .arg("--exec-root")
+                .arg(d.join("exec"))
+                .arg("--pidfile")
+                .arg(d.join("dockerd.pid"))
+                .args(["-H", &e.host, "--bridge=none", "--iptables=false", "--ip-masq=false"])
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        wait_for("the second dockerd", std::time::Duration::from_secs(60), || e.docker(&["info"]).status.success());
+        // The test image, from the shared engine.
+        let mut save = Command::new("docker").args(["save", "iso-test/busybox:1"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let load = Command::new("docker").args(["-H", &e.host, "load"]).stdin(save.stdout.take().unwrap()).output().unwrap();
+        assert!(save.wait().unwrap().success() && load.status.success(), "docker save | load: {}", String::from_utf8_lossy(&load.stderr));
+        Ok(e)
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker").args(["-H", &self.host]).args(args).output().unwrap()
+    }
+}
+
+impl Drop for XfsEngine {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.dockerd.take() {
+            // SIGTERM: dockerd unmounts its layers on the way out.
+            // SAFETY: the pid is our own child's.
+            unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+            let t0 = std::time::Instant::now();
+            while d.try_wait().ok().flatten().is_none() && t0.elapsed() < std::time::Duration::from_secs(30) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        if Command::new("umount").arg(&self.mnt).status().map_or(true, |s| !s.success()) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}
+
+#[test]
+fn on_an_xfs_data_root_the_seed_clones_files_by_reflink() {
+    let engine = match XfsEngine::start() {
+        Ok(e) => e,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let t = tag();
+    let repo = TestRepo::new(&format!("[threads]\nmax = 2\n[ports]\nblock_size = 10\n{}{FILES_STACK}", docker_section(&t, "")));
+    let iso = |args: &[&str]| repo.iso_cmd(args).env("DOCKER_HOST", &engine.host).env_remove("ISO_SEED_COPY").output().unwrap();
+    // Thread one's volume, filled by hand (no stack runs on this engine:
+    // it has no bridge).
+    assert!(iso(&["init", "one", "--no-services"]).status.success());
+    let src = format!("iso-{t}-t1-files");
+    let out = engine.docker(&["volume", "create", &src]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fill = "dd if=/dev/urandom of=/www/blob bs=1M count=64 2>/dev/null && echo hello > /www/index.html";
+    let out = engine.docker(&["run", "--rm", "--network", "none", "-v", &format!("{src}:/www"), "iso-test/busybox:1", "sh", "-c", fill]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = iso(&["init", "two", "--no-services", "--seed-from", "one"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("reflink"), "the reflink path: {}", stderr(&out));
+    let dst = format!("iso-{t}-t2-files");
+    let out = engine.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{dst}:/www"),
+        "iso-test/busybox:1",
+        "sh",
+        "-c",
+        "cat /www/index.html; wc -c < /www/blob",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>(), ["hello", "67108864"]);
+    // The kernel says so too: the copy's extents are shared with the source's.
+    let blob = engine.mnt.join(format!("docker/volumes/{dst}/_data/blob"));
+    let frag = Command::new("filefrag").arg("-v").arg(&blob).output().unwrap();
+    assert!(String::from_utf8_lossy(&frag.stdout).contains("shared"), "{}", String::from_utf8_lossy(&frag.stdout));
+
+    // Rollback and cleanup work on this engine as on any.
+    let out = iso(&["cleanup", "two", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!engine.docker(&["volume", "ls", "-q"]).stdout.windows(dst.len()).any(|w| w == dst.as_bytes()));
+    let _ = engine.docker(&["volume", "rm", "-f", &src]);
+}

@@ -24,7 +24,7 @@ const FILES_STACK: &str = r#"
 image = "iso-test/busybox:1"
 command = "busybox httpd -f -p 8080 -h /www"
 port = 8080
-volumes = ["files:/www"]
+volumes = ["files:/www", "extra:/extra"]
 healthcheck = { tcp = true }
 "#;
 
@@ -140,10 +140,11 @@ fn snapshots_are_saved_listed_seeded_from_after_their_source_is_gone_and_removed
     let list = repo.iso_json(&["snapshot", "list"]);
     assert_eq!(list[0]["name"], "base", "{list}");
     assert_eq!(list[0]["volumes"]["files"], format!("iso-{tag}-snap-base-files"));
+    assert_eq!(list[0]["volumes"]["extra"], format!("iso-{tag}-snap-base-extra"));
 
     // Cleanup takes the thread's volumes, never a snapshot's.
     repo.iso_ok(&["cleanup", "one", "--force"]);
-    assert_eq!(snapshot_volumes(&tag).len(), 1);
+    assert_eq!(snapshot_volumes(&tag).len(), 2);
     let out = repo.iso(&["doctor"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("snap"), "a snapshot is no orphan: {}", String::from_utf8_lossy(&out.stdout));
 
@@ -154,6 +155,13 @@ fn snapshots_are_saved_listed_seeded_from_after_their_source_is_gone_and_removed
 
     let out = repo.iso(&["snapshot", "save", "base", "--from", "two"]);
     assert!(!out.status.success(), "a second `base` is refused");
+
+    // A snapshot that lost a volume is reported by doctor and the listing.
+    let out = Command::new("docker").args(["volume", "rm", &format!("iso-{tag}-snap-base-extra")]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = repo.iso(&["doctor"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("snapshot `base` is missing its volume(s) extra"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(repo.iso_json(&["snapshot", "list"])[0]["missing"], serde_json::json!(["extra"]));
     repo.iso_ok(&["snapshot", "rm", "base"]);
     assert!(snapshot_volumes(&tag).is_empty());
     assert_eq!(repo.iso_json(&["snapshot", "list"]), serde_json::json!([]));

@@ -348,6 +348,17 @@ fn doctor_services(project: &Project, fix: bool, volumes: bool, recoverable: &BT
             return Ok(());
         }
     };
+    // Snapshots are no thread's (they carry no thread labels, so they are
+    // never orphans); one that lost a volume would seed threads partly.
+    for s in super::seed::snapshots(project, &engine)?.into_iter().filter(|s| !s.missing.is_empty()) {
+        findings.push(Finding {
+            thread: None,
+            problem: format!("snapshot `{}` is missing its volume(s) {}: a seed from it leaves those empty", s.name, s.missing.join(", ")),
+            fix: format!("none automatic: `iso snapshot rm {}`, then `iso snapshot save {} --from THREAD` again", s.name, s.name),
+            fixed: false,
+            error: None,
+        });
+    }
     // Reload: fixes above may have rolled threads back or re-registered
     // them; a thread that can be re-registered is not gone either.
     let live: BTreeSet<u32> = project.registry().load()?.threads.iter().map(|t| t.id).chain(recoverable.iter().copied()).collect();

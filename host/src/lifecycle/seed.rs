@@ -172,7 +172,7 @@ pub fn snapshot_list(project: &Project) -> Result<Vec<Snapshot>, Error> {
     snapshots(project, &Engine::connect()?)
 }
 
-fn snapshots(project: &Project, engine: &Engine) -> Result<Vec<Snapshot>, Error> {
+pub(crate) fn snapshots(project: &Project, engine: &Engine) -> Result<Vec<Snapshot>, Error> {
     let id = project.identity()?.id;
     let vols = engine.volumes_labelled(&[LABEL_SNAPSHOT.to_string(), format!("{LABEL_SNAPSHOT_REPO_ID}={id}")])?;
     let mut by_name: BTreeMap<String, Snapshot> = BTreeMap::new();

@@ -867,3 +867,23 @@ fn the_server_sees_config_and_registry_changes_without_a_restart() {
     let (st, v) = call("POST", &format!("{}/api/threads", s.url), Some(TOKEN), Some(br#"{"name": "c"}"#));
     assert_eq!((st, v["error"]["code"].as_str()), (409, Some("no_ports")), "max = 2 is what the server uses now: {v}");
 }
+
+#[test]
+fn create_with_seed_from_starts_from_the_sources_volumes() {
+    use crate::support::docker::{docker_section, tag, DockerGuard};
+    let t = tag();
+    let stack = "[services.api]\nimage = \"iso-test/busybox:1\"\ncommand = \"busybox httpd -f -p 8080 -h /www\"\nport = 8080\nvolumes = [\"files:/www\"]\nhealthcheck = { tcp = true }\n";
+    let repo = repo_max(3, &format!("{}{stack}", docker_section(&t, "")));
+    let _docker = DockerGuard::new(&repo.root);
+    let s = Server::start(&repo, Some(TOKEN));
+    repo.iso_ok(&["init", "one"]);
+    let out = Command::new("docker").args(["exec", &format!("iso-{t}-t1-api"), "sh", "-c", "echo seeded > /www/index.html"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    ok("POST", &format!("{}/api/threads", s.url), Some(json!({ "name": "two", "seed_from": "one" })));
+    let out = Command::new("docker").args(["exec", &format!("iso-{t}-t2-api"), "cat", "/www/index.html"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "seeded");
+
+    let (st, v) = call("POST", &format!("{}/api/threads", s.url), Some(TOKEN), Some(br#"{"name": "three", "seed_from": "nosuch"}"#));
+    assert_eq!((st, v["error"]["kind"].as_str()), (404, Some("not_found")), "{v}");
+}

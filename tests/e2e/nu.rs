@@ -529,3 +529,21 @@ fn init_from_nu_can_skip_the_stack_and_shows_what_hooks_said() {
     let err = nu.err(root, "iso init with-stack");
     assert!(err.contains("iso-test/never-built:0"), "{err}");
 }
+
+#[test]
+fn init_from_nu_seeds_from_another_thread() {
+    use crate::support::docker::{docker_section, tag, DockerGuard};
+    let t = tag();
+    let stack = "[services.api]\nimage = \"iso-test/busybox:1\"\ncommand = \"busybox httpd -f -p 8080 -h /www\"\nport = 8080\nvolumes = [\"files:/www\"]\nhealthcheck = { tcp = true }\n";
+    let repo = TestRepo::new(&format!("[threads]\nmax = 3\n[ports]\nblock_size = 10\n{}{stack}", docker_section(&t, "")));
+    let _docker = DockerGuard::new(&repo.root);
+    let nu = Nu::new(&repo);
+    repo.iso_ok(&["init", "one"]);
+    let out = Command::new("docker").args(["exec", &format!("iso-{t}-t1-api"), "sh", "-c", "echo from-nu > /www/index.html"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made = nu.json(&repo.root, "iso init two --seed-from one");
+    let messages = made[0]["messages"].to_string();
+    assert!(messages.contains("seeded from one"), "{made}");
+    let out = Command::new("docker").args(["exec", &format!("iso-{t}-t2-api"), "cat", "/www/index.html"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from-nu");
+}

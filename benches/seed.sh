@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Benchmark for seeding a thread's volumes (issue 14), side by side in one run,
+# with a Postgres database of about 1 GB (pgbench -i -s 70) in thread 1:
+#   1. `iso init seeded --seed-from 1` to healthy (the copy of the volume and
+#      the start of the new thread's Postgres, source stopped meanwhile);
+#   2. a fresh thread (`iso init fresh --no-seed`, to healthy) and then
+#      `pg_dump -Fc | pg_restore` of the database into it: what teams do by hand;
+#   3. `CREATE DATABASE copy TEMPLATE app` inside thread 1's server (one
+#      server only, Postgres only; no new thread).
+# On the default engine, and, when run as root with mkfs.xfs, again on a
+# second dockerd whose data root is a loop-mounted XFS with reflinks (its own
+# socket, exec root, pid file, address pool; no iptables), where the copy is
+# a clone. Goals: seed at most 0.2x dump/restore; at most 3 s for 1 GB with
+# reflinks. Uses the local test image iso-test/pg-redis:1 and a release build.
+#
+#   bash benches/seed.sh [scale]     (pgbench scale, default 70 = ~1 GB)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SCALE=${1:-70}
+docker info >/dev/null 2>&1 || { echo "no Docker engine: run bash .ci/install-deps" >&2; exit 1; }
+for c in pgbench pg_dump pg_restore psql; do command -v $c >/dev/null || { echo "$c missing (apt-get install postgresql-client)" >&2; exit 1; }; done
+cargo build --release -q -p iso --bin iso
+ISO=$PWD/target/release/iso
+WORK=$(mktemp -d /tmp/iso-bench-seed.XXXXXX)
+DOCKERD_PID=
+cleanup() {
+  for h in "" ${XFS_HOST:+"$XFS_HOST"}; do
+    DOCKER_HOST=$h docker ps -aq --filter "label=iso.bench=1" | DOCKER_HOST=$h xargs -r docker rm -f -v >/dev/null 2>&1 || true
+    DOCKER_HOST=$h docker volume ls -q --filter "label=iso.bench=1" | DOCKER_HOST=$h xargs -r docker volume rm -f >/dev/null 2>&1 || true
+    DOCKER_HOST=$h docker network ls -q --filter "label=iso.bench=1" | DOCKER_HOST=$h xargs -r docker network rm >/dev/null 2>&1 || true
+  done
+  if [ -n "$DOCKERD_PID" ]; then kill "$DOCKERD_PID" 2>/dev/null || true; for _ in $(seq 300); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done; kill -9 "$DOCKERD_PID" 2>/dev/null || true; fi
+  mountpoint -q "$WORK/mnt" 2>/dev/null && { umount "$WORK/mnt" || umount -l "$WORK/mnt"; }
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+export ISO_USER_CONFIG= NO_COLOR=1
+
+now_ns() { date +%s%N; }
+secs() { python3 -c "print(f'{($2 - $1) / 1e9:.2f}')"; }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+mbps() { python3 -c "print(f'{$1 / 1e6 / $2:.0f}')"; }
+
+mkrepo() { # mkrepo DIR PORT_BASE: a repository with a Postgres stack
+  REPO=$1
+  mkdir -p "$REPO" && cd "$REPO"
+  git init -q -b main
+  echo "# app" > README.md
+  cat > iso.toml <<EOF
+[threads]
+max = 4
+
+[ports]
+base = $2
+block_size = 10
+
+[docker]
+labels = { "iso.test" = "1", "iso.bench" = "1" }
+name = "isoseed"
+stop_timeout = 30
+health_timeout = 300
+
+[services.postgres]
+image = "iso-test/pg-redis:1"
+command = ["iso-postgres"]
+port = 5432
+environment = { POSTGRES_DB = "app" }
+volumes = ["pgdata:/var/lib/iso-pg"]
+healthcheck = { command = ["pg_isready", "-U", "postgres", "-h", "127.0.0.1", "-q"] }
+export = { DATABASE_URL = "postgresql://postgres@{{ host }}:{{ port }}/app" }
+EOF
+  git add -A && git -c user.name=b -c user.email=b@b commit -qm init
+}
+
+url() { sed -n 's/^DATABASE_URL=//p' "$REPO/.worktrees/thread-$1/.env.thread" | tr -d "'\""; }
+
+run() { # run LABEL: the three ways on the engine DOCKER_HOST points at
+  local label=$1
+  "$ISO" -q init source >/dev/null
+  local src; src=$(url 1)
+  pgbench -q -i -s "$SCALE" "$src" >/dev/null 2>&1
+  psql "$src" -qAtc "checkpoint" >/dev/null
+  local bytes; bytes=$(psql "$src" -Atc "select pg_database_size('app')")
+  local rows; rows=$(psql "$src" -Atc "select count(*) from pgbench_accounts")
+
+  local t0 t1 t2 t3 t4 t5
+  t0=$(now_ns); "$ISO" init seeded --seed-from 1 >/dev/null 2>"$WORK/seed.err"; t1=$(now_ns)
+  [ "$(psql "$(url 2)" -Atc 'select count(*) from pgbench_accounts')" = "$rows" ] || { echo "seeded thread lacks the rows" >&2; exit 1; }
+  local path; path=$(grep -o 'MB, [a-z ]*,' "$WORK/seed.err" | head -1 | sed 's/MB, //; s/,$//')
+  local paused; paused=$(grep -o 'stopped for [0-9]* ms' "$WORK/seed.err" | grep -o '[0-9]*' || echo "?")
+
+  t2=$(now_ns); "$ISO" -q init fresh --no-seed >/dev/null
+  pg_dump -Fc "$src" | pg_restore -d "$(url 3)" --no-owner; t3=$(now_ns)
+  [ "$(psql "$(url 3)" -Atc 'select count(*) from pgbench_accounts')" = "$rows" ] || { echo "restored thread lacks the rows" >&2; exit 1; }
+
+  t4=$(now_ns); psql "${src%/app}/postgres" -qc "create database copy template app" >/dev/null; t5=$(now_ns)
+
+  local seed dump tmpl
+  seed=$(secs "$t0" "$t1"); dump=$(secs "$t2" "$t3"); tmpl=$(secs "$t4" "$t5")
+  echo "$label: database $((bytes / 1000000)) MB ($rows rows)"
+  echo "  iso init --seed-from 1 (to healthy): ${seed} s  ($(mbps "$bytes" "$seed") MB/s, copy path: $path, source stopped $paused ms)"
+  echo "  fresh thread + pg_dump | pg_restore: ${dump} s  ($(mbps "$bytes" "$dump") MB/s)"
+  echo "  CREATE DATABASE ... TEMPLATE:        ${tmpl} s  ($(mbps "$bytes" "$tmpl") MB/s, same server only)"
+  echo "  seed / dump-restore: $(ratio "$seed" "$dump")x (goal <= 0.2x); seed / template: $(ratio "$seed" "$tmpl")x"
+  for t in 3 2 1; do "$ISO" -q cleanup "$t" --force >/dev/null; done
+}
+
+mkrepo "$WORK/app" 47000
+run "default engine ($(docker info --format '{{.Driver}}') on $(stat -f -c %T "$(docker info --format '{{.DockerRootDir}}')"))"
+
+if [ "$(id -u)" = 0 ] && command -v mkfs.xfs >/dev/null; then
+  truncate -s 6G "$WORK/xfs.img"
+  mkfs.xfs -q -m reflink=1 "$WORK/xfs.img"
+  mkdir -p "$WORK/mnt" && mount -o loop "$WORK/xfs.img" "$WORK/mnt"
+  XFS_HOST=unix://$WORK/d.sock
+  dockerd --data-root "$WORK/mnt/docker" --exec-root "$WORK/exec" --pidfile "$WORK/dockerd.pid" -H "$XFS_HOST" \
+    --bridge=none --iptables=false --ip-masq=false --default-address-pool base=10.213.0.0/16,size=24 >"$WORK/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  until DOCKER_HOST=$XFS_HOST docker info >/dev/null 2>&1; do sleep 0.2; done
+  docker save iso-test/pg-redis:1 | DOCKER_HOST=$XFS_HOST docker load -q >/dev/null
+  export DOCKER_HOST=$XFS_HOST
+  mkrepo "$WORK/app2" 47100
+  run "second dockerd on loop XFS (reflink=1)"
+else
+  echo "reflink run skipped: needs root and mkfs.xfs (xfsprogs)"
+fi

@@ -93,14 +93,14 @@ fn streaming_copies_files_links_and_modes_through_helper_containers() {
     let (repo, docker, _snaps, tag) = repo(FILES_STACK);
     repo.iso_ok(&["init", "one"]);
     let web1 = format!("iso-{tag}-t1-api");
-    dexec(&web1, "echo hello > /www/index.html && mkdir -p /www/sub && echo deep > /www/sub/f && chmod 640 /www/sub/f && ln -s /etc/passwd /www/link");
+    dexec(&web1, "echo hello > /www/index.html && mkdir -p /www/sub && echo deep > /www/sub/f && chmod 640 /www/sub/f && chown 123:456 /www/sub/f && ln -s /etc/passwd /www/link");
 
     let out = repo.iso_cmd(&["init", "two", "--seed-from", "1"]).env("ISO_SEED_COPY", "stream").output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("stream"), "{}", stderr(&out));
     let web2 = format!("iso-{tag}-t2-api");
     assert_eq!(dexec(&web2, "cat /www/index.html /www/sub/f"), "hello\ndeep");
-    assert_eq!(dexec(&web2, "stat -c %a /www/sub/f"), "640");
+    assert_eq!(dexec(&web2, "stat -c %a:%u:%g /www/sub/f"), "640:123:456");
     assert_eq!(dexec(&web2, "readlink /www/link"), "/etc/passwd");
     // The helpers are gone; the source runs again.
     assert!(docker.names("container", None).iter().all(|c| !c.contains("-seed-")), "{:?}", docker.names("container", None));

@@ -274,3 +274,37 @@ pub fn snapshot_rm(project: &Project, name: &str) -> Result<Snapshot, Error> {
     }
     Ok(snap)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_names_are_short_plain_words() {
+        for ok in ["base", "fixtures-2026", "a_b", "0"] {
+            assert!(check_snapshot_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "Base", "a/b", "../x", "a b", &"x".repeat(41), "snap\u{0}"] {
+            assert!(matches!(check_snapshot_name(bad), Err(Error::BadSnapshotName(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_report_names_copies_empty_volumes_and_the_stop() {
+        let c = services::Copied {
+            source: "iso-app-t1-pgdata".into(),
+            target: "iso-app-t2-pgdata".into(),
+            path: services::CopyPath::Reflink,
+            bytes: 12_000_000,
+            reflinked_files: 3,
+            copied_files: 0,
+            millis: 40,
+        };
+        let r =
+            SeedReport { source: "1".into(), copies: vec![c], empty: vec!["cache".into()], stopped: vec!["iso-app-t1-postgres".into()], stopped_millis: 900 };
+        assert_eq!(
+            r.describe(),
+            "seeded from 1: iso-app-t2-pgdata (12.0 MB, reflink, 40 ms); left empty (no match in the source): cache; iso-app-t1-postgres stopped for 900 ms for a consistent copy"
+        );
+    }
+}

@@ -67,6 +67,8 @@ pub enum Error {
     NoSuchTemplate { name: String, known: String },
     #[error("container {container} does not exist")]
     NoContainer { container: String, thread: u32 },
+    #[error("ISO_SEED_COPY is `{value}`, not one of auto, host, stream")]
+    BadSeedCopy { value: String },
     #[error("volume {name} does not exist")]
     NoVolume { name: String },
     #[error("copying volume {from} into {to} failed: {message}")]
@@ -87,7 +89,7 @@ impl Diagnostic for Error {
             | Error::DependencyFailed { .. }
             | Error::Build { .. } => ErrorKind::Unavailable,
             Error::PortTaken { .. } | Error::NameConflict { .. } => ErrorKind::Conflict,
-            Error::Spec { .. } | Error::Template { .. } | Error::Compose { .. } => ErrorKind::Config,
+            Error::Spec { .. } | Error::Template { .. } | Error::Compose { .. } | Error::BadSeedCopy { .. } => ErrorKind::Config,
             Error::NoSuchService { .. } | Error::NoSuchTemplate { .. } | Error::NoContainer { .. } | Error::NoVolume { .. } => ErrorKind::NotFound,
             Error::SeedCopy { .. } => ErrorKind::Internal,
             Error::Docker { .. } | Error::Io { .. } => ErrorKind::Internal,
@@ -112,6 +114,7 @@ impl Diagnostic for Error {
             }
             Error::NoSuchTemplate { known, .. } => format!("use one of: {known}"),
             Error::NoContainer { thread, .. } => format!("start the thread's stack with `iso up {thread}`"),
+            Error::BadSeedCopy { .. } => "unset it (auto: on the host where the volumes' directories are readable, else streamed), or set it to host or stream".into(),
             Error::NoVolume { .. } => "`docker volume ls` lists the volumes there are; `iso snapshot list` the snapshots".into(),
             Error::SeedCopy { .. } => "the new volume was removed; ISO_SEED_COPY=stream or =host picks the other copy path (docs/seeding.md)".into(),
             Error::DependencyFailed { .. } | Error::NoSuchService { .. } | Error::Docker { .. } | Error::Io { .. } => return None,
@@ -131,6 +134,7 @@ impl Diagnostic for Error {
             Error::NoSuchTemplate { .. } => "no_such_template",
             Error::NoContainer { .. } => "no_container",
             Error::NoVolume { .. } => "no_volume",
+            Error::BadSeedCopy { .. } => "config",
             Error::SeedCopy { .. } => "seed_failed",
             Error::Docker { .. } => "docker",
             Error::Io { .. } => "internal",

@@ -67,7 +67,7 @@ impl CopyMethod {
             "" | "auto" => Ok(CopyMethod::Auto),
             "host" => Ok(CopyMethod::Host),
             "stream" => Ok(CopyMethod::Stream),
-            other => Err(Error::Spec { service: "ISO_SEED_COPY".into(), message: format!("`{other}` is not one of auto, host, stream") }),
+            other => Err(Error::BadSeedCopy { value: other.to_string() }),
         }
     }
 }

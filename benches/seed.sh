@@ -19,16 +19,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SCALE=${1:-70}
 docker info >/dev/null 2>&1 || { echo "no Docker engine: run bash .ci/install-deps" >&2; exit 1; }
 for c in pgbench pg_dump pg_restore psql; do command -v $c >/dev/null || { echo "$c missing (apt-get install postgresql-client)" >&2; exit 1; }; done
-cargo build --release -q -p iso --bin iso
-ISO=$PWD/target/release/iso
+source benches/lib.sh
+ISO=$(iso_bin)
 WORK=$(mktemp -d /tmp/iso-bench-seed.XXXXXX)
 DOCKERD_PID=
 cleanup() {
-  for h in "" ${XFS_HOST:+"$XFS_HOST"}; do
-    DOCKER_HOST=$h docker ps -aq --filter "label=iso.bench=1" | DOCKER_HOST=$h xargs -r docker rm -f -v >/dev/null 2>&1 || true
-    DOCKER_HOST=$h docker volume ls -q --filter "label=iso.bench=1" | DOCKER_HOST=$h xargs -r docker volume rm -f >/dev/null 2>&1 || true
-    DOCKER_HOST=$h docker network ls -q --filter "label=iso.bench=1" | DOCKER_HOST=$h xargs -r docker network rm >/dev/null 2>&1 || true
-  done
+  for h in "" ${XFS_HOST:+"$XFS_HOST"}; do DOCKER_HOST=$h docker_rm_labelled iso.bench=1; done
   if [ -n "$DOCKERD_PID" ]; then kill "$DOCKERD_PID" 2>/dev/null || true; for _ in $(seq 300); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done; kill -9 "$DOCKERD_PID" 2>/dev/null || true; fi
   mountpoint -q "$WORK/mnt" 2>/dev/null && { umount "$WORK/mnt" || umount -l "$WORK/mnt"; }
   rm -rf "$WORK"
@@ -36,9 +32,7 @@ cleanup() {
 trap cleanup EXIT
 export ISO_USER_CONFIG= NO_COLOR=1
 
-now_ns() { date +%s%N; }
 secs() { python3 -c "print(f'{($2 - $1) / 1e9:.2f}')"; }
-ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 mbps() { python3 -c "print(f'{$1 / 1e6 / $2:.0f}')"; }
 
 mkrepo() { # mkrepo DIR PORT_BASE: a repository with a Postgres stack
@@ -101,7 +95,7 @@ run() { # run LABEL: the three ways on the engine DOCKER_HOST points at
   echo "  iso init --seed-from 1 (to healthy): ${seed} s  ($(mbps "$bytes" "$seed") MB/s, copy path: $path, source stopped $paused ms)"
   echo "  fresh thread + pg_dump | pg_restore: ${dump} s  ($(mbps "$bytes" "$dump") MB/s)"
   echo "  CREATE DATABASE ... TEMPLATE:        ${tmpl} s  ($(mbps "$bytes" "$tmpl") MB/s, same server only)"
-  echo "  seed / dump-restore: $(ratio "$seed" "$dump")x (goal <= 0.2x); seed / template: $(ratio "$seed" "$tmpl")x"
+  echo "  seed / dump-restore: $(ratio "$seed" "$dump") (goal <= 0.2x); seed / template: $(ratio "$seed" "$tmpl")"
   for t in 3 2 1; do "$ISO" -q cleanup "$t" --force >/dev/null; done
 }
 

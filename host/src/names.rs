@@ -50,7 +50,22 @@ impl Diagnostic for NameError {
     }
 }
 
-/// Validate `raw` and turn it into a safe name: lowercase, every run of
+/// The name of a thread as the user typed it (trimmed), for display and
+/// lookup; [`sanitize`] gives the ASCII form its branch is named with. The
+/// same checks apply (an error if [`sanitize`] refuses it).
+pub fn display(raw: &str) -> Result<String, NameError> {
+    sanitize(raw)?;
+    let trimmed = raw.trim();
+    // The slug is bounded; the typed name is too, in bytes (it is stored
+    // and shown everywhere).
+    if trimmed.len() > 4 * MAX_NAME_LEN {
+        return Err(NameError::TooLong { name: trimmed.chars().take(MAX_NAME_LEN).collect(), len: trimmed.chars().count() });
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Validate `raw` and turn it into a safe name: transliterated to ASCII
+/// (deunicode), lowercase, every run of
 /// characters outside `[a-z0-9._]` becomes one `-`, no leading or trailing
 /// separators. `"Add Auth!"` becomes `"add-auth"`. A name of digits only is
 /// refused (it would read as a thread id).
@@ -68,9 +83,16 @@ pub fn sanitize(raw: &str) -> Result<String, NameError> {
     if trimmed.chars().any(char::is_control) {
         return Err(NameError::ControlChar(raw.to_string()));
     }
-    let mut out = String::with_capacity(trimmed.len());
-    for c in trimmed.chars().flat_map(char::to_lowercase) {
+    // Letters with accents and other scripts keep their sound in the branch
+    // (`café` → `cafe`, `日本` → `ri-ben`) instead of becoming dashes.
+    let ascii = deunicode::deunicode_with_tofu(trimmed, "-");
+    let mut out = String::with_capacity(ascii.len());
+    for c in ascii.chars().flat_map(char::to_lowercase) {
         let keep = c.is_ascii_alphanumeric() || c == '.' || c == '_';
+        // Transliteration can make `..` (from `…`), which git refuses.
+        if c == '.' && out.ends_with('.') {
+            continue;
+        }
         if keep {
             out.push(c);
         } else if !out.ends_with('-') {
@@ -108,7 +130,13 @@ mod tests {
         assert_eq!(sanitize("  trim me  ").unwrap(), "trim-me");
         assert_eq!(sanitize("a~b^c:d?e*f[g\\h").unwrap(), "a-b-c-d-e-f-g-h");
         assert_eq!(sanitize("thing.lock").unwrap(), "thing");
-        assert_eq!(sanitize("café").unwrap(), "caf");
+        assert_eq!(sanitize("café").unwrap(), "cafe");
+        assert_eq!(sanitize("naïve-café").unwrap(), "naive-cafe");
+        assert_eq!(sanitize("Ærø Straße").unwrap(), "aero-strasse");
+        assert_eq!(sanitize("日本").unwrap(), "ri-ben");
+        assert_eq!(sanitize("wait…what").unwrap(), "wait.what");
+        assert_eq!(display("  naïve-café ").unwrap(), "naïve-café");
+        assert!(display(&"é".repeat(200)).is_err());
     }
 
     #[test]

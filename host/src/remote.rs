@@ -252,6 +252,23 @@ impl Client {
     /// `POST /api/threads`: one result per name, in order.
     pub fn init(&self, names: &[String], opts: &InitOptions) -> Result<InitResults, RemoteError> {
         let base = serde_json::json!({ "base": opts.base, "task": opts.task, "no_services": opts.no_services, "context": opts.context, "seed_from": opts.seed_from, "no_seed": opts.no_seed });
+        if let Some(branch) = &opts.branch {
+            // One thread on an existing branch (the server refuses more names).
+            let mut body = base;
+            body["branch"] = branch.clone().into();
+            let label = match names {
+                [] => branch.clone(),
+                [name] => {
+                    body["name"] = name.clone().into();
+                    name.clone()
+                }
+                _ => {
+                    body["names"] = names.into();
+                    branch.clone()
+                }
+            };
+            return Ok(vec![(label, self.post("/api/threads", &body).and_then(|(_, t)| typed(t)))]);
+        }
         if let [name] = names {
             let mut body = base;
             body["name"] = name.clone().into();
@@ -287,6 +304,12 @@ impl Client {
             }
         }
         Ok(out)
+    }
+
+    /// `POST /api/adopt`: make the worktree at `path` (absolute) a thread.
+    pub fn adopt(&self, path: &std::path::Path, name: Option<&str>, opts: &InitOptions) -> Result<Created, RemoteError> {
+        let body = serde_json::json!({ "path": path, "name": name, "task": opts.task, "no_services": opts.no_services });
+        self.post("/api/adopt", &body).and_then(|(_, t)| typed(t))
     }
 
     /// `GET /api/listing`: what `iso ls` shows.

@@ -27,6 +27,10 @@ pub enum GitError {
     NoCommits,
     #[error("base `{base}` is not a branch or commit in this repository")]
     BaseNotFound { base: String },
+    #[error("no local or remote-tracking branch `{branch}`")]
+    BranchNotFound { branch: String },
+    #[error("`{branch}` is a branch of several remotes: {}", remotes.join(", "))]
+    BranchAmbiguous { branch: String, remotes: Vec<String> },
     #[error("branch `{branch}` is already checked out at {}", path.display())]
     BranchInUse { branch: String, path: PathBuf },
     #[error("{} already exists and is not a worktree of branch `{branch}`", path.display())]
@@ -44,6 +48,8 @@ impl Diagnostic for GitError {
                 ErrorKind::Invalid
             }
             GitError::BranchInUse { .. } | GitError::DirOccupied { .. } => ErrorKind::Conflict,
+            GitError::BranchNotFound { .. } => ErrorKind::NotFound,
+            GitError::BranchAmbiguous { .. } => ErrorKind::Invalid,
             GitError::Git { .. } | GitError::Io { .. } => ErrorKind::Internal,
         }
     }
@@ -56,7 +62,11 @@ impl Diagnostic for GitError {
                 GitError::DetachedHead => "pass --base BRANCH, set threads.base_branch in iso.toml, or `git switch` to a branch",
                 GitError::NoCommits => "make a first commit (`git commit --allow-empty -m init`)",
                 GitError::BaseNotFound { .. } => "check the name with `git branch -a`, or pass another --base",
-                GitError::BranchInUse { .. } => "pick another name, or remove that worktree first",
+                GitError::BranchNotFound { .. } => "check the name with `git branch -a` (`git fetch` first for a new remote branch)",
+                GitError::BranchAmbiguous { branch, remotes } => return Some(format!("name the remote: `--branch {}/{branch}`", remotes[0])),
+                GitError::BranchInUse { .. } => {
+                    "pick another name or branch, switch that checkout to another branch or remove it first; `iso adopt PATH` makes a worktree a thread"
+                }
                 GitError::DirOccupied { .. } => "move that directory away, or run `iso doctor`",
                 GitError::Git { .. } | GitError::Io { .. } => return None,
             }
@@ -68,6 +78,7 @@ impl Diagnostic for GitError {
         match self {
             GitError::NotARepo { .. } => "not_a_repo",
             GitError::BaseNotFound { .. } => "base_not_found",
+            GitError::BranchNotFound { .. } => "branch_not_found",
             GitError::BranchInUse { .. } | GitError::DirOccupied { .. } => "conflict",
             GitError::Git { .. } | GitError::Io { .. } => "git",
             _ => "invalid",
@@ -89,6 +100,16 @@ pub struct WorktreeInfo {
     pub locked: bool,
     /// False when the directory is gone (git would call it prunable).
     pub valid: bool,
+}
+
+/// What [`Git::existing_branch`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExistingBranch {
+    /// A local branch of that name.
+    Local(String),
+    /// Only a remote-tracking branch: `local` is to be created at `tip`,
+    /// tracking `upstream` (`origin/foo`).
+    Remote { local: String, upstream: String, tip: Oid },
 }
 
 /// The main repository, opened once per command.
@@ -173,6 +194,56 @@ impl Git {
         b.get().peel_to_commit().ok().map(|c| c.time().seconds())
     }
 
+    /// The local branch `name` names (`iso init --branch`): a local branch,
+    /// else a remote-tracking one (`origin/foo`, or `foo` when exactly one
+    /// remote has it), whose local branch is to be made unless it exists.
+    pub fn existing_branch(&self, name: &str) -> Result<ExistingBranch, GitError> {
+        if self.branch_exists(name) {
+            return Ok(ExistingBranch::Local(name.to_string()));
+        }
+        let remote_names = self.repo.remotes().map_err(git("list remotes"))?;
+        let remotes: Vec<&str> = remote_names.iter().flatten().flatten().collect();
+        let tracking = |remote: &str, local: &str| -> Result<Option<ExistingBranch>, GitError> {
+            let upstream = format!("{remote}/{local}");
+            let Ok(b) = self.repo.find_branch(&upstream, BranchType::Remote) else { return Ok(None) };
+            if self.branch_exists(local) {
+                return Ok(Some(ExistingBranch::Local(local.to_string())));
+            }
+            let tip = b.get().peel_to_commit().map_err(git(format!("read {upstream}")))?.id();
+            Ok(Some(ExistingBranch::Remote { local: local.to_string(), upstream, tip }))
+        };
+        // `origin/foo`: the longest remote name that prefixes it (remote
+        // names may hold a `/` themselves).
+        let mut prefixed: Vec<&str> =
+            remotes.iter().copied().filter(|r| name.strip_prefix(r).is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))).collect();
+        prefixed.sort_by_key(|r| std::cmp::Reverse(r.len()));
+        for r in prefixed {
+            if let Some(found) = tracking(r, &name[r.len() + 1..])? {
+                return Ok(found);
+            }
+        }
+        let mut found = Vec::new();
+        for r in &remotes {
+            if let Some(b) = tracking(r, name)? {
+                found.push((r.to_string(), b));
+            }
+        }
+        match found.len() {
+            0 => Err(GitError::BranchNotFound { branch: name.to_string() }),
+            1 => Ok(found.pop().expect("one").1),
+            _ => Err(GitError::BranchAmbiguous { branch: name.to_string(), remotes: found.into_iter().map(|(r, _)| r).collect() }),
+        }
+    }
+
+    /// Create local branch `local` at `tip` tracking `upstream` (a
+    /// remote-tracking branch), marked as iso's like
+    /// [`Git::create_thread_branch`]. The remote branch is never touched.
+    pub fn create_tracking_branch(&self, local: &str, upstream: &str, tip: Oid, why: &str) -> Result<(), GitError> {
+        self.create_thread_branch(local, tip, why)?;
+        let mut b = self.repo.find_branch(local, BranchType::Local).map_err(git(format!("find branch {local}")))?;
+        b.set_upstream(Some(upstream)).map_err(git(format!("set the upstream of {local} to {upstream}")))
+    }
+
     pub fn branch_exists(&self, name: &str) -> bool {
         self.repo.find_branch(name, BranchType::Local).is_ok()
     }
@@ -224,6 +295,14 @@ impl Git {
             }
         }
         Ok(out)
+    }
+
+    /// Whether local branch `name` was made by iso (its reflog begins with
+    /// [`CREATED_BY_ISO`]): a branch kept by an earlier cleanup and reused
+    /// is still iso's to delete with `--delete-branch`, any other is not.
+    pub fn made_by_iso(&self, name: &str) -> bool {
+        let Ok(log) = self.repo.reflog(&format!("refs/heads/{name}")) else { return false };
+        !log.is_empty() && log.get(log.len() - 1).is_some_and(|e| e.message().ok().flatten().is_some_and(|m| m.starts_with(CREATED_BY_ISO)))
     }
 
     pub fn delete_branch(&self, name: &str) -> Result<(), GitError> {

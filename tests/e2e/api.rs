@@ -887,3 +887,51 @@ fn create_with_seed_from_starts_from_the_sources_volumes() {
     let (st, v) = call("POST", &format!("{}/api/threads", s.url), Some(TOKEN), Some(br#"{"name": "three", "seed_from": "nosuch"}"#));
     assert_eq!((st, v["error"]["kind"].as_str()), (404, Some("not_found")), "{v}");
 }
+
+#[test]
+fn threads_on_existing_branches_and_worktrees_through_the_api_and_remote_mode() {
+    let repo = TestRepo::new("[ports]\nblock_size = 5\n[threads]\nmax = 2\n");
+    repo.git(&["branch", "feature/x", "dev"]);
+    let spike = repo.root.parent().unwrap().join("spike");
+    repo.git(&["worktree", "add", "-q", "-b", "spike", &spike.display().to_string()]);
+    let spike = spike.canonicalize().unwrap();
+    let s = Server::start(&repo, Some(TOKEN));
+
+    let t = ok("POST", &format!("{}/api/threads", s.url), Some(json!({ "branch": "feature/x" })));
+    assert_eq!((t["branch"].as_str(), t["name"].as_str()), (Some("feature/x"), Some("feature/x")), "{t}");
+    assert_eq!(t["created_branch"], false);
+    let b = json!({ "branch": "main", "name": "m" }).to_string();
+    let (status, v) = call("POST", &format!("{}/api/threads", s.url), Some(TOKEN), Some(b.as_bytes()));
+    assert_eq!(status, 409, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains(&repo.root.display().to_string()), "{v}");
+    let b = json!({ "branch": "nope" }).to_string();
+    assert_eq!(call("POST", &format!("{}/api/threads", s.url), Some(TOKEN), Some(b.as_bytes())).0, 404);
+
+    let b = json!({ "path": "relative" }).to_string();
+    assert_eq!(call("POST", &format!("{}/api/adopt", s.url), Some(TOKEN), Some(b.as_bytes())).0, 422);
+    let b = json!({ "path": repo.root }).to_string();
+    let (status, v) = call("POST", &format!("{}/api/adopt", s.url), Some(TOKEN), Some(b.as_bytes()));
+    assert_eq!(status, 422, "the main checkout: {v}");
+    assert_eq!(v["error"]["code"], "not_adoptable");
+
+    // The CLI in remote mode: adopt and cleanup go through the server.
+    let home = tempfile::tempdir().unwrap();
+    let iso = |args: &[&str]| {
+        let mut c = repo.iso_cmd(args);
+        c.env("ISO_REMOTE_FILE", home.path().join("remote.json")).env_remove("ISO_API_TOKEN");
+        c.output().unwrap()
+    };
+    assert!(iso(&["remote", "connect", &s.url, "--token", TOKEN]).status.success());
+    let out = iso(&["adopt", "../spike", "--name", "spiké", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!((v[0]["name"].as_str(), v[0]["worktree"].as_str()), (Some("spiké"), Some(spike.to_str().unwrap())), "{v}");
+    let out = iso(&["adopt", "../spike", "--name", "again"]);
+    assert!(!out.status.success() && stderr(&out).contains("already is thread"), "{}", stderr(&out));
+    let out = iso(&["init", "--branch", "feature/x", "second"]);
+    assert!(!out.status.success() && stderr(&out).contains("checked out at"), "{}", stderr(&out));
+    let out = iso(&["cleanup", "spiké", "--delete-branch"]);
+    assert!(out.status.success() && stdout(&out).contains("kept (iso did not create it)"), "{}{}", stdout(&out), stderr(&out));
+    assert!(!spike.exists());
+    assert_eq!(repo.git(&["branch", "--list", "spike"]).trim(), "spike");
+}

@@ -310,9 +310,10 @@ fn bad_names_and_bad_places_get_clear_errors() {
         assert!(stderr(&out).contains(needle), "{name:?}: {}", stderr(&out));
     }
     repo.iso_ok(&["init", "Add Auth!"]);
-    assert_eq!(repo.threads()[0]["name"], "add-auth");
+    assert_eq!(repo.threads()[0]["name"], "Add Auth!", "kept as typed");
+    assert_eq!(repo.threads()[0]["branch"], "thread-1-add-auth");
     let dup = repo.iso(&["init", "add-auth"]);
-    assert!(stderr(&dup).contains("already named `add-auth`"), "{}", stderr(&dup));
+    assert!(stderr(&dup).contains("already named `Add Auth!`"), "the same ASCII form: {}", stderr(&dup));
 
     // Outside a repository.
     let plain = tempfile::tempdir().unwrap();

@@ -183,8 +183,9 @@ fn a_repository_that_is_gone_leaves_stale_leases_that_doctor_reclaims() {
 fn threads_are_found_by_the_name_as_typed_and_all_digit_names_are_refused() {
     let repo = TestRepo::new("[threads]\nmax = 2\n[ports]\nblock_size = 10\n");
     repo.iso_ok(&["init", "raceA", "--no-services"]);
-    assert_eq!(repo.threads()[0]["name"], "racea");
-    assert_eq!(repo.iso_json(&["status", "raceA"])["name"], "racea", "found as typed");
+    assert_eq!(repo.threads()[0]["name"], "raceA");
+    assert_eq!(repo.iso_json(&["status", "raceA"])["name"], "raceA", "found as typed");
+    assert_eq!(repo.iso_json(&["status", "racea"])["name"], "raceA", "and by its ASCII form");
     let out = repo.iso(&["init", "123", "--no-services"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);

@@ -10,6 +10,7 @@ mod support;
 
 mod agents;
 mod api;
+mod branches;
 mod chat;
 mod cli;
 mod compose;

@@ -365,7 +365,7 @@ fn wrong_arguments_are_labelled() {
     let err = nu.err(root, "[{a: 1}] | iso cleanup");
     assert!(err.contains("needs an `id` column"), "{err}");
     let err = nu.err(root, "iso init");
-    assert!(err.contains("Missing required positional argument"), "{err}");
+    assert!(err.contains("needs a thread name or --branch"), "{err}");
     let err = nu.err(root, "iso cleanup");
     assert!(err.contains("which threads?"), "{err}");
 }
@@ -391,11 +391,11 @@ fn commands_are_documented_in_nu_help() {
     let help = nu.ok(&repo.root, "help iso threads");
     assert!(help.contains("List the repository's threads") && help.contains("--all") && help.contains("where status == active"), "{help}");
     let overview = nu.ok(&repo.root, "iso");
-    for cmd in ["iso threads", "iso thread", "iso init", "iso cleanup", "iso ports"] {
+    for cmd in ["iso threads", "iso thread", "iso init", "iso adopt", "iso cleanup", "iso ports"] {
         assert!(overview.contains(cmd), "`iso` lists {cmd}: {overview}");
     }
     let found = nu.json(&repo.root, "help commands | where category == iso | get name | sort");
-    assert_eq!(found, serde_json::json!(["iso", "iso cleanup", "iso init", "iso ports", "iso thread", "iso threads"]));
+    assert_eq!(found, serde_json::json!(["iso", "iso adopt", "iso cleanup", "iso init", "iso ports", "iso thread", "iso threads"]));
     assert_eq!(
         nu.json(&repo.root, "help commands | where name == 'iso threads' | get 0.search_terms"),
         serde_json::json!("list, ls, worktrees, status, iso list")
@@ -413,6 +413,7 @@ mod examples {
     const READ_ONLY: [&str; 4] = ["iso threads", "iso thread", "iso ports", "iso"];
     const INIT: [&str; 1] = ["iso init"];
     const CLEANUP: [&str; 1] = ["iso cleanup"];
+    const ADOPT: [&str; 1] = ["iso adopt"];
 
     /// The iso commands as nu lists them, with what `plugin add` registered
     /// of their signatures: category, description, search terms, examples
@@ -485,7 +486,7 @@ mod examples {
         check(&nu, &repo, &READ_ONLY);
         // Every command nu lists has its examples run by one of these tests.
         let mut listed: Vec<String> = documented(&nu, &repo).iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
-        let mut tested: Vec<&str> = [&READ_ONLY[..], &INIT, &CLEANUP].concat();
+        let mut tested: Vec<&str> = [&READ_ONLY[..], &INIT, &CLEANUP, &ADOPT].concat();
         listed.sort();
         tested.sort_unstable();
         assert_eq!(listed, tested);
@@ -496,6 +497,13 @@ mod examples {
         let turn = ports::iso_defaults();
         let repo = TestRepo::with_iso_defaults(&turn, "");
         check(&Nu::new(&repo), &repo, &INIT);
+    }
+
+    #[test]
+    fn adopt() {
+        let turn = ports::iso_defaults();
+        let repo = TestRepo::with_iso_defaults(&turn, "");
+        check(&Nu::new(&repo), &repo, &ADOPT);
     }
 
     #[test]
@@ -546,4 +554,24 @@ fn init_from_nu_seeds_from_another_thread() {
     assert!(messages.contains("seeded from one"), "{made}");
     let out = Command::new("docker").args(["exec", &format!("iso-{t}-t2-api"), "cat", "/www/index.html"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from-nu");
+}
+
+#[test]
+fn init_on_a_branch_and_adopt_from_nu() {
+    let repo = TestRepo::new("[threads]\nmax = 2\n[ports]\nblock_size = 5\n");
+    let nu = Nu::new(&repo);
+    let root = &repo.root;
+    repo.git(&["branch", "feature/nu", "dev"]);
+    let t = nu.json(root, "iso init --branch feature/nu | get 0");
+    assert_eq!((t["branch"].as_str(), t["name"].as_str()), (Some("feature/nu"), Some("feature/nu")), "{t}");
+    let err = nu.err(root, "iso init --branch main");
+    assert!(err.contains("iso::conflict") && err.contains(&root.display().to_string()), "{err}");
+
+    let wt = root.parent().unwrap().join("nu-wt");
+    repo.git(&["worktree", "add", "-q", "-b", "nu-wt", &wt.display().to_string()]);
+    let t = nu.json(root, "iso adopt ../nu-wt --no-services");
+    assert_eq!((t["name"].as_str(), t["worktree"].as_str()), (Some("nu-wt"), Some(wt.canonicalize().unwrap().to_str().unwrap())), "{t}");
+    let err = nu.err(root, "iso adopt .");
+    assert!(err.contains("iso::not_adoptable") && err.contains("main checkout"), "{err}");
+    assert_eq!(repo.threads().len(), 2);
 }

@@ -23,6 +23,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/api/status", get(status))
         .route("/api/threads", get(list).post(create))
+        .route("/api/adopt", post(adopt))
         .route("/api/listing", get(listing))
         .route("/api/threads/{id}", get(show).patch(patch).delete(delete))
         .route("/api/threads/{id}/start", post(start))
@@ -199,6 +200,34 @@ struct CreateBody {
     seed_from: Option<String>,
     #[serde(default)]
     no_seed: bool,
+    /// An existing branch to open the one thread on (`name` optional).
+    branch: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdoptBody {
+    /// An absolute path: the server's working directory is no one's.
+    path: std::path::PathBuf,
+    name: Option<String>,
+    task: Option<String>,
+    #[serde(default)]
+    no_services: bool,
+}
+
+/// `POST /api/adopt`: an existing worktree becomes a thread.
+async fn adopt(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let b: AdoptBody = parse(body)?;
+    if !b.path.is_absolute() {
+        return Err(ApiError::unprocessable("`path` must be absolute"));
+    }
+    let opts = InitOptions { task: b.task, no_services: b.no_services, ..Default::default() };
+    let created = blocking(&state, move |p| {
+        let t = lifecycle::init::adopt(p, &b.path, b.name.as_deref(), &opts, &HookLogsOnly)?;
+        Ok(lifecycle::view::created(p, t))
+    })
+    .await?;
+    Ok(json(StatusCode::CREATED, &created))
 }
 
 #[derive(Debug, Serialize)]
@@ -210,12 +239,23 @@ struct Failure {
 async fn create(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let b: CreateBody = parse(body)?;
     let (single, names) = match (b.name, b.names) {
+        // With a branch the name is optional: it defaults to the branch's.
+        (None, None) if b.branch.is_some() => (true, Vec::new()),
         (Some(n), None) => (true, vec![n]),
         (None, Some(ns)) if !ns.is_empty() && ns.len() <= MAX_NAMES => (false, ns),
         (None, Some(_)) => return Err(ApiError::unprocessable(format!("`names` must hold 1 to {MAX_NAMES} names"))),
         _ => return Err(ApiError::unprocessable("give either `name` or `names`")),
     };
-    let opts = InitOptions { base: b.base, task: b.task, no_services: b.no_services, context: b.context, seed_from: b.seed_from, no_seed: b.no_seed };
+    let single = single || b.branch.is_some();
+    let opts = InitOptions {
+        base: b.base,
+        task: b.task,
+        no_services: b.no_services,
+        context: b.context,
+        seed_from: b.seed_from,
+        no_seed: b.no_seed,
+        branch: b.branch,
+    };
     // The events reach subscribers through the event log, as the CLI's do.
     let bulk = blocking(&state, move |p| {
         let bulk = lifecycle::init::init_many(p, &names, &opts, &HookLogsOnly);

@@ -41,8 +41,13 @@ pub enum ColorWhen {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create threads: a worktree, a branch and a port block each
-    #[command(after_help = "Examples:\n  iso init add-auth\n  iso init add-auth --base dev\n  iso init fix-a fix-b fix-c")]
+    #[command(
+        after_help = "Examples:\n  iso init add-auth\n  iso init add-auth --base dev\n  iso init fix-a fix-b fix-c\n  iso init --branch feature/auth\n  iso init --branch origin/pr-42 review-42"
+    )]
     Init(InitArgs),
+    /// Make an existing worktree (from `git worktree add`) a thread: ports, env file, services, hooks
+    #[command(after_help = "Examples:\n  git worktree add ../spike spike && iso adopt ../spike\n  iso adopt ../spike --name spike-2 --no-services")]
+    Adopt(AdoptArgs),
     /// List threads
     #[command(visible_alias = "ls")]
     #[command(after_help = "Examples:\n  iso ls --agent waiting\n  iso ls --status active --idle 2h")]
@@ -231,9 +236,12 @@ pub struct JsonFlag {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Thread names; each becomes part of a branch name (thread-{id}-{name})
-    #[arg(required = true, value_name = "NAME")]
+    /// Thread names; each becomes part of a branch name (thread-{id}-{name}), in ASCII; with --branch at most one, default the branch's name
+    #[arg(required_unless_present = "branch", value_name = "NAME")]
     pub names: Vec<String>,
+    /// Open the thread on this existing branch instead of a new one: local, or remote-tracking (`origin/foo`, or `foo` of one remote; its local tracking branch is made)
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
     /// Branch (or commit) to start from [default: threads.base_branch, else the current branch]
     #[arg(short, long, value_name = "BRANCH")]
     pub base: Option<String>,
@@ -249,6 +257,23 @@ pub struct InitArgs {
     /// Start with empty volumes, whatever threads.seed says
     #[arg(long)]
     pub no_seed: bool,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// The worktree's directory
+    pub path: std::path::PathBuf,
+    /// Thread name [default: the worktree's branch]
+    #[arg(long, short)]
+    pub name: Option<String>,
+    /// What the thread is for
+    #[arg(short, long)]
+    pub task: Option<String>,
+    /// Do not start the Docker stack (ports and env file only; `iso up` starts it later)
+    #[arg(long)]
+    pub no_services: bool,
     #[command(flatten)]
     pub json: JsonFlag,
 }

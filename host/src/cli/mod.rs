@@ -111,6 +111,7 @@ fn run(cli: Cli) -> CmdResult {
         Command::Serve { bind } => return cmd::serve::run(&cwd, *bind),
         // Local, or through a server.
         Command::Init(a) => return cmd::init::run(&target(&cli, &cwd)?, a, quiet),
+        Command::Adopt(a) => return cmd::init::adopt(&target(&cli, &cwd)?, a, &cwd, quiet),
         Command::List { all, agent, status, idle, json } => {
             return cmd::list::run(&target(&cli, &cwd)?, *all, agent.as_deref(), status.as_deref(), idle.as_deref(), json.json)
         }

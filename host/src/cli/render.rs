@@ -62,7 +62,11 @@ pub fn cd_hint(id: u32) {
 
 /// What `iso cleanup` prints for each thread it removed.
 pub fn removed(t: &ThreadRecord, delete_branch: bool) {
-    let branch = if delete_branch { "deleted" } else { "kept" };
+    let branch = match (delete_branch, t.created_branch) {
+        (true, true) => "deleted",
+        (true, false) => "kept (iso did not create it)",
+        (false, _) => "kept",
+    };
     anstream::println!("{}✓{} removed thread {} ({}); branch {} {branch}", GREEN.render(), GREEN.render_reset(), t.id, t.name, t.branch);
 }
 

@@ -86,7 +86,7 @@ pub fn cleanup(project: &Project, selector: &str, opts: CleanupOptions, progress
     if !opts.force {
         let lost = (|| -> Result<_, Error> {
             let uncommitted = if record.worktree.exists() { worktree::uncommitted_files(&record.worktree)? } else { Vec::new() };
-            let unmerged = if opts.delete_branch { git.unmerged_commits(&record.branch, &record.base)? } else { Vec::new() };
+            let unmerged = if opts.delete_branch && record.created_branch { git.unmerged_commits(&record.branch, &record.base)? } else { Vec::new() };
             Ok((uncommitted, unmerged))
         })();
         match lost {
@@ -138,11 +138,22 @@ pub fn cleanup(project: &Project, selector: &str, opts: CleanupOptions, progress
     }
     progress.step(&format!("{}: removing worktree", record.name));
     remove_worktree_of(&git, &record)?;
-    if opts.delete_branch {
+    // Only a branch iso made is iso's to delete: an existing one the thread
+    // was opened on (or adopted with its worktree) stays, whatever is asked.
+    let delete_branch = opts.delete_branch && record.created_branch;
+    if delete_branch {
         progress.step(&format!("{}: deleting branch {}", record.name, record.branch));
         git.delete_branch(&record.branch)?;
+    } else if opts.delete_branch {
+        progress.note(&format!("keeping branch {}: iso did not create it", record.branch));
     }
-    let detail = if opts.delete_branch { "worktree and branch removed" } else { "worktree removed, branch kept" };
+    let detail = if delete_branch {
+        "worktree and branch removed"
+    } else if opts.delete_branch {
+        "worktree removed, branch kept (iso did not create it)"
+    } else {
+        "worktree removed, branch kept"
+    };
     let removed = archive(project, &record, detail)?;
     let data = EventData { env: Some(&env), services: data.services, git: None };
     if let Err(e) = emit(project, &removed, Event::PostCleanup, &hooks, &data) {

@@ -89,6 +89,12 @@ pub enum Error {
     BadSnapshotName(String),
     #[error("snapshot `{name}` already exists")]
     SnapshotExists { name: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{} cannot be adopted: {why}", path.display())]
+    NotAdoptable { path: std::path::PathBuf, why: String, hint: String },
+    #[error("{} already is thread {id}'s worktree", path.display())]
+    AlreadyThread { path: std::path::PathBuf, id: u32 },
     #[error("{action}: {source}")]
     Io { action: String, source: std::io::Error },
 }
@@ -167,6 +173,8 @@ impl Diagnostic for Error {
             Error::WouldLoseWork { .. } | Error::DirtyWorktree { .. } => ErrorKind::WouldLoseWork,
             Error::StatusNotSettable(_) | Error::BadEvent(_) | Error::BadAgentState(_) | Error::BadStatus(_) | Error::BadDuration { .. } => ErrorKind::Invalid,
             Error::NoThreadHere { .. } => ErrorKind::NotFound,
+            Error::Usage(_) | Error::NotAdoptable { .. } => ErrorKind::Invalid,
+            Error::AlreadyThread { .. } => ErrorKind::Conflict,
             Error::NoStack => ErrorKind::Config,
             Error::NoSeedMatch { .. } | Error::NoSnapshot { .. } => ErrorKind::NotFound,
             Error::BadSnapshotName(_) => ErrorKind::Invalid,
@@ -205,6 +213,8 @@ impl Diagnostic for Error {
             Error::NoSnapshot { .. } => "`iso snapshot list` shows the snapshots; `iso snapshot save NAME --from THREAD` makes one".into(),
             Error::BadSnapshotName(_) => "use e.g. `base` or `fixtures-2026`".into(),
             Error::SnapshotExists { name } => format!("pick another name, or remove it first with `iso snapshot rm {name}`"),
+            Error::NotAdoptable { hint, .. } => hint.clone(),
+            Error::AlreadyThread { id, .. } => format!("it is tracked already: `iso status {id}`"),
             _ => return None,
         })
     }
@@ -231,6 +241,9 @@ impl Diagnostic for Error {
             Error::NoSnapshot { .. } => "no_snapshot",
             Error::BadSnapshotName(_) => "invalid",
             Error::SnapshotExists { .. } => "conflict",
+            Error::Usage(_) => "invalid",
+            Error::NotAdoptable { .. } => "not_adoptable",
+            Error::AlreadyThread { .. } => "conflict",
             _ => "internal",
         }
     }

@@ -1,6 +1,7 @@
 //! `iso init`: create threads, and undo a failed or interrupted one.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
@@ -16,7 +17,7 @@ use crate::project::Project;
 use crate::registry::RegistryError;
 use crate::services::{self, Engine};
 use crate::thread::{Operation, PortRange, Step, ThreadRecord, ThreadStatus};
-use crate::worktree::{self, Git, GitError, Oid};
+use crate::worktree::{self, ExistingBranch, Git, GitError, Oid};
 
 /// How to create threads (the same for every name of one `iso init`).
 #[derive(Debug, Clone, Default)]
@@ -35,12 +36,90 @@ pub struct InitOptions {
     pub seed_from: Option<String>,
     /// Do not seed, whatever `threads.seed` says.
     pub no_seed: bool,
+    /// Open the thread on this existing branch (local, or remote-tracking:
+    /// then its local tracking branch is made) instead of a new one.
+    pub branch: Option<String>,
+}
+
+/// What a thread is made on: a new branch, an existing one, or an existing
+/// worktree.
+struct Target {
+    /// As typed (for display and lookup).
+    name: String,
+    /// Its ASCII form, for the branch name.
+    slug: String,
+    /// The existing branch to use (`None`: make one from the template).
+    branch: Option<String>,
+    /// A remote-tracking branch to make the local `branch` from.
+    track: Option<(String, Oid)>,
+    /// An existing worktree to adopt (`None`: `thread-{id}` under the
+    /// worktree dir).
+    worktree: Option<PathBuf>,
 }
 
 /// Create one thread per name, each on its own: one failing does not stop
 /// the others.
+/// With `opts.branch` there is one thread, named `names[0]` or after the
+/// branch.
 pub fn init_many(project: &Project, names: &[String], opts: &InitOptions, progress: &dyn Progress) -> Bulk<ThreadRecord> {
+    if let Some(branch) = &opts.branch {
+        let label = names.first().cloned().unwrap_or_else(|| branch.clone());
+        return bulk(&[label], progress, |_, progress| {
+            if names.len() > 1 {
+                return Err(Error::Usage(format!("--branch opens one thread, on `{branch}`; {} names were given", names.len())));
+            }
+            init_on_branch(project, branch, names.first().map(String::as_str), opts, progress)
+        });
+    }
     bulk(names, progress, |name, progress| init(project, name, opts, progress))
+}
+
+/// A thread on the existing branch `branch` (see [`InitOptions::branch`]),
+/// named `name` or after the branch. A branch checked out anywhere (the
+/// main checkout, another worktree) is refused with that path.
+pub fn init_on_branch(project: &Project, branch: &str, name: Option<&str>, opts: &InitOptions, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
+    let git = project.git()?;
+    let (local, track) = match git.existing_branch(branch)? {
+        ExistingBranch::Local(l) => (l, None),
+        ExistingBranch::Remote { local, upstream, tip } => {
+            progress.note(&format!("making local branch {local} to track {upstream}"));
+            (local, Some((upstream, tip)))
+        }
+    };
+    if let Some(path) = git.branch_checked_out_at(&local)? {
+        return Err(GitError::BranchInUse { branch: local, path }.into());
+    }
+    let typed = name.unwrap_or(&local);
+    let target = Target { name: names::display(typed)?, slug: names::sanitize(typed)?, branch: Some(local), track, worktree: None };
+    create(project, &git, target, opts, progress)
+}
+
+/// Register the existing worktree at `path` (made with `git worktree add`)
+/// as a thread, named `name` or after its branch: ports, env file, copied
+/// files (none overwritten), services and hooks as for [`init`]. Cleanup
+/// removes the worktree and keeps its branch, as for any thread. Refused for
+/// a path that is not a linked worktree of this repository, the main
+/// checkout, a detached HEAD, or a worktree that already is a thread's.
+pub fn adopt(project: &Project, path: &Path, name: Option<&str>, opts: &InitOptions, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
+    let git = project.git()?;
+    let refuse = |why: String, hint: &str| Error::NotAdoptable { path: path.to_path_buf(), why, hint: hint.to_string() };
+    let full =
+        std::fs::canonicalize(path).map_err(|e| refuse(format!("it cannot be opened ({e})"), "give the path of a worktree made with `git worktree add`"))?;
+    if full == git.root() {
+        return Err(refuse("it is the main checkout".into(), "adopt a linked worktree (`git worktree add PATH BRANCH`), or `iso init --branch BRANCH`"));
+    }
+    if !git.worktrees()?.iter().any(|w| w.valid && w.path == full) {
+        return Err(refuse(
+            "it is not a worktree of this repository".into(),
+            "`git worktree list` shows this repository's worktrees; run iso from the repository the worktree belongs to",
+        ));
+    }
+    let Some(branch) = worktree::head_branch(&full) else {
+        return Err(refuse("its HEAD is detached; a thread needs a branch".into(), "`git switch BRANCH` (or `git switch -c NAME`) in it first"));
+    };
+    let typed = name.unwrap_or(&branch);
+    let target = Target { name: names::display(typed)?, slug: names::sanitize(typed)?, branch: Some(branch), track: None, worktree: Some(full) };
+    create(project, &git, target, opts, progress)
 }
 
 /// Create a thread: reserve an id and a port block, make (or reuse) its
@@ -48,12 +127,17 @@ pub fn init_many(project: &Project, names: &[String], opts: &InitOptions, progre
 /// Docker stack (unless `no_services`; healthy before `post-up`) and emit
 /// the lifecycle events. On failure everything created is rolled back.
 pub fn init(project: &Project, name: &str, opts: &InitOptions, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
+    let git = project.git()?;
+    let target = Target { name: names::display(name)?, slug: names::sanitize(name)?, branch: None, track: None, worktree: None };
+    create(project, &git, target, opts, progress)
+}
+
+fn create(project: &Project, git: &Git, target: Target, opts: &InitOptions, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
     let hooks = repo_hooks(project, progress);
     // Owns the thread from its reservation until the post events are
     // delivered: another operation (a DELETE to the same server) is busy.
     let op = Operation::begin();
-    let git = project.git()?;
-    let name = names::sanitize(name)?;
+    let name = target.name.clone();
     let base = match opts.base.clone().or_else(|| project.config.threads.base_branch.clone()) {
         Some(b) => b,
         None => git.current_branch()?.ok_or(GitError::DetachedHead)?,
@@ -68,10 +152,15 @@ pub fn init(project: &Project, name: &str, opts: &InitOptions, progress: &dyn Pr
     let opts = &InitOptions { seed_from: seed, no_seed: false, ..opts.clone() };
 
     progress.step(&format!("{name}: reserving id and ports"));
-    let mut record = reserve(project, &git, &name, &base, opts.task.clone(), &op, progress)?;
+    let mut record = reserve(project, git, &target, &base, opts.task.clone(), &op, progress)?;
     fault_point("reserved");
 
-    match build(project, &git, &mut record, base_oid, opts, &hooks, progress) {
+    let branching = match target.track {
+        Some((upstream, tip)) => Branching::Track { upstream, tip },
+        None if target.branch.is_some() => Branching::Existing,
+        None => Branching::New(base_oid),
+    };
+    match build(project, git, &mut record, &branching, opts, &hooks, progress) {
         Ok(()) => {
             release(project, &mut record, &op);
             if let Some(ctx) = &opts.context {
@@ -103,11 +192,27 @@ fn layout(project: &Project) -> PortLayout {
 /// pick the id (per repository) and a block no thread of any repository on
 /// this machine holds, and write a `creating` record owned by this process
 /// and its lease.
-fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<String>, op: &Operation, progress: &dyn Progress) -> Result<ThreadRecord, Error> {
+fn reserve(
+    project: &Project,
+    git: &Git,
+    target: &Target,
+    base: &str,
+    task: Option<String>,
+    op: &Operation,
+    progress: &dyn Progress,
+) -> Result<ThreadRecord, Error> {
     let layout = layout(project);
+    let name = target.name.as_str();
     super::machine::reserve_block(project, |data, taken, leases, lost| {
-        if let Some(t) = data.threads.iter().find(|t| t.name == name) {
-            return Err(Error::NameTaken { name: name.to_string(), id: t.id });
+        // One ASCII form per name, so a lookup by it finds one thread.
+        let same = |t: &ThreadRecord| t.name == name || names::sanitize(&t.name).ok().as_deref() == Some(target.slug.as_str());
+        if let Some(t) = data.threads.iter().find(|t| same(t)) {
+            return Err(Error::NameTaken { name: t.name.clone(), id: t.id });
+        }
+        if let Some(path) = &target.worktree {
+            if let Some(t) = data.threads.iter().find(|t| &t.worktree == path) {
+                return Err(Error::AlreadyThread { path: path.clone(), id: t.id });
+            }
         }
         // A thread the registry lost keeps its id (and, through `taken`,
         // its ports) until `iso doctor --fix` re-registers it: its worktree
@@ -134,11 +239,11 @@ fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<St
                 progress.note(&format!("ports {usual} are held by thread {} ({}) of {}: thread {id} gets {}", l.thread, l.name, l.repo.display(), block.range));
             }
         }
-        let branch = project.config.branch_name(id, name);
+        let branch = target.branch.clone().unwrap_or_else(|| project.config.branch_name(id, &target.slug));
         if let Some(t) = data.threads.iter().find(|t| t.branch == branch) {
             return Err(Error::BranchTaken { branch, id: t.id });
         }
-        let worktree = project.worktree_path(id);
+        let worktree = target.worktree.clone().unwrap_or_else(|| project.worktree_path(id));
         let now = Utc::now();
         let mut record = ThreadRecord {
             id,
@@ -163,7 +268,8 @@ fn reserve(project: &Project, git: &Git, name: &str, base: &str, task: Option<St
             agent: None,
             last_activity: None,
         };
-        record.record("reserved", format!("id {id}, ports {}", record.port_block));
+        let adopted = target.worktree.as_ref().map(|p| format!(", adopting {}", p.display())).unwrap_or_default();
+        record.record("reserved", format!("id {id}, ports {}{adopted}", record.port_block));
         data.threads.push(record.clone());
         // Serialised by the registry lock, so parallel inits don't race on
         // the exclude file.
@@ -193,11 +299,21 @@ fn note_lost(project: &Project, lost: &super::machine::Lost, progress: &dyn Prog
 
 type StepResult = Result<(), (&'static str, Error)>;
 
+/// Where a thread's branch comes from.
+enum Branching {
+    /// Made by iso from this commit (the base).
+    New(Oid),
+    /// An existing local branch: never iso's to delete.
+    Existing,
+    /// A local branch iso makes to track a remote-tracking one.
+    Track { upstream: String, tip: Oid },
+}
+
 fn build(
     project: &Project,
     git: &Git,
     record: &mut ThreadRecord,
-    base_oid: Oid,
+    branching: &Branching,
     opts: &InitOptions,
     hooks: &dyn EventReceiver,
     progress: &dyn Progress,
@@ -211,13 +327,25 @@ fn build(
 
     // Branch: reuse an existing one, otherwise create it from the base.
     progress.step(&format!("{name}: branch {}", record.branch));
-    if git.branch_exists(&record.branch) {
+    if let Branching::Track { upstream, tip } = branching {
+        // Made (and undone on failure) like a new branch; `--delete-branch`
+        // may delete it later, the remote branch is never touched.
+        journal(project, record, Step::Branch { name: record.branch.clone() }).map_err(at("branch"))?;
+        git.create_tracking_branch(&record.branch, upstream, *tip, &format!("thread {} ({}) tracking {upstream}", record.id, record.name))
+            .map_err(git_at("branch"))?;
+        record.created_branch = true;
+        fault_point("branch");
+    } else if git.branch_exists(&record.branch) {
         if let Some(at_path) = git.branch_checked_out_at(&record.branch).map_err(git_at("branch"))? {
             if at_path != record.worktree {
                 return Err(("branch", GitError::BranchInUse { branch: record.branch.clone(), path: at_path }.into()));
             }
         }
+        record.created_branch = git.made_by_iso(&record.branch);
     } else {
+        let Branching::New(base_oid) = *branching else {
+            return Err(("branch", GitError::BranchNotFound { branch: record.branch.clone() }.into()));
+        };
         journal(project, record, Step::Branch { name: record.branch.clone() }).map_err(at("branch"))?;
         git.create_thread_branch(&record.branch, base_oid, &format!("thread {} ({}) from {}", record.id, record.name, record.base))
             .map_err(git_at("branch"))?;
@@ -231,7 +359,7 @@ fn build(
         if worktree::head_branch(&record.worktree).as_deref() != Some(record.branch.as_str()) || !record.worktree.join(".git").is_file() {
             return Err(("worktree", GitError::DirOccupied { path: record.worktree.clone(), branch: record.branch.clone() }.into()));
         }
-        progress.note(&format!("reusing existing worktree {}", record.worktree.display()));
+        progress.note(&format!("using existing worktree {}", record.worktree.display()));
     } else {
         let wt_name = format!("thread-{}", record.id);
         journal(project, record, Step::Worktree { name: wt_name.clone(), path: record.worktree.clone() }).map_err(at("worktree"))?;
@@ -286,7 +414,12 @@ fn build(
     // until its post events are delivered.
     record.status = ThreadStatus::Active;
     record.steps.clear();
-    let detail = format!("branch {} from {}, {} file(s) copied{stack_detail}", record.branch, record.base, copied.len());
+    let origin = match branching {
+        Branching::New(_) => format!("from {}", record.base),
+        Branching::Existing => "(existing)".to_string(),
+        Branching::Track { upstream, .. } => format!("tracking {upstream}"),
+    };
+    let detail = format!("branch {} {origin}, {} file(s) copied{stack_detail}", record.branch, copied.len());
     let snapshot = record.clone();
     project
         .registry()

@@ -127,16 +127,19 @@ pub fn find(project: &Project, selector: &str) -> Result<ThreadRecord, Error> {
 }
 
 /// Resolve `selector` among live threads: an id first, then a name as
-/// typed, then the name iso would have stored for it (`iso init raceA`
-/// stores `racea`, see [`crate::names::sanitize`]), then a branch. Names are
-/// never all digits, so an id and a name cannot be confused.
+/// typed, then a name of the same ASCII form (`racea` finds `raceA`,
+/// `naive-cafe` finds `naïve-café`, see [`crate::names::sanitize`]; init
+/// keeps that form unique), then a branch. Names are never all digits, so an
+/// id and a name cannot be confused.
 pub fn find_in<'a>(data: &'a RegistryData, selector: &str) -> Result<&'a ThreadRecord, Error> {
     let by_id = selector.parse::<u32>().ok().and_then(|id| data.thread(id));
     let by_name = |name: &str| data.threads.iter().find(|t| t.name == name);
     let normalised = crate::names::sanitize(selector).ok();
+    let by_slug = |slug: &str| data.threads.iter().find(|t| crate::names::sanitize(&t.name).ok().as_deref() == Some(slug));
     by_id
         .or_else(|| by_name(selector))
         .or_else(|| normalised.as_deref().and_then(by_name))
+        .or_else(|| normalised.as_deref().and_then(by_slug))
         .or_else(|| data.threads.iter().find(|t| t.branch == selector))
         .ok_or_else(|| {
             let names: Vec<String> = data.threads.iter().map(|t| format!("{} ({})", t.id, t.name)).collect();

@@ -34,7 +34,7 @@ use crate::lifecycle;
 use crate::project::Project;
 
 pub use cleanup::IsoCleanup;
-pub use init::IsoInit;
+pub use init::{IsoAdopt, IsoInit};
 pub use ports::IsoPorts;
 pub use root::Iso;
 pub use thread::IsoThread;
@@ -50,7 +50,7 @@ impl Plugin for IsoPlugin {
     }
 
     fn commands(&self) -> Vec<Box<dyn PluginCommand<Plugin = Self>>> {
-        vec![Box::new(Iso), Box::new(IsoThreads), Box::new(IsoThread), Box::new(IsoInit), Box::new(IsoCleanup), Box::new(IsoPorts)]
+        vec![Box::new(Iso), Box::new(IsoThreads), Box::new(IsoThread), Box::new(IsoInit), Box::new(IsoAdopt), Box::new(IsoCleanup), Box::new(IsoPorts)]
     }
 }
 

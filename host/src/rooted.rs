@@ -189,6 +189,92 @@ impl Root {
         Ok(true)
     }
 
+    /// Copy the regular file `from` (outside the root: the main checkout) to
+    /// `rel` unless something is already there, keeping its mode and mtime.
+    /// The data is shared (a reflink, `FICLONE`) where the filesystem can
+    /// (XFS with reflink, btrfs), else copied (`copy_file_range`). `from` is
+    /// opened with `O_NOFOLLOW`: a link there is never followed. Returns
+    /// whether it copied; a symlink at `rel` or on the way is an error.
+    pub fn clone_new(&self, from: &Path, rel: &Path) -> Result<bool, RootedError> {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt};
+        let (dir, name) = self.parent_of(rel, true)?;
+        self.no_link_at(&dir, &name, rel)?;
+        if cap::stat(&dir, Path::new(&name), FollowSymlinks::No).is_ok() {
+            return Ok(false);
+        }
+        let src = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(from).map_err(io("read", from))?;
+        let meta = src.metadata().map_err(io("read", from))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = OsString::from(format!(".{}.iso-tmp-{}-{n}", name.to_string_lossy(), std::process::id()));
+        let full = self.display(rel);
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true)._cap_fs_ext_follow(FollowSymlinks::No);
+        opts.mode(mode);
+        let result = (|| {
+            let mut f = cap::open(&dir, Path::new(&tmp), &opts).map_err(io("create a temporary file for", &full))?;
+            if rustix::fs::ioctl_ficlone(&f, &src).is_err() {
+                std::io::copy(&mut &src, &mut f).map_err(io("copy", &full))?;
+            }
+            // The mode at creation is reduced by the umask; an executable stays one.
+            f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io("set permissions of", &full))?;
+            let times = std::fs::FileTimes::new();
+            let times = match (meta.modified(), meta.accessed()) {
+                (Ok(m), Ok(a)) => times.set_modified(m).set_accessed(a),
+                (Ok(m), Err(_)) => times.set_modified(m),
+                _ => times,
+            };
+            f.set_times(times).map_err(io("set the times of", &full))?;
+            drop(f);
+            cap::rename(&dir, Path::new(&tmp), &dir, Path::new(&name)).map_err(io("rename into", &full))
+        })();
+        if result.is_err() {
+            let _ = cap::remove_file(&dir, Path::new(&tmp));
+        }
+        result.map(|()| true)
+    }
+
+    /// Make `rel` a symlink to `target` (stored as it is, never resolved by
+    /// iso) unless something is already there. Returns whether it made one;
+    /// a symlink on the way to `rel` is an error.
+    pub fn symlink_new(&self, target: &Path, rel: &Path) -> Result<bool, RootedError> {
+        let (dir, name) = self.parent_of(rel, true)?;
+        if cap::stat(&dir, Path::new(&name), FollowSymlinks::No).is_ok() {
+            return Ok(false);
+        }
+        // `symlinkat` on the directory handle and one plain name: nothing on
+        // the way is followed.
+        rustix::fs::symlinkat(target, &dir, Path::new(&name)).map_err(|e| io("create the link", &self.display(rel))(e.into()))?;
+        Ok(true)
+    }
+
+    /// Create the directory `rel` (and the ones on the way) unless it
+    /// exists; a symlink there or on the way is an error.
+    pub fn create_dir(&self, rel: &Path) -> Result<(), RootedError> {
+        let (dir, name) = self.parent_of(rel, true)?;
+        self.no_link_at(&dir, &name, rel)?;
+        match cap::create_dir(&dir, Path::new(&name), &cap::DirOptions::new()) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(io("create directory", &self.display(rel))(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Set the modification time of the directory `rel` (best kept last,
+    /// after what is written into it).
+    pub fn set_dir_mtime(&self, rel: &Path, mtime: std::time::SystemTime) -> Result<(), RootedError> {
+        let (dir, name) = self.parent_of(rel, false)?;
+        self.no_link_at(&dir, &name, rel)?;
+        let since = mtime.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let ts = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
+            last_modification: rustix::fs::Timespec { tv_sec: since.as_secs() as i64, tv_nsec: i64::from(since.subsec_nanos()) },
+        };
+        // On the handle of its parent and one name, not following a link
+        // (the handles here are `O_PATH`, which `futimens` refuses).
+        rustix::fs::utimensat(&dir, Path::new(&name), &ts, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io("set the times of", &self.display(rel))(e.into()))
+    }
+
     /// Write a temporary file beside `name` in `dir` and rename it over `name`.
     fn replace(&self, dir: &File, name: &OsString, rel: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), RootedError> {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);

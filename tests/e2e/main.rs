@@ -14,6 +14,7 @@ mod branches;
 mod chat;
 mod cli;
 mod compose;
+mod copy;
 mod discover;
 mod docker;
 mod hooks;

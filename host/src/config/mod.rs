@@ -90,6 +90,10 @@ pub struct ThreadsConfig {
     /// `--no-seed` says otherwise: a thread, `snapshot:NAME` or `main`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<String>,
+    /// Paths (glob patterns, relative to the root) made symlinks to the
+    /// main checkout's in new worktrees instead of copies (`node_modules`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<String>,
 }
 
 /// `[api]`: the HTTP API of `iso serve`.
@@ -152,6 +156,7 @@ impl Default for Config {
                 base_branch: None,
                 copy: vec![".env".to_string()],
                 seed: None,
+                link: Vec::new(),
             },
             ports: PortsConfig { base: 10000, block_size: 100, slots },
             env,
@@ -262,6 +267,7 @@ struct ThreadsSection {
     base_branch: Option<Spanned<String>>,
     copy: Option<Vec<String>>,
     seed: Option<String>,
+    link: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -365,6 +371,9 @@ impl Config {
             }
             if let Some(v) = t.seed {
                 self.threads.seed = (!v.is_empty()).then_some(v);
+            }
+            if let Some(v) = t.link {
+                self.threads.link = v;
             }
         }
         if let Some(p) = file.ports {

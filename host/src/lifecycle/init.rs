@@ -369,8 +369,9 @@ fn build(
     }
 
     progress.step(&format!("{name}: copying local files"));
+    let linked = copyfiles::link_matching(project.root(), &record.worktree, &project.config.threads.link).map_err(|e| ("link files", e.into()))?;
     let patterns = copyfiles::patterns(project.root(), &project.config.threads.copy);
-    let copied = copyfiles::copy_matching(project.root(), &record.worktree, &patterns).map_err(|e| ("copy files", e.into()))?;
+    let copied = copyfiles::copy_matching(project.root(), &record.worktree, &patterns, &linked).map_err(|e| ("copy files", e.into()))?;
 
     progress.step(&format!("{name}: writing {ENV_FILE}"));
     // Planned once: the env file takes its connection details, the stack

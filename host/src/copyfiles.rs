@@ -165,20 +165,39 @@ impl Plan {
             }
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8).min(self.files.len() / FILES_PER_THREAD).max(1);
+        // One unit of work per directory: its handle is opened once (walked
+        // without following links) for all its files.
+        let mut by_dir: std::collections::BTreeMap<&Path, Vec<&(PathBuf, PathBuf)>> = std::collections::BTreeMap::new();
+        for f in &self.files {
+            by_dir.entry(f.1.parent().unwrap_or(Path::new(""))).or_default().push(f);
+        }
+        let groups: Vec<(&Path, Vec<&(PathBuf, PathBuf)>)> = by_dir.into_iter().collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
         let failed = std::sync::atomic::AtomicBool::new(false);
+        let copy_group = |dir: &Path, files: &[&(PathBuf, PathBuf)], done: &mut Vec<PathBuf>| -> Result<(), CopyError> {
+            let handle = match files.first() {
+                Some((_, rel)) if !dir.as_os_str().is_empty() => Some(dest.parent_dir(rel)?),
+                _ => None,
+            };
+            for (from, rel) in files {
+                let copied = match (&handle, rel.file_name()) {
+                    (Some(h), Some(name)) => dest.clone_in(h, name, from, rel)?,
+                    _ => dest.clone_new(from, rel)?,
+                };
+                if copied {
+                    done.push(rel.clone());
+                }
+            }
+            Ok(())
+        };
         let work = || -> Result<Vec<PathBuf>, CopyError> {
             let mut done = Vec::new();
             while !failed.load(std::sync::atomic::Ordering::Relaxed) {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((from, rel)) = self.files.get(i) else { break };
-                match dest.clone_new(from, rel) {
-                    Ok(true) => done.push(rel.clone()),
-                    Ok(false) => {}
-                    Err(e) => {
-                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
-                        return Err(e.into());
-                    }
+                let Some((dir, files)) = groups.get(i) else { break };
+                if let Err(e) = copy_group(dir, files, &mut done) {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err(e);
                 }
             }
             Ok(done)

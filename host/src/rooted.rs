@@ -19,7 +19,7 @@
 //!
 //! Paths are relative to the root; an absolute path or a `..` is refused.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -196,23 +196,45 @@ impl Root {
     /// opened with `O_NOFOLLOW`: a link there is never followed. Returns
     /// whether it copied; a symlink at `rel` or on the way is an error.
     pub fn clone_new(&self, from: &Path, rel: &Path) -> Result<bool, RootedError> {
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt};
         let (dir, name) = self.parent_of(rel, true)?;
-        self.no_link_at(&dir, &name, rel)?;
-        if cap::stat(&dir, Path::new(&name), FollowSymlinks::No).is_ok() {
-            return Ok(false);
-        }
+        self.clone_into(&dir, &name, from, rel)
+    }
+
+    /// The directory that holds the file `rel` (created with its parents if
+    /// missing), reached without following a link on the way, for
+    /// [`Root::clone_in`]: many files of one directory are copied without
+    /// walking to it again for each.
+    pub fn parent_dir(&self, rel: &Path) -> Result<File, RootedError> {
+        Ok(self.parent_of(rel, true)?.0)
+    }
+
+    /// [`Root::clone_new`] into `dir` (from [`Root::parent_dir`] of `rel`)
+    /// as `name`.
+    pub fn clone_in(&self, dir: &File, name: &OsStr, from: &Path, rel: &Path) -> Result<bool, RootedError> {
+        self.clone_into(dir, &name.to_os_string(), from, rel)
+    }
+
+    fn clone_into(&self, dir: &File, name: &OsString, from: &Path, rel: &Path) -> Result<bool, RootedError> {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt};
         let src = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(from).map_err(io("read", from))?;
         let meta = src.metadata().map_err(io("read", from))?;
         let mode = meta.permissions().mode() & 0o7777;
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = OsString::from(format!(".{}.iso-tmp-{}-{n}", name.to_string_lossy(), std::process::id()));
         let full = self.display(rel);
+        // `create_new` is O_CREAT|O_EXCL: whatever is at `name` (a file from
+        // the checkout, a symlink from the branch) is left alone and never
+        // followed, so nothing is replaced and no temporary file is needed.
         let mut opts = OpenOptions::new();
         opts.write(true).create_new(true)._cap_fs_ext_follow(FollowSymlinks::No);
         opts.mode(mode);
+        let mut f = match cap::open(dir, Path::new(name), &opts) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                self.no_link_at(dir, name, rel)?;
+                return Ok(false);
+            }
+            Err(e) => return Err(io("create", &full)(e)),
+        };
         let result = (|| {
-            let mut f = cap::open(&dir, Path::new(&tmp), &opts).map_err(io("create a temporary file for", &full))?;
             if rustix::fs::ioctl_ficlone(&f, &src).is_err() {
                 std::io::copy(&mut &src, &mut f).map_err(io("copy", &full))?;
             }
@@ -224,12 +246,11 @@ impl Root {
                 (Ok(m), Err(_)) => times.set_modified(m),
                 _ => times,
             };
-            f.set_times(times).map_err(io("set the times of", &full))?;
-            drop(f);
-            cap::rename(&dir, Path::new(&tmp), &dir, Path::new(&name)).map_err(io("rename into", &full))
+            f.set_times(times).map_err(io("set the times of", &full))
         })();
         if result.is_err() {
-            let _ = cap::remove_file(&dir, Path::new(&tmp));
+            drop(f);
+            let _ = cap::remove_file(dir, Path::new(name));
         }
         result.map(|()| true)
     }

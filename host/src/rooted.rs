@@ -235,9 +235,7 @@ impl Root {
             Err(e) => return Err(io("create", &full)(e)),
         };
         let result = (|| {
-            if rustix::fs::ioctl_ficlone(&f, &src).is_err() {
-                std::io::copy(&mut &src, &mut f).map_err(io("copy", &full))?;
-            }
+            clone_or_copy(&src, &mut f).map_err(io("copy", &full))?;
             // The mode at creation is reduced by the umask; an executable stays one.
             f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io("set permissions of", &full))?;
             let times = std::fs::FileTimes::new();
@@ -370,6 +368,19 @@ impl Root {
             io(action, &self.display(rel))(e)
         }
     }
+}
+
+/// Put the data of `src` into the new, empty `dst`: shared with a reflink
+/// (`FICLONE`) where the filesystem can (XFS with reflink, btrfs), else
+/// copied (std's copy uses `copy_file_range`, no user-space buffers).
+/// Returns whether it was a reflink. Both the worktree copies here and the
+/// volume copies of `services` move their bytes through this one call.
+pub fn clone_or_copy(src: &File, dst: &mut File) -> std::io::Result<bool> {
+    if rustix::fs::ioctl_ficlone(&*dst, src).is_ok() {
+        return Ok(true);
+    }
+    std::io::copy(&mut &*src, dst)?;
+    Ok(false)
 }
 
 fn is_symlink(dir: &File, name: &OsString) -> bool {

@@ -509,19 +509,14 @@ fn copy_entries(src: &Path, dst: &Path, stats: &mut Stats, tick: &mut dyn FnMut(
 }
 
 fn copy_file(from: &Path, to: &Path, stats: &mut Stats) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     // O_NOFOLLOW: an entry swapped for a link since it was listed is not read.
-    let mut src = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(from)?;
+    let src = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(from)?;
     let mut dst = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(to)?;
     let len = src.metadata()?.len();
-    // SAFETY: both descriptors are open for the duration of the call.
-    let cloned = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) } == 0;
-    if cloned {
+    // A reflink where the filesystem can; a plain copy on ext4 or across two filesystems.
+    if crate::rooted::clone_or_copy(&src, &mut dst)? {
         stats.reflinked_files += 1;
     } else {
-        // Not a reflink filesystem (or across two): std's copy uses
-        // copy_file_range, which still avoids user-space buffers.
-        io::copy(&mut src, &mut dst)?;
         stats.copied_files += 1;
     }
     stats.bytes += len;

@@ -2,6 +2,8 @@
 //! world in `wit/` beside this crate), before 0.1.1 added `set-link` and
 //! `link` to the `host` interface. It imports `iso:hooks/host@0.1.0` and
 //! exports `iso:hooks/handler@0.1.0`; iso must still link and call it.
+//! Its `wit/deps` is a link to iso's own WASI packages (`../../../wit/deps`):
+//! 0.1.1 changed only `host`, so the old world uses the same WASI ones.
 
 wit_bindgen::generate!({
     path: "wit",

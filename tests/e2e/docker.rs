@@ -12,20 +12,13 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::docker::{docker_section, env_value, http_status, psql, redis_ping, tag, try_psql, DockerGuard};
+use crate::support::docker::{docker_section, env_value, http_status, pg_service, psql, redis_ping, tag, try_psql, DockerGuard};
 use crate::support::{stderr, stdout, TestRepo};
 
 /// Postgres + Redis + an HTTP service, from the test images.
-const FULL_STACK: &str = r#"
-[services.postgres]
-image = "iso-test/pg-redis:1"
-command = ["iso-postgres"]
-port = 5432
-environment = { POSTGRES_DB = "app" }
-volumes = ["pgdata:/var/lib/iso-pg"]
-healthcheck = { command = ["pg_isready", "-U", "postgres", "-h", "127.0.0.1", "-q"] }
-export = { DATABASE_URL = "postgresql://postgres@{{ host }}:{{ port }}/app" }
-
+const FULL_STACK: &str = concat!(
+    pg_service!(),
+    r#"
 [services.redis]
 image = "iso-test/pg-redis:1"
 command = "iso-redis"
@@ -40,7 +33,8 @@ port = 8080
 depends_on = ["postgres", "redis"]
 healthcheck = { http = "/" }
 export = { API_URL = "http://{{ host }}:{{ port }}" }
-"#;
+"#
+);
 
 /// Just the HTTP service: fast, for the tests that are not about Postgres.
 const WEB_STACK: &str = r#"

@@ -4,19 +4,10 @@
 
 use std::process::Command;
 
-use crate::support::docker::{docker_section, env_value, psql, tag, try_psql, DockerGuard};
+use crate::support::docker::{docker_section, env_value, pg_service, psql, tag, try_psql, DockerGuard};
 use crate::support::{stderr, wait_for, TestRepo};
 
-const PG_STACK: &str = r#"
-[services.postgres]
-image = "iso-test/pg-redis:1"
-command = ["iso-postgres"]
-port = 5432
-environment = { POSTGRES_DB = "app" }
-volumes = ["pgdata:/var/lib/iso-pg"]
-healthcheck = { command = ["pg_isready", "-U", "postgres", "-h", "127.0.0.1", "-q"] }
-export = { DATABASE_URL = "postgresql://postgres@{{ host }}:{{ port }}/app" }
-"#;
+const PG_STACK: &str = pg_service!();
 
 /// A web server serving its `files` volume.
 const FILES_STACK: &str = r#"

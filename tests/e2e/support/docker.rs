@@ -9,6 +9,24 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+/// The test image's Postgres as an iso.toml service (a volume `pgdata`,
+/// `DATABASE_URL` exported): a macro, so stacks can `concat!` it.
+macro_rules! pg_service {
+    () => {
+        r#"
+[services.postgres]
+image = "iso-test/pg-redis:1"
+command = ["iso-postgres"]
+port = 5432
+environment = { POSTGRES_DB = "app" }
+volumes = ["pgdata:/var/lib/iso-pg"]
+healthcheck = { command = ["pg_isready", "-U", "postgres", "-h", "127.0.0.1", "-q"] }
+export = { DATABASE_URL = "postgresql://postgres@{{ host }}:{{ port }}/app" }
+"#
+    };
+}
+pub(crate) use pg_service;
+
 /// The `[docker]` table of a test repository: every resource carries
 /// `iso.test=1` (so `.ci/cleanup-test-resources` finds leftovers), and
 /// resource names get `tag` instead of the directory name (every test

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::error::{Diagnostic, ErrorKind};
-use crate::lifecycle::{CleanupOptions, Created, InitOptions, Listing, Run, StatusView, Update};
+use crate::lifecycle::{CleanupOptions, Created, InitOptions, Listing, Run, Snapshot, SnapshotSaved, StatusView, Update};
 use crate::thread::{ThreadRecord, ThreadStatus};
 
 #[derive(Debug, Error)]
@@ -310,6 +310,21 @@ impl Client {
     pub fn adopt(&self, path: &std::path::Path, name: Option<&str>, opts: &InitOptions) -> Result<Created, RemoteError> {
         let body = serde_json::json!({ "path": path, "name": name, "task": opts.task, "no_services": opts.no_services });
         self.post("/api/adopt", &body).and_then(|(_, t)| typed(t))
+    }
+
+    /// `GET /api/snapshots`: the repository's snapshots.
+    pub fn snapshot_list(&self) -> Result<Vec<Snapshot>, RemoteError> {
+        typed(self.get("/api/snapshots")?.1)
+    }
+
+    /// `POST /api/snapshots`: save snapshot `name` from thread `from`.
+    pub fn snapshot_save(&self, name: &str, from: &str) -> Result<SnapshotSaved, RemoteError> {
+        typed(self.post("/api/snapshots", &serde_json::json!({ "name": name, "from": from }))?.1)
+    }
+
+    /// `DELETE /api/snapshots/{name}`: the snapshot as it was.
+    pub fn snapshot_rm(&self, name: &str) -> Result<Snapshot, RemoteError> {
+        typed(self.delete(&format!("/api/snapshots/{}", segment(name)))?.1)
     }
 
     /// `GET /api/listing`: what `iso ls` shows.

@@ -391,11 +391,11 @@ fn commands_are_documented_in_nu_help() {
     let help = nu.ok(&repo.root, "help iso threads");
     assert!(help.contains("List the repository's threads") && help.contains("--all") && help.contains("where status == active"), "{help}");
     let overview = nu.ok(&repo.root, "iso");
-    for cmd in ["iso threads", "iso thread", "iso init", "iso adopt", "iso cleanup", "iso ports"] {
+    for cmd in ["iso threads", "iso thread", "iso init", "iso adopt", "iso cleanup", "iso ports", "iso snapshots"] {
         assert!(overview.contains(cmd), "`iso` lists {cmd}: {overview}");
     }
     let found = nu.json(&repo.root, "help commands | where category == iso | get name | sort");
-    assert_eq!(found, serde_json::json!(["iso", "iso adopt", "iso cleanup", "iso init", "iso ports", "iso thread", "iso threads"]));
+    assert_eq!(found, serde_json::json!(["iso", "iso adopt", "iso cleanup", "iso init", "iso ports", "iso snapshots", "iso thread", "iso threads"]));
     assert_eq!(
         nu.json(&repo.root, "help commands | where name == 'iso threads' | get 0.search_terms"),
         serde_json::json!("list, ls, worktrees, status, iso list")
@@ -410,7 +410,7 @@ mod examples {
     use serde_json::Value as Json;
 
     /// Every iso command, by the test that runs its examples.
-    const READ_ONLY: [&str; 4] = ["iso threads", "iso thread", "iso ports", "iso"];
+    const READ_ONLY: [&str; 5] = ["iso threads", "iso thread", "iso ports", "iso snapshots", "iso"];
     const INIT: [&str; 1] = ["iso init"];
     const CLEANUP: [&str; 1] = ["iso cleanup"];
     const ADOPT: [&str; 1] = ["iso adopt"];
@@ -554,6 +554,30 @@ fn init_from_nu_seeds_from_another_thread() {
     assert!(messages.contains("seeded from one"), "{made}");
     let out = Command::new("docker").args(["exec", &format!("iso-{t}-t2-api"), "cat", "/www/index.html"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from-nu");
+}
+
+#[test]
+fn snapshots_from_nu_are_the_clis_as_a_table() {
+    use crate::seed::SnapshotGuard;
+    use crate::support::docker::{docker_section, tag, DockerGuard};
+    let t = tag();
+    let stack = "[services.api]\nimage = \"iso-test/busybox:1\"\ncommand = \"busybox httpd -f -p 8080 -h /www\"\nport = 8080\nvolumes = [\"files:/www\"]\nhealthcheck = { tcp = true }\n";
+    let repo = TestRepo::new(&format!("[threads]\nmax = 3\n[ports]\nblock_size = 10\n{}{stack}", docker_section(&t, "")));
+    let (_docker, _snaps) = (DockerGuard::new(&repo.root), SnapshotGuard(t.clone()));
+    let nu = Nu::new(&repo);
+    assert_eq!(nu.json(&repo.root, "iso snapshots"), serde_json::json!([]));
+    repo.iso_ok(&["init", "one"]);
+    repo.iso_ok(&["snapshot", "save", "base", "--from", "one"]);
+    let cli = repo.iso_json(&["snapshot", "list"]);
+    let row = nu.json(&repo.root, "iso snapshots | update created { format date '%+' } | get 0");
+    for key in ["name", "from", "volumes"] {
+        assert_eq!(row[key], cli[0][key], "{key}: {row} vs {cli}");
+    }
+    assert_eq!(row["missing"], serde_json::json!([]), "a column even when empty (the CLI's JSON leaves it out): {row}");
+    let (a, b) =
+        (DateTime::<FixedOffset>::parse_from_rfc3339(row["created"].as_str().unwrap()), DateTime::parse_from_rfc3339(cli[0]["created"].as_str().unwrap()));
+    assert_eq!(a.unwrap(), b.unwrap(), "created is a date: {row}");
+    assert_eq!(nu.json(&repo.root, "iso snapshots | get volumes.0.files"), format!("iso-{t}-snap-base-files"));
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use std::process::Command;
 
 use crate::support::docker::{docker_section, env_value, pg_service, psql, tag, try_psql, DockerGuard};
+use crate::support::server::Server;
 use crate::support::{stderr, wait_for, TestRepo};
 
 const PG_STACK: &str = pg_service!();
@@ -21,7 +22,7 @@ healthcheck = { tcp = true }
 
 /// Removes the snapshots' volumes (they carry no thread labels, so the
 /// [`DockerGuard`] does not see them), pass or fail.
-struct SnapshotGuard(String);
+pub(crate) struct SnapshotGuard(pub(crate) String);
 
 impl Drop for SnapshotGuard {
     fn drop(&mut self) {
@@ -31,7 +32,7 @@ impl Drop for SnapshotGuard {
     }
 }
 
-fn snapshot_volumes(tag: &str) -> Vec<String> {
+pub(crate) fn snapshot_volumes(tag: &str) -> Vec<String> {
     let out = Command::new("docker").args(["volume", "ls", "-q", "--filter", "label=iso.snapshot"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().filter(|v| v.starts_with(&format!("iso-{tag}-snap-"))).map(str::to_string).collect()
 }
@@ -156,6 +157,49 @@ fn snapshots_are_saved_listed_seeded_from_after_their_source_is_gone_and_removed
     repo.iso_ok(&["snapshot", "rm", "base"]);
     assert!(snapshot_volumes(&tag).is_empty());
     assert_eq!(repo.iso_json(&["snapshot", "list"]), serde_json::json!([]));
+}
+
+#[test]
+fn snapshots_through_a_server_are_what_the_local_cli_sees() {
+    let (repo, _docker, _snaps, tag) = repo(FILES_STACK);
+    repo.iso_ok(&["init", "one"]);
+    dexec(&format!("iso-{tag}-t1-api"), "echo remote > /www/index.html");
+    let s = Server::start(&repo, Some("seed-token"));
+    let elsewhere = tempfile::tempdir().unwrap(); // no repository: everything goes through the server
+    let remote = |args: &[&str]| repo.iso_cmd_at(elsewhere.path(), args).env("ISO_API_URL", &s.url).env("ISO_API_TOKEN", "seed-token").output().unwrap();
+
+    let out = remote(&["snapshot", "save", "base", "--from", "one", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let saved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(saved["snapshot"]["volumes"]["files"], format!("iso-{tag}-snap-base-files"), "{saved}");
+    assert_eq!(saved["copies"].as_array().map(Vec::len), Some(2), "{saved}");
+    assert_eq!(snapshot_volumes(&tag).len(), 2);
+
+    let out = remote(&["snapshot", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed, repo.iso_json(&["snapshot", "list"]));
+    assert_eq!(listed[0]["from"], "1 (one)", "{listed}");
+    let out = remote(&["snapshot", "list"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&repo.iso(&["snapshot", "list"]).stdout));
+
+    // Errors keep their kind (exit code) and message through the server.
+    for args in [&["snapshot", "save", "base", "--from", "one"][..], &["snapshot", "save", "other", "--from", "nope"], &["snapshot", "rm", "nope"]] {
+        let (here, there) = (repo.iso(args), remote(args));
+        assert!(!here.status.success(), "{args:?}");
+        assert_eq!((there.status.code(), stderr(&there)), (here.status.code(), stderr(&here)), "{args:?}");
+    }
+
+    // A thread seeded from it, through the server too.
+    let out = remote(&["init", "two", "--seed-from", "snapshot:base"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(dexec(&format!("iso-{tag}-t2-api"), "cat /www/index.html"), "remote");
+
+    let out = remote(&["snapshot", "rm", "base", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let removed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(removed["name"], "base", "{removed}");
+    assert!(snapshot_volumes(&tag).is_empty());
+    assert_eq!(String::from_utf8_lossy(&remote(&["snapshot", "list", "--json"]).stdout).trim(), "[]");
 }
 
 #[test]

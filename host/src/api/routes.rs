@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::{State as AppState, BODY_LIMIT, OPENAPI};
 use crate::lifecycle::{self, agents, CleanupOptions, InitOptions, StartOptions, Update};
-use crate::progress::HookLogsOnly;
+use crate::progress::{HookLogsOnly, Silent};
 use crate::thread::ThreadStatus;
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -31,6 +31,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/threads/{id}/runs", get(runs))
         .route("/api/threads/{id}/agent-status", post(agent_status))
         .route("/api/threads/{id}/logs", get(logs))
+        .route("/api/snapshots", get(snapshots).post(snapshot_save))
+        .route("/api/snapshots/{name}", axum::routing::delete(snapshot_rm))
         .route("/api/events", get(events).post(publish))
         .route("/api/openapi.json", get(openapi))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), super::auth::require_token));
@@ -228,6 +230,32 @@ async fn adopt(State(state): State<AppState>, body: Result<Bytes, BytesRejection
     })
     .await?;
     Ok(json(StatusCode::CREATED, &created))
+}
+
+async fn snapshots(State(state): State<AppState>) -> ApiResult {
+    let list = blocking(&state, move |p| Ok(lifecycle::seed::snapshot_list(p)?)).await?;
+    Ok(json(StatusCode::OK, &list))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotBody {
+    name: String,
+    /// Thread id, name or branch.
+    from: String,
+}
+
+/// `POST /api/snapshots`: the thread's containers stop for the copy, as
+/// with `iso snapshot save`; the request waits for it.
+async fn snapshot_save(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let b: SnapshotBody = parse(body)?;
+    let saved = blocking(&state, move |p| Ok(lifecycle::seed::snapshot_save(p, &b.name, &b.from, &Silent)?)).await?;
+    Ok(json(StatusCode::CREATED, &saved))
+}
+
+async fn snapshot_rm(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    let snap = blocking(&state, move |p| Ok(lifecycle::seed::snapshot_rm(p, &name)?)).await?;
+    Ok(json(StatusCode::OK, &snap))
 }
 
 #[derive(Debug, Serialize)]

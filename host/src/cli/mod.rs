@@ -124,6 +124,7 @@ fn run(cli: Cli) -> CmdResult {
         Command::Spawn(a) => return cmd::agent::spawn(&target(&cli, &cwd)?, &cwd, a, quiet),
         Command::RunLogs { thread, follow, run } => return cmd::agent::run_logs(&target(&cli, &cwd)?, thread, *follow, *run),
         Command::Stop { thread, json } => return cmd::agent::stop(&target(&cli, &cwd)?, thread, *json),
+        Command::Snapshot(c) => return cmd::snapshot::run(&target(&cli, &cwd)?, c, quiet),
         _ => {}
     }
     // Local only.
@@ -145,7 +146,6 @@ fn run(cli: Cli) -> CmdResult {
         Command::Setup { template, force } => cmd::setup::run(&project, template.as_deref(), force),
         Command::Events(args) => cmd::events::run(&project, args),
         Command::Hooks(c) => cmd::hooks::run(&project, &c, quiet),
-        Command::Snapshot(c) => cmd::snapshot::run(&project, &c, quiet),
         _ => unreachable!("handled above"),
     }
 }

@@ -53,7 +53,7 @@ pub use env::{thread_env, ENV_FILE};
 pub use error::Error;
 pub use init::InitOptions;
 pub use machine::LeaseRow;
-pub use seed::{SeedReport, Snapshot};
+pub use seed::{SeedReport, Snapshot, SnapshotSaved};
 pub use stack::ServiceState;
 pub use update::Update;
 pub use view::{Created, Listing, PortRow, ServiceCounts, StackSummary, StatusView};

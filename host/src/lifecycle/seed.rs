@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::stack::stack_plan;
 use super::{find, Error};
@@ -57,17 +57,28 @@ impl SeedReport {
 }
 
 /// One snapshot and its volumes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
     pub name: String,
     /// Stack volume name to the engine volume holding it.
     pub volumes: BTreeMap<String, String>,
     /// Stack volumes the snapshot was saved with that are no longer on the engine.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
     /// The thread it was saved from ("3 (api)").
     pub from: String,
     pub created: String,
+}
+
+/// What `iso snapshot save` did: the snapshot, each copy, and the stop of
+/// the source for it (`POST /api/snapshots` answers the same).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotSaved {
+    pub snapshot: Snapshot,
+    pub copies: Vec<services::Copied>,
+    /// The source's containers stopped for the copy (started again).
+    pub stopped: Vec<String>,
+    pub stopped_millis: u128,
 }
 
 /// The seed an init uses: `--no-seed` none, else `--seed-from`, else
@@ -205,7 +216,7 @@ fn snapshot(project: &Project, engine: &Engine, name: &str) -> Result<Snapshot, 
 
 /// `iso snapshot save NAME --from THREAD`: copy every volume of the
 /// thread's stack into the snapshot's own volumes.
-pub fn snapshot_save(project: &Project, name: &str, from: &str, progress: &dyn Progress) -> Result<(Snapshot, services::CopyReport), Error> {
+pub fn snapshot_save(project: &Project, name: &str, from: &str, progress: &dyn Progress) -> Result<SnapshotSaved, Error> {
     check_snapshot_name(name)?;
     let engine = Engine::connect()?;
     if snapshots(project, &engine)?.iter().any(|s| s.name == name) {
@@ -262,7 +273,7 @@ pub fn snapshot_save(project: &Project, name: &str, from: &str, progress: &dyn P
             return Err(e.into());
         }
     };
-    Ok((snapshot(project, &engine, name)?, report))
+    Ok(SnapshotSaved { snapshot: snapshot(project, &engine, name)?, copies: report.copies, stopped: report.stopped, stopped_millis: report.stopped_millis })
 }
 
 /// `iso snapshot rm NAME`: remove the snapshot's volumes.

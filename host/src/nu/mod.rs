@@ -19,6 +19,7 @@ mod cleanup;
 mod init;
 mod ports;
 mod root;
+mod snapshots;
 mod thread;
 mod threads;
 pub mod value;
@@ -37,6 +38,7 @@ pub use cleanup::IsoCleanup;
 pub use init::{IsoAdopt, IsoInit};
 pub use ports::IsoPorts;
 pub use root::Iso;
+pub use snapshots::IsoSnapshots;
 pub use thread::IsoThread;
 pub use threads::IsoThreads;
 
@@ -50,7 +52,16 @@ impl Plugin for IsoPlugin {
     }
 
     fn commands(&self) -> Vec<Box<dyn PluginCommand<Plugin = Self>>> {
-        vec![Box::new(Iso), Box::new(IsoThreads), Box::new(IsoThread), Box::new(IsoInit), Box::new(IsoAdopt), Box::new(IsoCleanup), Box::new(IsoPorts)]
+        vec![
+            Box::new(Iso),
+            Box::new(IsoThreads),
+            Box::new(IsoThread),
+            Box::new(IsoInit),
+            Box::new(IsoAdopt),
+            Box::new(IsoCleanup),
+            Box::new(IsoPorts),
+            Box::new(IsoSnapshots),
+        ]
     }
 }
 

@@ -19,7 +19,7 @@ impl SimplePluginCommand for Iso {
     }
 
     fn extra_description(&self) -> &str {
-        "Run one of the subcommands: `iso threads`, `iso thread`, `iso init`, `iso adopt`, `iso cleanup`, `iso ports`.\n\
+        "Run one of the subcommands: `iso threads`, `iso thread`, `iso init`, `iso adopt`, `iso cleanup`, `iso ports`, `iso snapshots`.\n\
          The repository is the one containing $env.PWD; iso.toml and the ISO_* variables of $env apply as for the iso CLI."
     }
 

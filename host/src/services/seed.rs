@@ -38,7 +38,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::docker::{docker_err, engine_is_local, name_of, status_code, Engine};
 use super::Error;
@@ -73,7 +73,7 @@ impl CopyMethod {
 }
 
 /// Which way a volume was copied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CopyPath {
     /// On the host, every file cloned (shared extents).
@@ -104,7 +104,7 @@ pub struct VolumeCopy {
 }
 
 /// What one copy did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Copied {
     pub source: String,
     pub target: String,

@@ -1,22 +1,25 @@
-//! `iso snapshot save|list|rm`.
+//! `iso snapshot save|list|rm`, here or through a server (`POST|GET
+//! /api/snapshots`, `DELETE /api/snapshots/{name}`).
 
 use crate::cli::args::SnapshotCommand;
 use crate::cli::output::{print_table, Cell};
 use crate::cli::spinner::Spinner;
-use crate::cli::{exit, CmdResult};
+use crate::cli::{exit, CmdResult, Target};
 use crate::lifecycle;
-use crate::project::Project;
 
-pub fn run(project: &Project, c: &SnapshotCommand, quiet: bool) -> CmdResult {
+pub fn run(target: &Target, c: &SnapshotCommand, quiet: bool) -> CmdResult {
     match c {
         SnapshotCommand::Save { name, from, json } => {
-            let spinner = Spinner::new(quiet || json.json);
-            let (snap, report) = lifecycle::seed::snapshot_save(project, name, from, &spinner)?;
-            drop(spinner);
+            let saved = match target {
+                Target::Local(project) => {
+                    let spinner = Spinner::new(quiet || json.json);
+                    lifecycle::seed::snapshot_save(project, name, from, &spinner)?
+                }
+                Target::Remote(client) => client.snapshot_save(name, from)?,
+            };
+            let (snap, report) = (&saved.snapshot, &saved);
             if json.json {
-                super::json(
-                    &serde_json::json!({ "snapshot": snap, "copies": report.copies, "stopped": report.stopped, "stopped_millis": report.stopped_millis }),
-                );
+                super::json(&saved);
             } else {
                 for c in &report.copies {
                     println!("{} -> {}: {:.1} MB, {}, {} ms", c.source, c.target, c.bytes as f64 / 1e6, c.path, c.millis);
@@ -29,7 +32,10 @@ pub fn run(project: &Project, c: &SnapshotCommand, quiet: bool) -> CmdResult {
             Ok(exit::OK)
         }
         SnapshotCommand::List { json } => {
-            let list = lifecycle::seed::snapshot_list(project)?;
+            let list = match target {
+                Target::Local(project) => lifecycle::seed::snapshot_list(project)?,
+                Target::Remote(client) => client.snapshot_list()?,
+            };
             if json.json {
                 super::json(&list);
                 return Ok(exit::OK);
@@ -46,7 +52,10 @@ pub fn run(project: &Project, c: &SnapshotCommand, quiet: bool) -> CmdResult {
             Ok(exit::OK)
         }
         SnapshotCommand::Rm { name, json } => {
-            let snap = lifecycle::seed::snapshot_rm(project, name)?;
+            let snap = match target {
+                Target::Local(project) => lifecycle::seed::snapshot_rm(project, name)?,
+                Target::Remote(client) => client.snapshot_rm(name)?,
+            };
             if json.json {
                 super::json(&snap);
             } else {

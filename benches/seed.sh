@@ -2,7 +2,7 @@
 # Benchmark for seeding a thread's volumes (issue 14), side by side in one run,
 # with a Postgres database of about 1 GB (pgbench -i -s 70) in thread 1:
 #   1. `iso init seeded --seed-from 1` to healthy (the copy of the volume and
-#      the start of the new thread's Postgres, source stopped meanwhile);
+#      the start of the new thread's Postgres, source paused meanwhile, threads.seed_hold);
 #   2. a fresh thread (`iso init fresh --no-seed`, to healthy) and then
 #      `pg_dump -Fc | pg_restore` of the database into it: what teams do by hand;
 #   3. `CREATE DATABASE copy TEMPLATE app` inside thread 1's server (one
@@ -13,10 +13,11 @@
 # a clone. Goals: seed at most 0.2x dump/restore; at most 3 s for 1 GB with
 # reflinks. Uses the local test image iso-test/pg-redis:1 and a release build.
 #
-#   bash benches/seed.sh [scale]     (pgbench scale, default 70 = ~1 GB)
+#   bash benches/seed.sh [scale] [runs]   (pgbench scale, default 70 = ~1 GB; runs of each, default 3)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SCALE=${1:-70}
+RUNS=${2:-3}
 docker info >/dev/null 2>&1 || { echo "no Docker engine: run bash .ci/install-deps" >&2; exit 1; }
 for c in pgbench pg_dump pg_restore psql; do command -v $c >/dev/null || { echo "$c missing (apt-get install postgresql-client)" >&2; exit 1; }; done
 source benches/lib.sh
@@ -74,36 +75,52 @@ run() { # run LABEL: the three ways on the engine DOCKER_HOST points at
   local src; src=$(url 1)
   pgbench -q -i -s "$SCALE" "$src" >"$WORK/pgbench.log" 2>&1 || { cat "$WORK/pgbench.log" >&2; exit 1; }
   psql "$src" -qAtc "checkpoint" >/dev/null
+  # The test image runs Postgres with fsync=off: without this the load's 2 GB
+  # would still be dirty in the page cache, and whichever way copies first
+  # would pay for its writeback. A database that has been running has
+  # written its pages back.
+  sync
   local bytes; bytes=$(psql "$src" -Atc "select pg_database_size('app')")
   local rows; rows=$(psql "$src" -Atc "select count(*) from pgbench_accounts")
 
-  local t0 t1 t2 t3 t4 t5
-  t0=$(now_ns); "$ISO" init seeded --seed-from 1 >/dev/null 2>"$WORK/seed.err"; t1=$(now_ns)
-  [ "$(psql "$(url 2)" -Atc 'select count(*) from pgbench_accounts')" = "$rows" ] || { echo "seeded thread lacks the rows" >&2; exit 1; }
-  local path; path=$(grep -o 'MB, [a-z ]*,' "$WORK/seed.err" | head -1 | sed 's/MB, //; s/,$//')
-  local paused; paused=$(grep -o 'stopped for [0-9]* ms' "$WORK/seed.err" | grep -o '[0-9]*' || echo "?")
+  # RUNS of each way, the median reported: the first allocations of page
+  # cache on a fresh VM are slower than later ones, whichever way runs.
+  local i t0 t1 hw held_how seeds=() dumps=() tmpls=() helds=() path how=wal_log
+  for i in $(seq "$RUNS"); do
+    t0=$(now_ns); "$ISO" init seeded --seed-from 1 >/dev/null 2>"$WORK/seed.err"; t1=$(now_ns)
+    [ "$(psql "$(url 2)" -Atc 'select count(*) from pgbench_accounts')" = "$rows" ] || { echo "seeded thread lacks the rows" >&2; exit 1; }
+    path=$(grep -o 'MB, [a-z ]*,' "$WORK/seed.err" | head -1 | sed 's/MB, //; s/,$//')
+    hw=$(grep -oE '(paused|stopped) for [0-9]+ ms' "$WORK/seed.err" || echo "? for ? ms")
+    held_how=${hw%% *}; helds+=("$(echo "$hw" | cut -d' ' -f3)")
+    seeds+=("$(secs "$t0" "$t1")")
+    "$ISO" -q cleanup seeded --force >/dev/null
 
-  t2=$(now_ns); "$ISO" -q init fresh --no-seed >/dev/null
-  pg_dump -Fc "$src" | pg_restore -d "$(url 3)" --no-owner; t3=$(now_ns)
-  [ "$(psql "$(url 3)" -Atc 'select count(*) from pgbench_accounts')" = "$rows" ] || { echo "restored thread lacks the rows" >&2; exit 1; }
+    t0=$(now_ns); "$ISO" -q init fresh --no-seed >/dev/null
+    pg_dump -Fc "$src" | pg_restore -d "$(url 2)" --no-owner; t1=$(now_ns)
+    [ "$(psql "$(url 2)" -Atc 'select count(*) from pgbench_accounts')" = "$rows" ] || { echo "restored thread lacks the rows" >&2; exit 1; }
+    dumps+=("$(secs "$t0" "$t1")")
+    "$ISO" -q cleanup fresh --force >/dev/null
 
-  # Postgres 15's default strategy (WAL_LOG) failed once here with "buffer is
-  # pinned in InvalidateBuffer"; FILE_COPY (a checkpoint and a file copy) then.
-  local how=wal_log
-  t4=$(now_ns)
-  if ! psql "${src%/app}/postgres" -qc "create database copy template app" >/dev/null; then
-    how=file_copy; t4=$(now_ns); psql "${src%/app}/postgres" -qc "create database copy template app strategy file_copy" >/dev/null
-  fi
-  t5=$(now_ns)
+    # Postgres 15's default strategy (WAL_LOG) failed once here with "buffer is
+    # pinned in InvalidateBuffer"; FILE_COPY (a checkpoint and a file copy) then.
+    t0=$(now_ns)
+    if ! psql "${src%/app}/postgres" -qc "create database copy template app" >/dev/null; then
+      how=file_copy; t0=$(now_ns); psql "${src%/app}/postgres" -qc "create database copy template app strategy file_copy" >/dev/null
+    fi
+    t1=$(now_ns)
+    tmpls+=("$(secs "$t0" "$t1")")
+    psql "${src%/app}/postgres" -qc "drop database copy" >/dev/null
+  done
 
   local seed dump tmpl
-  seed=$(secs "$t0" "$t1"); dump=$(secs "$t2" "$t3"); tmpl=$(secs "$t4" "$t5")
-  echo "$label: database $((bytes / 1000000)) MB ($rows rows)"
-  echo "  iso init --seed-from 1 (to healthy): ${seed} s  ($(mbps "$bytes" "$seed") MB/s, copy path: $path, source stopped $paused ms)"
+  MEDIAN_DIGITS=2
+  seed=$(median "${seeds[@]}"); dump=$(median "${dumps[@]}"); tmpl=$(median "${tmpls[@]}")
+  echo "$label: database $((bytes / 1000000)) MB ($rows rows), median of $RUNS runs (each: ${seeds[*]} / ${dumps[*]} / ${tmpls[*]} s)"
+  echo "  iso init --seed-from 1 (to healthy): ${seed} s  ($(mbps "$bytes" "$seed") MB/s, copy path: $path, source $held_how ${helds[*]} ms)"
   echo "  fresh thread + pg_dump | pg_restore: ${dump} s  ($(mbps "$bytes" "$dump") MB/s)"
   echo "  CREATE DATABASE ... TEMPLATE:        ${tmpl} s  ($(mbps "$bytes" "$tmpl") MB/s, same server only, strategy $how)"
   echo "  seed / dump-restore: $(ratio "$seed" "$dump") (goal <= 0.2x); seed / template: $(ratio "$seed" "$tmpl")"
-  for t in 3 2 1; do "$ISO" -q cleanup "$t" --force >/dev/null; done
+  "$ISO" -q cleanup 1 --force >/dev/null
 }
 
 ENGINES=${SEED_BENCH_ENGINES:-default xfs}   # which runs to make

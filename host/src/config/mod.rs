@@ -90,10 +90,25 @@ pub struct ThreadsConfig {
     /// `--no-seed` says otherwise: a thread, `snapshot:NAME` or `main`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<String>,
+    /// How the source's running containers are held still while their
+    /// volumes are copied (seeding, snapshots).
+    pub seed_hold: SeedHold,
     /// Paths (glob patterns, relative to the root) made symlinks to the
     /// main checkout's in new worktrees instead of copies (`node_modules`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub link: Vec<String>,
+}
+
+/// `threads.seed_hold`: `docker pause` (crash-consistent, the source keeps
+/// its connections; the default) or `docker stop` (a clean shutdown: no
+/// recovery in the copy, and in-memory stores save first). docs/seeding.md
+/// compares them.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SeedHold {
+    #[default]
+    Pause,
+    Stop,
 }
 
 /// `[api]`: the HTTP API of `iso serve`.
@@ -156,6 +171,7 @@ impl Default for Config {
                 base_branch: None,
                 copy: vec![".env".to_string()],
                 seed: None,
+                seed_hold: SeedHold::default(),
                 link: Vec::new(),
             },
             ports: PortsConfig { base: 10000, block_size: 100, slots },
@@ -267,6 +283,7 @@ struct ThreadsSection {
     base_branch: Option<Spanned<String>>,
     copy: Option<Vec<String>>,
     seed: Option<String>,
+    seed_hold: Option<Spanned<String>>,
     link: Option<Vec<String>>,
 }
 
@@ -371,6 +388,9 @@ impl Config {
             }
             if let Some(v) = t.seed {
                 self.threads.seed = (!v.is_empty()).then_some(v);
+            }
+            if let Some(v) = t.seed_hold {
+                self.threads.seed_hold = check_seed_hold(v.get_ref(), &at(v.span()))?;
             }
             if let Some(v) = t.link {
                 self.threads.link = v;
@@ -717,6 +737,14 @@ fn check_max(value: u32, origin: &Origin) -> Result<u32, ConfigError> {
     }
 }
 
+fn check_seed_hold(value: &str, origin: &Origin) -> Result<SeedHold, ConfigError> {
+    match value {
+        "pause" => Ok(SeedHold::Pause),
+        "stop" => Ok(SeedHold::Stop),
+        _ => Err(origin.error("threads.seed_hold", format!("`{value}` is not a way to hold the source"), "use \"pause\" (the default) or \"stop\"")),
+    }
+}
+
 fn check_block_size(value: u16, origin: &Origin) -> Result<u16, ConfigError> {
     if value >= 1 {
         Ok(value)
@@ -791,6 +819,14 @@ mod tests {
         }
         let err = load("[api]\ntokn = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("tokn"), "{err}");
+    }
+
+    #[test]
+    fn seed_hold_is_pause_unless_set_to_stop() {
+        assert_eq!(load("").unwrap().threads.seed_hold, SeedHold::Pause);
+        assert_eq!(load("[threads]\nseed_hold = \"stop\"\n").unwrap().threads.seed_hold, SeedHold::Stop);
+        let err = crate::error::with_hint(&load("[threads]\nseed_hold = \"freeze\"\n").unwrap_err());
+        assert!(err.starts_with("iso.toml:2:13:") && err.contains("threads.seed_hold") && err.contains("\"pause\""), "{err}");
     }
 
     #[test]

@@ -398,15 +398,17 @@ fn build(
         }
         None => None,
     };
+    let phases = |phases: &[(String, services::Phase)]| progress.step(&format!("{name}: {}", describe_phases(phases)));
     if let (Some(plan), Some(engine), Some(source)) = (plan.as_ref(), engine.as_ref(), seed) {
         progress.step(&format!("{name}: seeding volumes from {source}"));
-        let report = super::seed::seed(project, engine, plan, source, progress).map_err(at("seed"))?;
+        // The stack's containers are made with the volumes, before the copy, when it is to start.
+        let create_stack = (!opts.no_services).then_some(&phases as services::PhaseReport<'_>);
+        let report = super::seed::seed(project, engine, plan, source, progress, create_stack).map_err(at("seed"))?;
         progress.note(&format!("{name}: {}", report.describe()));
         fault_point("seed");
     }
     if let (Some(plan), Some(engine)) = (plan.as_ref().filter(|_| !opts.no_services), engine.as_ref()) {
-        let report = |phases: &[(String, services::Phase)]| progress.step(&format!("{name}: {}", describe_phases(phases)));
-        let started = engine.up(plan, &report).map_err(|e| ("services", e.into()))?;
+        let started = engine.up(plan, &phases).map_err(|e| ("services", e.into()))?;
         fault_point("services");
         stack_detail = format!(", services {} healthy", started.iter().map(|s| format!("{} ({} ms)", s.service, s.millis)).collect::<Vec<_>>().join(", "));
     }

@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use super::stack::stack_plan;
 use super::{find, Error};
+use crate::config::SeedHold;
 use crate::progress::Progress;
 use crate::project::Project;
-use crate::services::{self, CopyMethod, Engine, Plan, VolumeCopy};
+use crate::services::{self, CopyHow, CopyMethod, Engine, Plan, VolumeCopy};
 
 pub const LABEL_SNAPSHOT: &str = "iso.snapshot";
 pub const LABEL_SNAPSHOT_REPO_ID: &str = "iso.snapshot.repo-id";
@@ -35,13 +36,15 @@ pub struct SeedReport {
     pub copies: Vec<services::Copied>,
     /// The thread's volumes no source volume matched: created empty.
     pub empty: Vec<String>,
-    /// The source's containers stopped for the copy (started again).
-    pub stopped: Vec<String>,
-    pub stopped_millis: u128,
+    /// The source's containers held still for the copy (released again).
+    pub held: Vec<String>,
+    /// Paused or stopped (`threads.seed_hold`; stopped where pausing failed).
+    pub hold: services::seed::Hold,
+    pub held_millis: u128,
 }
 
 impl SeedReport {
-    /// "seeded from 2: db (12.0 MB, reflink); empty: cache; iso-app-t2-db stopped 310 ms".
+    /// "seeded from 2: db (12.0 MB, reflink); empty: cache; iso-app-t2-db paused for 310 ms".
     pub fn describe(&self) -> String {
         let copies: Vec<String> =
             self.copies.iter().map(|c| format!("{} ({}, {}, {} ms)", c.target, services::seed::megabytes(c.bytes), c.path, c.millis)).collect();
@@ -49,8 +52,8 @@ impl SeedReport {
         if !self.empty.is_empty() {
             s.push_str(&format!("; left empty (no match in the source): {}", self.empty.join(", ")));
         }
-        if !self.stopped.is_empty() {
-            s.push_str(&format!("; {} stopped for {} ms for a consistent copy", self.stopped.join(", "), self.stopped_millis));
+        if !self.held.is_empty() {
+            s.push_str(&format!("; {} {} for {} ms for a consistent copy", self.held.join(", "), self.hold, self.held_millis));
         }
         s
     }
@@ -70,15 +73,16 @@ pub struct Snapshot {
     pub created: String,
 }
 
-/// What `iso snapshot save` did: the snapshot, each copy, and the stop of
+/// What `iso snapshot save` did: the snapshot, each copy, and the hold of
 /// the source for it (`POST /api/snapshots` answers the same).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotSaved {
     pub snapshot: Snapshot,
     pub copies: Vec<services::Copied>,
-    /// The source's containers stopped for the copy (started again).
-    pub stopped: Vec<String>,
-    pub stopped_millis: u128,
+    /// The source's containers held still for the copy (released again).
+    pub held: Vec<String>,
+    pub hold: services::seed::Hold,
+    pub held_millis: u128,
 }
 
 /// The seed an init uses: `--no-seed` none, else `--seed-from`, else
@@ -147,7 +151,18 @@ fn helper_images(plan: &Plan) -> Vec<String> {
 
 /// Create the volumes of `plan` as copies of `source`'s, before its stack
 /// starts. No match at all is an error (the caller rolls back).
-pub(crate) fn seed(project: &Project, engine: &Engine, plan: &Plan, source: &str, progress: &dyn Progress) -> Result<SeedReport, Error> {
+/// Seed the volumes of `plan` from `source`. `create_stack`: also create
+/// the stack's containers (not started) before the copy, for
+/// [`Engine::up`] to start after it (see `copy_volumes`), reporting their
+/// phases to `report`.
+pub(crate) fn seed(
+    project: &Project,
+    engine: &Engine,
+    plan: &Plan,
+    source: &str,
+    progress: &dyn Progress,
+    create_stack: Option<services::PhaseReport<'_>>,
+) -> Result<SeedReport, Error> {
     let offered = source_volumes(project, engine, source, &plan.volumes)?;
     let mut copies = Vec::new();
     let mut empty = Vec::new();
@@ -164,9 +179,17 @@ pub(crate) fn seed(project: &Project, engine: &Engine, plan: &Plan, source: &str
             offered: offered.keys().cloned().collect(),
         });
     }
-    let method = CopyMethod::from_env()?;
-    let report = engine.copy_volumes(&copies, &plan.labels, method, &helper_images(plan), &|m| progress.step(m))?;
-    Ok(SeedReport { source: source.to_string(), copies: report.copies, empty, stopped: report.stopped, stopped_millis: report.stopped_millis })
+    let images = helper_images(plan);
+    let how = CopyHow { method: CopyMethod::from_env()?, hold: hold(project), helper_images: &images };
+    let report = engine.copy_volumes(&copies, &plan.labels, how, &|m| progress.step(m), create_stack.map(|r| (plan, r)))?;
+    Ok(SeedReport { source: source.to_string(), copies: report.copies, empty, held: report.held, hold: report.hold, held_millis: report.held_millis })
+}
+
+fn hold(project: &Project) -> services::seed::Hold {
+    match project.config.threads.seed_hold {
+        SeedHold::Pause => services::seed::Hold::Paused,
+        SeedHold::Stop => services::seed::Hold::Stopped,
+    }
 }
 
 fn check_snapshot_name(name: &str) -> Result<(), Error> {
@@ -249,7 +272,8 @@ pub fn snapshot_save(project: &Project, name: &str, from: &str, progress: &dyn P
         .into_iter()
         .map(|(k, v)| (k.to_string(), v)),
     );
-    let method = CopyMethod::from_env()?;
+    let images = helper_images(&plan);
+    let how = CopyHow { method: CopyMethod::from_env()?, hold: hold(project), helper_images: &images };
     let copies: Vec<VolumeCopy> = copies
         .into_iter()
         .map(|(short, mut c)| {
@@ -257,8 +281,8 @@ pub fn snapshot_save(project: &Project, name: &str, from: &str, progress: &dyn P
             c
         })
         .collect();
-    // One stop of the source for all its volumes: they are copied from the same point.
-    let report = match engine.copy_volumes(&copies, &labels, method, &helper_images(&plan), &|m| progress.step(m)) {
+    // One hold of the source for all its volumes: they are copied from the same point.
+    let report = match engine.copy_volumes(&copies, &labels, how, &|m| progress.step(m), None) {
         Ok(r) => r,
         Err(e) => {
             // No half snapshot: what was made goes again (found by its
@@ -273,7 +297,13 @@ pub fn snapshot_save(project: &Project, name: &str, from: &str, progress: &dyn P
             return Err(e.into());
         }
     };
-    Ok(SnapshotSaved { snapshot: snapshot(project, &engine, name)?, copies: report.copies, stopped: report.stopped, stopped_millis: report.stopped_millis })
+    Ok(SnapshotSaved {
+        snapshot: snapshot(project, &engine, name)?,
+        copies: report.copies,
+        held: report.held,
+        hold: report.hold,
+        held_millis: report.held_millis,
+    })
 }
 
 /// `iso snapshot rm NAME`: remove the snapshot's volumes.
@@ -311,11 +341,17 @@ mod tests {
             copied_files: 0,
             millis: 40,
         };
-        let r =
-            SeedReport { source: "1".into(), copies: vec![c], empty: vec!["cache".into()], stopped: vec!["iso-app-t1-postgres".into()], stopped_millis: 900 };
+        let r = SeedReport {
+            source: "1".into(),
+            copies: vec![c],
+            empty: vec!["cache".into()],
+            held: vec!["iso-app-t1-postgres".into()],
+            hold: services::seed::Hold::Paused,
+            held_millis: 900,
+        };
         assert_eq!(
             r.describe(),
-            "seeded from 1: iso-app-t2-pgdata (12.0 MB, reflink, 40 ms); left empty (no match in the source): cache; iso-app-t1-postgres stopped for 900 ms for a consistent copy"
+            "seeded from 1: iso-app-t2-pgdata (12.0 MB, reflink, 40 ms); left empty (no match in the source): cache; iso-app-t1-postgres paused for 900 ms for a consistent copy"
         );
     }
 }

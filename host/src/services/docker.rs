@@ -2,7 +2,7 @@
 //! synchronous [`Engine`].
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -197,7 +197,7 @@ impl Engine {
     /// nothing is removed here (the caller decides); the error carries
     /// the failing service's last log lines.
     pub fn up(&self, plan: &Plan, report: PhaseReport<'_>) -> Result<Vec<Started>, Error> {
-        self.rt.block_on(up(&self.docker, plan, report))
+        self.rt.block_on(up(&self.docker, plan, report, UpTo::Healthy, &Default::default()))
     }
 
     /// Stop (without removing) the containers of `thread` that `scope`
@@ -538,7 +538,17 @@ fn set_phase(state: &Progress, report: PhaseReport<'_>, service: &str, phase: Ph
     report(&state.borrow());
 }
 
-async fn up(docker: &Docker, plan: &Plan, report: PhaseReport<'_>) -> Result<Vec<Started>, Error> {
+/// How far [`up`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum UpTo {
+    /// Images, network, volumes and containers, nothing started.
+    Created,
+    Healthy,
+}
+
+/// `no_copy`: volumes a container must not fill with its image's files at
+/// that path when they are empty (Docker's copy-up), as a seed fills them.
+pub(super) async fn up(docker: &Docker, plan: &Plan, report: PhaseReport<'_>, upto: UpTo, no_copy: &BTreeSet<String>) -> Result<Vec<Started>, Error> {
     let state: Progress = Rc::new(RefCell::new(plan.services.iter().map(|s| (s.name.clone(), Phase::Waiting)).collect()));
     report(&state.borrow());
 
@@ -564,7 +574,10 @@ async fn up(docker: &Docker, plan: &Plan, report: PhaseReport<'_>) -> Result<Vec
         };
         docker.list_containers(Some(opts)).await.map_err(docker_err("list containers"))?.into_iter().map(|c| (name_of(&c).to_string(), c)).collect()
     };
-    let running = |s: &PlannedService| existing.get(&s.container).is_some_and(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING));
+    // A paused container (a seed's hold that iso was killed in) holds its
+    // ports and only needs unpausing.
+    let state_of = |s: &PlannedService| existing.get(&s.container).and_then(|c| c.state);
+    let running = |s: &PlannedService| matches!(state_of(s), Some(ContainerSummaryStateEnum::RUNNING) | Some(ContainerSummaryStateEnum::PAUSED));
 
     // A port taken by another program is named before anything is created.
     if super::docker::engine_is_local() {
@@ -612,10 +625,13 @@ async fn up(docker: &Docker, plan: &Plan, report: PhaseReport<'_>) -> Result<Vec
         let state = state.clone();
         async move {
             set_phase(&state, report, &s.name, Phase::Creating);
-            create_container(docker, plan, s).await
+            create_container(docker, plan, s, no_copy).await
         }
     });
     future::try_join_all(creates).await?;
+    if upto == UpTo::Created {
+        return Ok(Vec::new());
+    }
 
     // Start in dependency order: each service waits for its dependencies'
     // health, independent services go at the same time.
@@ -626,6 +642,7 @@ async fn up(docker: &Docker, plan: &Plan, report: PhaseReport<'_>) -> Result<Vec
             s.depends_on.iter().filter_map(|(d, _)| started.get(d).map(|f| (d.clone(), f.clone()))).collect();
         let state = state.clone();
         let is_running = running(s);
+        let is_paused = state_of(s) == Some(ContainerSummaryStateEnum::PAUSED);
         let fut = async move {
             for (dep, f) in deps {
                 if f.await.is_err() {
@@ -634,7 +651,10 @@ async fn up(docker: &Docker, plan: &Plan, report: PhaseReport<'_>) -> Result<Vec
             }
             let t0 = Instant::now();
             let result = async {
-                if !is_running {
+                if is_paused {
+                    set_phase(&state, report, &s.name, Phase::Starting);
+                    docker.unpause_container(&s.container).await.map_err(docker_err(format!("unpause container {}", s.container)))?;
+                } else if !is_running {
                     set_phase(&state, report, &s.name, Phase::Starting);
                     start_container(docker, s).await?;
                 }
@@ -746,7 +766,7 @@ async fn build(docker: &Docker, s: &PlannedService, b: &BuildPlan, tag: &str, ph
     Ok(())
 }
 
-async fn create_container(docker: &Docker, plan: &Plan, s: &PlannedService) -> Result<(), Error> {
+async fn create_container(docker: &Docker, plan: &Plan, s: &PlannedService, no_copy: &BTreeSet<String>) -> Result<(), Error> {
     let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = s
         .ports
         .iter()
@@ -756,11 +776,16 @@ async fn create_container(docker: &Docker, plan: &Plan, s: &PlannedService) -> R
         .mounts
         .iter()
         .map(|m| {
-            let src = match &m.source {
-                MountSource::Volume { name, .. } => name.clone(),
-                MountSource::Bind(p) => p.display().to_string(),
+            let (src, nocopy) = match &m.source {
+                MountSource::Volume { name, .. } => (name.clone(), no_copy.contains(name)),
+                MountSource::Bind(p) => (p.display().to_string(), false),
             };
-            format!("{src}:{}{}", m.target, if m.read_only { ":ro" } else { "" })
+            let opts: Vec<&str> = [(m.read_only, "ro"), (nocopy, "nocopy")].into_iter().filter(|(on, _)| *on).map(|(_, o)| o).collect();
+            if opts.is_empty() {
+                format!("{src}:{}", m.target)
+            } else {
+                format!("{src}:{}:{}", m.target, opts.join(","))
+            }
         })
         .collect();
     let x = &s.extras;

@@ -30,7 +30,7 @@ use crate::error::{Diagnostic, ErrorKind};
 pub use crate::config::services::{ComposeSpec, DockerSettings, ServiceSpec, Stack};
 pub use docker::{engine_address, engine_is_local, ContainerInfo, Engine, Removed, Resource, ResourceKind, Scope};
 pub use plan::{label_filters, label_repo_id, plan, project_name, snapshot_volume, Plan, PlannedService, ThreadStack};
-pub use seed::{Copied, CopyMethod, CopyPath, CopyReport, VolumeCopy};
+pub use seed::{Copied, CopyHow, CopyMethod, CopyPath, CopyReport, VolumeCopy};
 
 #[derive(Debug, Error)]
 pub enum Error {

@@ -15,11 +15,25 @@
 //!   one's archive endpoint to the other's as a tar stream, owners and
 //!   modes included.
 //!
-//! Consistency: a running database's files are not a consistent copy (a
-//! paused Postgres still holds dirty buffers that are not on disk), so the
-//! running containers that mount a source volume are stopped (gracefully:
-//! Postgres writes a checkpoint on shutdown), the volumes copied and the
-//! containers started again; how long they were stopped is reported.
+//! Consistency: files copied while a database writes them are no
+//! consistent copy, so the running containers that mount a source volume
+//! are held still for the copy, all at once, and released after it, even
+//! when a copy fails; how long is reported. Two ways ([`Hold`]):
+//!
+//! - **paused** (`docker pause`, the cgroup freezer; the default): every
+//!   process is frozen between two instructions, so the files are what a
+//!   crash at that instant leaves (nothing of the process's memory, all it
+//!   wrote), the copy is crash-consistent, as a filesystem snapshot is,
+//!   and a database with a journal (Postgres's WAL, InnoDB, WiredTiger)
+//!   recovers from it on its first start. Connections stay open; clients
+//!   only wait. The cost: recovery replays the log since the last
+//!   checkpoint, and a store that keeps its data in memory (Redis without
+//!   AOF) gives its last save.
+//! - **stopped** (`docker stop`, the container's own timeout): a clean
+//!   shutdown (Postgres writes a checkpoint, Redis saves), so the copy needs
+//!   no recovery; clients are disconnected and the restart takes longer.
+//!
+//! An engine that cannot pause (no freezer) gets the stop.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
@@ -41,7 +55,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::docker::{docker_err, engine_is_local, name_of, status_code, Engine};
-use super::Error;
+use super::{Error, PhaseReport, Plan};
 
 /// Where a helper container mounts its volume.
 const HELPER_MOUNT: &str = "/iso-seed";
@@ -118,14 +132,43 @@ pub struct Copied {
     pub millis: u128,
 }
 
+/// How the running containers of a source are held still for a copy
+/// (the module's doc says what each gives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hold {
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Hold::Paused => "paused",
+            Hold::Stopped => "stopped",
+        })
+    }
+}
+
+/// How [`Engine::copy_volumes`] copies: which path, how it holds the
+/// source, and the images its helper containers may use (streaming).
+#[derive(Debug, Clone, Copy)]
+pub struct CopyHow<'a> {
+    pub method: CopyMethod,
+    pub hold: Hold,
+    pub helper_images: &'a [String],
+}
+
 /// What [`Engine::copy_volumes`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct CopyReport {
     pub copies: Vec<Copied>,
-    /// Containers stopped for the copy and started again.
-    pub stopped: Vec<String>,
-    /// How long they were stopped (0 when none was running).
-    pub stopped_millis: u128,
+    /// Containers held still for the copy and released again.
+    pub held: Vec<String>,
+    /// How: what was asked, or stopped when the engine could not pause.
+    pub hold: Hold,
+    /// How long they were held (0 when none was running).
+    pub held_millis: u128,
 }
 
 /// What the copy of a source volume needs to know about it.
@@ -160,17 +203,17 @@ impl Engine {
 
     /// Create each `target` volume (labelled `labels`) as a copy of its
     /// `source`, from a consistent point: the running containers mounting a
-    /// source are stopped first and started again afterwards, even when a
-    /// copy fails. `helper_images` are tried (after the images of the
+    /// source are held still (`hold`) first and released afterwards, even
+    /// when a copy fails. `helper_images` are tried (after the images of the
     /// source's own containers) for the streaming path. `progress` is told
     /// what is happening ("iso-app-t1-db: 120.0 MB").
     pub fn copy_volumes(
         &self,
         copies: &[VolumeCopy],
         labels: &BTreeMap<String, String>,
-        method: CopyMethod,
-        helper_images: &[String],
+        how: CopyHow<'_>,
         progress: &dyn Fn(&str),
+        create_first: Option<(&Plan, PhaseReport<'_>)>,
     ) -> Result<CopyReport, Error> {
         self.rt.block_on(async {
             let docker = &self.docker;
@@ -186,7 +229,23 @@ impl Engine {
                 images.dedup();
                 sources.insert(c.source.clone(), SourceInfo { mountpoint: host_dir(&v.driver, Some(&v.options), &v.mountpoint), images });
             }
-            // Stop every running user of every source at once: one pause.
+            // The targets first, empty; then, with `create_first`, the
+            // containers of the new stack (not started, not filling the
+            // targets with their images' files): done before the copy, they
+            // take 0.1 s, after it up to seconds, as the engine's fsyncs
+            // wait for the copy's dirty pages to reach the disk.
+            let mut target_dirs = BTreeMap::new();
+            for c in copies {
+                let mut own = labels.clone();
+                own.extend(c.labels.clone());
+                target_dirs.insert(c.target.clone(), create_target(docker, &c.target, &own).await?);
+            }
+            if let Some((plan, report)) = create_first {
+                let seeded: std::collections::BTreeSet<String> = copies.iter().map(|c| c.target.clone()).collect();
+                super::docker::up(docker, plan, report, super::docker::UpTo::Created, &seeded).await?;
+            }
+            // Hold every running user of every source at once: one pause.
+            // (A container paused already is not running: it is left as it is.)
             let mut running = Vec::new();
             for c in copies {
                 for u in users_of(docker, &c.source, true).await? {
@@ -197,24 +256,41 @@ impl Engine {
                 }
             }
             let t0 = Instant::now();
+            let mut hold = how.hold;
             if !running.is_empty() {
-                progress(&format!("stopping {} for a consistent copy", running.join(", ")));
+                progress(&format!("{} {} for a consistent copy", if hold == Hold::Paused { "pausing" } else { "stopping" }, running.join(", ")));
             }
-            // The container's own stop timeout (a database may need it to checkpoint).
-            let stops = running.iter().map(|n| async move {
-                match docker.stop_container(n, None::<StopContainerOptions>).await {
-                    Ok(()) => Ok(()),
-                    Err(e) if matches!(status_code(&e), Some(304) | Some(404)) => Ok(()),
-                    Err(e) => Err(docker_err(format!("stop {n}"))(e)),
+            if hold == Hold::Paused && !running.is_empty() {
+                let paused = futures_util::future::join_all(running.iter().map(|n| docker.pause_container(n))).await;
+                if paused.iter().any(Result::is_err) {
+                    // No freezer (some rootless engines), or one stopped meanwhile: stop them all instead.
+                    for (n, r) in running.iter().zip(&paused) {
+                        if r.is_ok() {
+                            let _ = docker.unpause_container(n).await;
+                        }
+                    }
+                    hold = Hold::Stopped;
                 }
-            });
-            let stopped = futures_util::future::try_join_all(stops).await;
+            }
+            let stopped = if hold == Hold::Stopped {
+                // The container's own stop timeout (a database may need it to checkpoint).
+                let stops = running.iter().map(|n| async move {
+                    match docker.stop_container(n, None::<StopContainerOptions>).await {
+                        Ok(()) => Ok(()),
+                        Err(e) if matches!(status_code(&e), Some(304) | Some(404)) => Ok(()),
+                        Err(e) => Err(docker_err(format!("stop {n}"))(e)),
+                    }
+                });
+                futures_util::future::try_join_all(stops).await.map(drop)
+            } else {
+                Ok(())
+            };
             let result = match stopped {
                 Ok(_) => {
                     let mut done = Vec::new();
                     let mut failed = None;
                     for c in copies {
-                        match copy_one(docker, c, &sources[&c.source], labels, method, helper_images, progress).await {
+                        match copy_one(docker, c, &sources[&c.source], target_dirs[&c.target].clone(), labels, how, progress).await {
                             Ok(d) => done.push(d),
                             Err(e) => {
                                 failed = Some(e);
@@ -226,21 +302,25 @@ impl Engine {
                 }
                 Err(e) => Err(e),
             };
-            // Started again whatever happened: the source keeps serving.
-            let mut restart_err = None;
+            // Released whatever happened: the source keeps serving.
+            let mut release_err = None;
             for n in &running {
-                if let Err(e) = docker.start_container(n, None).await {
+                let released = match hold {
+                    Hold::Paused => docker.unpause_container(n).await.map_err(|e| (e, "unpause")),
+                    Hold::Stopped => docker.start_container(n, None).await.map_err(|e| (e, "start")),
+                };
+                if let Err((e, verb)) = released {
                     if status_code(&e) != Some(304) {
-                        restart_err.get_or_insert(docker_err(format!("start {n} again after the copy"))(e));
+                        release_err.get_or_insert(docker_err(format!("{verb} {n} again after the copy"))(e));
                     }
                 }
             }
-            let stopped_millis = if running.is_empty() { 0 } else { t0.elapsed().as_millis() };
+            let held_millis = if running.is_empty() { 0 } else { t0.elapsed().as_millis() };
             let copies = result?;
-            if let Some(e) = restart_err {
+            if let Some(e) = release_err {
                 return Err(e);
             }
-            Ok(CopyReport { copies, stopped: running, stopped_millis })
+            Ok(CopyReport { copies, held: running, hold, held_millis })
         })
     }
 }
@@ -312,17 +392,14 @@ async fn copy_one(
     docker: &Docker,
     c: &VolumeCopy,
     src: &SourceInfo,
+    target_dir: Option<PathBuf>,
     labels: &BTreeMap<String, String>,
-    method: CopyMethod,
-    helper_images: &[String],
+    how: CopyHow<'_>,
     progress: &dyn Fn(&str),
 ) -> Result<Copied, Error> {
     let t0 = Instant::now();
-    let mut own = labels.clone();
-    own.extend(c.labels.clone());
-    let target_dir = create_target(docker, &c.target, &own).await?;
     let fail = |message: String| Error::SeedCopy { from: c.source.clone(), to: c.target.clone(), message };
-    let host = match (method, &src.mountpoint, &target_dir) {
+    let host = match (how.method, &src.mountpoint, &target_dir) {
         (CopyMethod::Stream, _, _) => None,
         (_, Some(s), Some(t)) => Some((s.clone(), t.clone())),
         (CopyMethod::Host, _, _) => {
@@ -351,7 +428,7 @@ async fn copy_one(
             millis: t0.elapsed().as_millis(),
         });
     }
-    let bytes = stream(docker, c, src, labels, helper_images, progress).await?;
+    let bytes = stream(docker, c, src, labels, how.helper_images, progress).await?;
     Ok(Copied {
         source: c.source.clone(),
         target: c.target.clone(),
@@ -457,13 +534,113 @@ struct Stats {
     copied_files: u64,
     /// (device, inode) of files with several links to the first copy made.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Files made during the walk whose bytes are copied after it, in parallel.
+    pending: Vec<Pending>,
 }
+
+/// A regular file created empty in the target whose bytes (and then
+/// metadata) are still to be copied. Paths, not open files: a volume with
+/// 100,000 files must not need 200,000 descriptors.
+#[derive(Debug)]
+struct Pending {
+    from: PathBuf,
+    to: PathBuf,
+    md: fs::Metadata,
+}
+
+/// The unit of work of the parallel copy: big files are split, so one
+/// 1 GiB table file keeps every core busy, not one.
+const CHUNK: u64 = 64 << 20;
 
 /// Copy the contents of directory `src` into the existing directory `dst`,
 /// then give `dst` the metadata of `src`.
+///
+/// The walk makes the tree (directories, links, special files, empty
+/// regular files, reflinks where the filesystem can); the bytes that must
+/// really be copied are copied after it by one worker per core, in chunks:
+/// a copy through the page cache is bound by memcpy, one core's worth.
 fn copy_dir(src: &Path, dst: &Path, stats: &mut Stats, tick: &mut dyn FnMut(u64)) -> io::Result<()> {
     copy_entries(src, dst, stats, tick)?;
+    let pending = std::mem::take(&mut stats.pending);
+    copy_pending(&pending, CHUNK, stats.bytes, tick)?;
+    for f in &pending {
+        stats.bytes += f.md.len();
+        set_meta(&f.to, &f.md, false).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", f.from.display())))?;
+    }
     set_meta(dst, &fs::symlink_metadata(src)?, false)
+}
+
+/// Copy the bytes of `files` (made empty by the walk), `chunk` bytes at a
+/// time, on up to one thread per core; `tick` hears the bytes so far
+/// (`done` before this).
+fn copy_pending(files: &[Pending], chunk: u64, done: u64, tick: &mut dyn FnMut(u64)) -> io::Result<()> {
+    let chunks: Vec<(usize, u64)> = files.iter().enumerate().flat_map(|(i, f)| (0..f.md.len().div_ceil(chunk)).map(move |k| (i, k * chunk))).collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8).min(chunks.len());
+    if workers == 0 {
+        return Ok(());
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let copied = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        let work = || -> io::Result<()> {
+            loop {
+                let Some(&(i, off)) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) else { return Ok(()) };
+                let f = &files[i];
+                let len = chunk.min(f.md.len() - off);
+                if let Err(e) = copy_chunk(f, off, len) {
+                    next.store(chunks.len(), Ordering::Relaxed); // the others stop too
+                    return Err(io::Error::new(e.kind(), format!("{}: {e}", f.from.display())));
+                }
+                copied.fetch_add(len, Ordering::Relaxed);
+            }
+        };
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+        while !handles.iter().all(|h| h.is_finished()) {
+            tick(done + copied.load(Ordering::Relaxed));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        handles.into_iter().try_for_each(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("a copy worker panicked"))))
+    })
+}
+
+/// Bytes `off..off + len` of `f.from` into `f.to`, both opened anew
+/// without following a link, the source checked to be the file the walk saw.
+fn copy_chunk(f: &Pending, off: u64, len: u64) -> io::Result<()> {
+    let src = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&f.from)?;
+    let now = src.metadata()?;
+    if (now.dev(), now.ino()) != (f.md.dev(), f.md.ino()) {
+        return Err(io::Error::other("replaced during the copy"));
+    }
+    let dst = fs::OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(&f.to)?;
+    let (mut at_in, mut at_out, end) = (off, off, off + len);
+    while at_in < end {
+        let want = (end - at_in) as usize;
+        match rustix::fs::copy_file_range(&src, Some(&mut at_in), &dst, Some(&mut at_out), want) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "shorter than when the copy began")),
+            Ok(_) => {}
+            // Filesystems (or kernels) without it: read and write.
+            Err(e) if [rustix::io::Errno::XDEV, rustix::io::Errno::NOSYS, rustix::io::Errno::OPNOTSUPP, rustix::io::Errno::INVAL].contains(&e) => {
+                return copy_chunk_rw(&src, &dst, at_in, end);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn copy_chunk_rw(src: &fs::File, dst: &fs::File, mut at: u64, end: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; (1 << 20).min((end - at) as usize)];
+    while at < end {
+        let want = buf.len().min((end - at) as usize);
+        let n = src.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "shorter than when the copy began"));
+        }
+        dst.write_all_at(&buf[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 fn copy_entries(src: &Path, dst: &Path, stats: &mut Stats, tick: &mut dyn FnMut(u64)) -> io::Result<()> {
@@ -492,8 +669,16 @@ fn copy_entries(src: &Path, dst: &Path, stats: &mut Stats, tick: &mut dyn FnMut(
             }
             stats.links.insert((md.dev(), md.ino()), to.clone());
         }
-        if ft.is_file() {
-            copy_file(&from, &to, stats).map_err(at)?;
+        if ft.is_file() && md.len() == 0 {
+            fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&to).map_err(at)?;
+        } else if ft.is_file() {
+            if !clone_file(&from, &to).map_err(at)? {
+                stats.copied_files += 1;
+                stats.pending.push(Pending { from, to, md });
+                continue; // its metadata after its bytes
+            }
+            stats.reflinked_files += 1;
+            stats.bytes += md.len();
             tick(stats.bytes);
         } else {
             // A FIFO, socket or device node: recreated, not read.
@@ -508,19 +693,13 @@ fn copy_entries(src: &Path, dst: &Path, stats: &mut Stats, tick: &mut dyn FnMut(
     Ok(())
 }
 
-fn copy_file(from: &Path, to: &Path, stats: &mut Stats) -> io::Result<()> {
+/// Create `to` and share the extents of `from` with it (`FICLONE`) where
+/// the filesystem can; false when it cannot, `to` then left empty.
+fn clone_file(from: &Path, to: &Path) -> io::Result<bool> {
     // O_NOFOLLOW: an entry swapped for a link since it was listed is not read.
     let src = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(from)?;
-    let mut dst = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(to)?;
-    let len = src.metadata()?.len();
-    // A reflink where the filesystem can; a plain copy on ext4 or across two filesystems.
-    if crate::rooted::clone_or_copy(&src, &mut dst)? {
-        stats.reflinked_files += 1;
-    } else {
-        stats.copied_files += 1;
-    }
-    stats.bytes += len;
-    Ok(())
+    let dst = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(to)?;
+    Ok(rustix::fs::ioctl_ficlone(&dst, &src).is_ok())
 }
 
 fn cstr(p: &Path) -> io::Result<CString> {
@@ -586,5 +765,37 @@ mod tests {
         // The copy is its own: writing it leaves the source alone.
         fs::write(dst.join("sub/data"), b"mine").unwrap();
         assert_eq!(fs::read(src.join("sub/data")).unwrap(), b"rows");
+    }
+
+    #[test]
+    fn big_files_are_copied_in_chunks_on_several_threads_byte_for_byte() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        fs::create_dir_all(&src).unwrap();
+        fs::create_dir(&dst).unwrap();
+        // Sizes around the chunk: one byte short, exact, one over, many, empty.
+        let sizes = [4095usize, 4096, 4097, 10 * 4096 + 7, 0];
+        let mut files = Vec::new();
+        for (n, size) in sizes.iter().enumerate() {
+            let bytes: Vec<u8> = (0..*size).map(|i| (i * 31 + n * 7 % 251) as u8).collect();
+            let (from, to) = (src.join(format!("f{n}")), dst.join(format!("f{n}")));
+            fs::write(&from, &bytes).unwrap();
+            fs::File::create(&to).unwrap();
+            files.push((Pending { md: fs::metadata(&from).unwrap(), from, to: to.clone() }, bytes));
+        }
+        let pending: Vec<Pending> = files.iter().map(|(p, _)| Pending { from: p.from.clone(), to: p.to.clone(), md: p.md.clone() }).collect();
+        let mut seen = 0;
+        copy_pending(&pending, 4096, 100, &mut |b| seen = seen.max(b)).unwrap();
+        for (p, bytes) in &files {
+            assert_eq!(&fs::read(&p.to).unwrap(), bytes, "{}", p.to.display());
+        }
+        assert!(seen <= 100 + sizes.iter().sum::<usize>() as u64, "{seen}");
+
+        // A source replaced after the walk saw it is refused, not copied.
+        let gone = &pending[3];
+        fs::rename(&gone.from, src.join("kept")).unwrap(); // (kept: its inode number is not reused)
+        fs::write(&gone.from, vec![1u8; gone.md.len() as usize]).unwrap();
+        let err = copy_pending(std::slice::from_ref(gone), 4096, 0, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("replaced during the copy"), "{err}");
     }
 }

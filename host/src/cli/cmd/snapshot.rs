@@ -24,8 +24,8 @@ pub fn run(target: &Target, c: &SnapshotCommand, quiet: bool) -> CmdResult {
                 for c in &report.copies {
                     println!("{} -> {}: {:.1} MB, {}, {} ms", c.source, c.target, c.bytes as f64 / 1e6, c.path, c.millis);
                 }
-                if !report.stopped.is_empty() {
-                    println!("stopped {} for {} ms", report.stopped.join(", "), report.stopped_millis);
+                if !report.held.is_empty() {
+                    println!("{} {} for {} ms", report.hold, report.held.join(", "), report.held_millis);
                 }
                 println!("snapshot {} saved from thread {}", snap.name, snap.from);
             }

@@ -821,6 +821,7 @@ mod tests {
             links: Default::default(),
             agent: None,
             last_activity: None,
+            repos: Default::default(),
         };
         let ctx = serde_json::json!({"ticket": "ISO-7"});
         let p = render_prompt(DEFAULT_TEMPLATE, &t, Some(&ctx)).unwrap();

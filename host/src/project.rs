@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, RepoSpec};
 use crate::error::{Diagnostic, ErrorKind};
 use crate::ledger::{self, Ledger, LedgerError};
 use crate::registry::{Registry, RegistryData, RegistryError, RepoIdentity};
@@ -184,11 +184,71 @@ impl Project {
         Ok(GitLease { slot: &self.git, git: Some(git) })
     }
 
+    /// The `[repos]` of the configuration, each resolved to its main
+    /// checkout and checked: it exists, is a git repository's main checkout
+    /// (not a worktree, not a folder inside one), is not this repository,
+    /// and no two names share one. Resolved when a verb needs them, not at
+    /// open, so a linked repository that went missing does not stop
+    /// `iso ls`, `cleanup` or `doctor`.
+    pub fn linked_repos(&self) -> Result<Vec<LinkedRepo>, ConfigError> {
+        let mut out: Vec<LinkedRepo> = Vec::new();
+        for (name, spec) in &self.config.repos {
+            let key = format!("repos.{name}");
+            let fail = |message: String, hint: String| ConfigError::Repo { key: key.clone(), message, hint };
+            let written = spec.path.to_string_lossy();
+            let path = match written.strip_prefix("~/").or((written == "~").then_some("")) {
+                Some(rest) => match dirs::home_dir() {
+                    Some(home) => home.join(rest),
+                    None => return Err(fail("`~` cannot be resolved: no home directory".into(), "write the path out in full".into())),
+                },
+                None => self.root.join(&spec.path),
+            };
+            let full = std::fs::canonicalize(&path).map_err(|e| {
+                fail(format!("{} cannot be opened ({e})", path.display()), "clone the repository there, or fix the path (relative to this repository's root)".into())
+            })?;
+            let git = Git::discover(&full).map_err(|_| {
+                fail(format!("{} is not a git repository", full.display()), "point it at the main checkout of a git repository (`git clone …` it first)".into())
+            })?;
+            if git.common_dir() == self.common_dir {
+                return Err(fail(format!("{} is this repository itself", full.display()), "name another repository; this one is the thread's primary".into()));
+            }
+            if git.root() != full {
+                return Err(fail(
+                    format!("{} is not a repository's main checkout", full.display()),
+                    format!("point it at the main checkout, {}", git.root().display()),
+                ));
+            }
+            if let Some(other) = out.iter().find(|r| r.root == full) {
+                return Err(fail(format!("names the same repository as repos.{}", other.name), "keep one of the two names".into()));
+            }
+            out.push(LinkedRepo { name: name.clone(), root: full, spec: spec.clone() });
+        }
+        Ok(out)
+    }
+
     /// Whether iso.toml or the user config changed (or appeared, or went)
     /// since this project was opened: a long-lived server then opens the
     /// project again.
     pub fn config_changed(&self) -> bool {
         self.watched.iter().any(|(path, then)| FileStamp::of(path) != *then)
+    }
+}
+
+/// A `[repos]` entry resolved by [`Project::linked_repos`].
+#[derive(Debug, Clone)]
+pub struct LinkedRepo {
+    pub name: String,
+    /// Its main checkout (canonical).
+    pub root: PathBuf,
+    pub spec: RepoSpec,
+}
+
+impl LinkedRepo {
+    /// Where thread `id`'s worktree goes: the primary's `threads.worktree_dir`
+    /// (default `.worktrees`) under this repository's root. Its own iso.toml
+    /// is not read.
+    pub fn worktree_path(&self, config: &Config, id: u32) -> PathBuf {
+        self.root.join(&config.threads.worktree_dir).join(format!("thread-{id}"))
     }
 }
 

@@ -403,6 +403,7 @@ mod tests {
             links: Default::default(),
             agent: None,
             last_activity: None,
+            repos: Default::default(),
         };
         r.record("created", "from main");
         r

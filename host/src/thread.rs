@@ -136,6 +136,10 @@ pub enum Step {
     Branch { name: String },
     /// A worktree directory (and its git metadata) this thread added.
     Worktree { name: String, path: PathBuf },
+    /// A branch made in the linked repository whose main checkout is `repo`.
+    LinkedBranch { repo: PathBuf, name: String },
+    /// A worktree added in the linked repository whose main checkout is `repo`.
+    LinkedWorktree { repo: PathBuf, name: String, path: PathBuf },
     /// The thread's Docker stack (containers, volumes and network labelled
     /// with the repository and thread; `project` is their name prefix).
     Services { project: String },
@@ -301,6 +305,24 @@ pub struct ThreadRecord {
     /// this, the agent's output and the branch tip's commit time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activity: Option<DateTime<Utc>>,
+    /// The thread's worktrees in the linked repositories (`[repos]`), by
+    /// name. Ids, ports and the name stay the primary's; records written
+    /// before `[repos]` existed have none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub repos: BTreeMap<String, LinkedWorktree>,
+}
+
+/// A thread's worktree in one linked repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedWorktree {
+    /// The linked repository's main checkout.
+    pub repo_root: PathBuf,
+    pub worktree: PathBuf,
+    pub branch: String,
+    pub base: String,
+    /// Whether iso made this branch (in this repository).
+    #[serde(default)]
+    pub created_branch: bool,
 }
 
 /// The most links one thread may hold.
@@ -467,6 +489,7 @@ mod tests {
         let bytes: usize = t.history.iter().map(|h| h.detail.len() + h.event.len()).sum();
         assert!(bytes <= HISTORY_BYTES_LIMIT && t.history.len() <= HISTORY_LIMIT, "{bytes} bytes, {} entries", t.history.len());
         assert!(t.history.last().unwrap().detail.starts_with("499 "), "the newest stay");
+        assert!(t.repos.is_empty(), "a record from before [repos] loads with none");
         t.set_error(&"e".repeat(10_000));
         assert!(t.error.as_ref().unwrap().len() <= HISTORY_ENTRY_LIMIT);
         assert_eq!(cut("héllo", 100), "héllo");

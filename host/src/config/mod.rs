@@ -68,9 +68,47 @@ pub struct Config {
     pub hooks: Vec<HookSpec>,
     /// `[hook_defaults]`: the discovered scripts' directory, default limits.
     pub hook_defaults: HookDefaults,
+    /// `[repos]`: the other repositories every thread gets a worktree in
+    /// (name to where it is). A later layer adds or replaces each name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub repos: BTreeMap<String, RepoSpec>,
     /// The files that contributed, in the order they were applied.
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
+}
+
+/// The name `[repos]` may not use: it is the primary repository's own in
+/// thread env files (`ISO_WORKTREE_MAIN`) and hook payloads.
+pub const PRIMARY_REPO: &str = "main";
+
+/// One `[repos]` entry: `frontend = "../app-frontend"` or its table form.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RepoSpec {
+    /// The repository's main checkout: relative to the primary's root, `~/…`
+    /// or absolute (resolved by the project, which can ask git).
+    pub path: PathBuf,
+    /// Where a new branch starts there (default: its current branch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// Untracked files copied into its worktrees (like `threads.copy`).
+    #[serde(default = "default_repo_copy")]
+    pub copy: Vec<String>,
+    /// Paths symlinked into its worktrees (like `threads.link`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<String>,
+}
+
+fn default_repo_copy() -> Vec<String> {
+    vec![".env".to_string()]
+}
+
+/// `[repos]` values: a path, or a table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RepoEntry {
+    Path(String),
+    Table(RepoSpec),
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -183,6 +221,7 @@ impl Default for Config {
             agent: AgentConfig::default(),
             hooks: Vec::new(),
             hook_defaults: HookDefaults::default(),
+            repos: BTreeMap::new(),
             sources: Vec::new(),
         }
     }
@@ -202,6 +241,10 @@ pub enum ConfigError {
     /// A problem with the merged result that no single place explains.
     #[error("configuration: {0}")]
     Merged(String),
+    /// A `[repos]` entry that does not name a usable repository (found when
+    /// the project resolves it against the disk).
+    #[error("`{key}`: {message}")]
+    Repo { key: String, message: String, hint: String },
 }
 
 /// Where in which file a problem is, with the line shown and the place marked.
@@ -225,7 +268,7 @@ impl Diagnostic for ConfigError {
     fn hint(&self) -> Option<String> {
         match self {
             ConfigError::Invalid(at) => Some(at.hint.clone()),
-            ConfigError::Env { hint, .. } => Some(hint.clone()),
+            ConfigError::Env { hint, .. } | ConfigError::Repo { hint, .. } => Some(hint.clone()),
             ConfigError::Read { .. } | ConfigError::Merged(_) => None,
         }
     }
@@ -246,6 +289,7 @@ struct FileConfig {
     agent: Option<AgentSection>,
     hooks: Option<Vec<Spanned<HookSpec>>>,
     hook_defaults: Option<Spanned<HookDefaults>>,
+    repos: Option<BTreeMap<Spanned<String>, Spanned<RepoEntry>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,6 +366,22 @@ fn located(path: &Path, src: &str, span: Range<usize>, key: Option<String>, mess
     let gutter = line.to_string().len();
     let snippet = format!("{:gutter$} |\n{line} | {text}\n{:gutter$} | {}{}", "", "", " ".repeat(column - 1), "^".repeat(width));
     ConfigError::Invalid(Box::new(Located { path: path.to_path_buf(), line, column, key, message, snippet, hint }))
+}
+
+/// Why `name` cannot be a `[repos]` name (message, hint): it must be a
+/// short identifier, as it becomes part of `ISO_WORKTREE_<NAME>`.
+pub fn check_repo_name(name: &str) -> Result<(), (String, String)> {
+    let ok = name.len() <= 32 && name.starts_with(|c: char| c.is_ascii_lowercase()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        return Err((
+            format!("`{name}` is not a repository name"),
+            "use 1 to 32 characters of a-z, 0-9 and _, starting with a letter (e.g. frontend)".into(),
+        ));
+    }
+    if name == PRIMARY_REPO {
+        return Err((format!("`{name}` is the primary repository's own name"), "pick another name for the linked repository (e.g. frontend)".into()));
+    }
+    Ok(())
 }
 
 // ---- loading ---------------------------------------------------------------
@@ -581,6 +641,20 @@ impl Config {
             }
             self.hook_defaults = d;
         }
+        if let Some(repos) = file.repos {
+            for (name, entry) in repos {
+                let key = format!("repos.{}", name.get_ref());
+                check_repo_name(name.get_ref()).map_err(|(m, h)| at(name.span()).error(&key, m, h))?;
+                let spec = match entry.into_inner() {
+                    RepoEntry::Path(p) => RepoSpec { path: PathBuf::from(p), base: None, copy: default_repo_copy(), link: Vec::new() },
+                    RepoEntry::Table(t) => t,
+                };
+                if spec.path.as_os_str().is_empty() {
+                    return Err(at(name.span()).error(&key, "names no path", "e.g. frontend = \"../app-frontend\" (relative to this repository's root)"));
+                }
+                self.repos.insert(name.into_inner(), spec);
+            }
+        }
         Ok(())
     }
 
@@ -793,6 +867,27 @@ mod tests {
         c.apply_file(Path::new("iso.toml"), src)?;
         c.check_whole()?;
         Ok(c)
+    }
+
+    #[test]
+    fn repos_short_and_table_forms_and_bad_names() {
+        let c = load("[repos]\nfrontend = \"../app-frontend\"\ndocs = { path = \"~/docs\", base = \"main\", copy = [], link = [\"node_modules\"] }\n").unwrap();
+        assert_eq!(c.repos["frontend"].path, Path::new("../app-frontend"));
+        assert_eq!(c.repos["frontend"].copy, [".env"], "the short form copies .env like threads.copy");
+        assert_eq!(c.repos["docs"].base.as_deref(), Some("main"));
+        assert!(c.repos["docs"].copy.is_empty() && c.repos["docs"].link == ["node_modules"]);
+        let err = load("[repos]\nmain = \"../x\"\n").unwrap_err();
+        assert!(err.to_string().contains("repos.main") && err.hint().unwrap().contains("another name"), "{err}");
+        let err = load("[repos]\nFront-End = \"../x\"\n").unwrap_err();
+        assert!(err.to_string().contains("repos.Front-End") && err.hint().unwrap().contains("a-z"), "{err}");
+        let err = load("[repos]\nfrontend = \"\"\n").unwrap_err();
+        assert!(err.to_string().contains("repos.frontend") && err.to_string().contains("no path"), "{err}");
+        assert!(load("[repos]\nfrontend = { path = \"../x\", colour = \"red\" }\n").is_err(), "unknown keys of the table are errors");
+        // A later layer adds names and replaces the ones it sets.
+        let mut c = load("[repos]\nfrontend = \"../a\"\n").unwrap();
+        c.apply_file(Path::new("user.toml"), "[repos]\nfrontend = \"../b\"\nmobile = \"../m\"\n").unwrap();
+        assert_eq!(c.repos["frontend"].path, Path::new("../b"));
+        assert_eq!(c.repos.len(), 2);
     }
 
     #[test]

@@ -85,8 +85,20 @@ pub fn cleanup(project: &Project, selector: &str, opts: CleanupOptions, progress
     let git = project.git().map_err(|e| refuse(e.into()))?;
     if !opts.force {
         let lost = (|| -> Result<_, Error> {
-            let uncommitted = if record.worktree.exists() { worktree::uncommitted_files(&record.worktree)? } else { Vec::new() };
-            let unmerged = if opts.delete_branch && record.created_branch { git.unmerged_commits(&record.branch, &record.base)? } else { Vec::new() };
+            let mut uncommitted = if record.worktree.exists() { worktree::uncommitted_files(&record.worktree)? } else { Vec::new() };
+            let mut unmerged = if opts.delete_branch && record.created_branch { git.unmerged_commits(&record.branch, &record.base)? } else { Vec::new() };
+            // Every linked worktree is checked before anything is removed;
+            // what would be lost there is named with its repository.
+            for (name, w) in &record.repos {
+                if w.worktree.exists() {
+                    uncommitted.extend(worktree::uncommitted_files(&w.worktree)?.into_iter().map(|f| format!("{name}: {f}")));
+                }
+                if opts.delete_branch && w.created_branch {
+                    if let Ok(g) = Git::discover(&w.repo_root) {
+                        unmerged.extend(g.unmerged_commits(&w.branch, &w.base)?.into_iter().map(|c| format!("{name}: {c}")));
+                    }
+                }
+            }
             Ok((uncommitted, unmerged))
         })();
         match lost {
@@ -138,6 +150,7 @@ pub fn cleanup(project: &Project, selector: &str, opts: CleanupOptions, progress
     }
     progress.step(&format!("{}: removing worktree", record.name));
     remove_worktree_of(&git, &record)?;
+    remove_linked_worktrees(&record, opts.delete_branch, progress)?;
     // Only a branch iso made is iso's to delete: an existing one the thread
     // was opened on (or adopted with its worktree) stays, whatever is asked.
     let delete_branch = opts.delete_branch && record.created_branch;
@@ -232,7 +245,37 @@ pub(crate) fn finish_cleanup(project: &Project, t: &ThreadRecord) -> Result<(), 
         super::stack::teardown_listed(project, &Engine::connect()?, t.id, true)?;
     }
     remove_worktree_of(&*project.git()?, t)?;
+    remove_linked_worktrees(t, false, progress_none())?;
     archive(project, t, "by iso doctor --fix")?;
+    Ok(())
+}
+
+fn progress_none() -> &'static dyn Progress {
+    &crate::progress::Silent
+}
+
+/// Remove the thread's worktree in each linked repository (a repository
+/// that is gone is named and skipped: nothing of it is left to remove) and,
+/// with `delete_branch`, the branches iso made there.
+fn remove_linked_worktrees(record: &ThreadRecord, delete_branch: bool, progress: &dyn Progress) -> Result<(), Error> {
+    for (name, w) in &record.repos {
+        let git = match Git::discover(&w.repo_root) {
+            Ok(g) => g,
+            Err(e) => {
+                progress.note(&format!("{name}: not removing worktree {}: {e}", w.worktree.display()));
+                continue;
+            }
+        };
+        let in_repo = |e: crate::worktree::GitError| Error::LinkedRepo { repo: name.clone(), source: Box::new(e.into()) };
+        progress.step(&format!("{}: removing worktree {}", record.name, w.worktree.display()));
+        let wt = git.worktrees().map_err(in_repo)?.into_iter().find(|x| x.path == w.worktree).map(|x| x.name).unwrap_or_else(|| format!("thread-{}", record.id));
+        git.remove_worktree(&wt, &w.worktree).map_err(in_repo)?;
+        if delete_branch && w.created_branch {
+            git.delete_branch(&w.branch).map_err(in_repo)?;
+        } else if delete_branch {
+            progress.note(&format!("{name}: keeping branch {}: iso did not create it", w.branch));
+        }
+    }
     Ok(())
 }
 

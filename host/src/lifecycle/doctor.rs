@@ -308,6 +308,7 @@ fn from_labels(
         links: Default::default(),
         agent: None,
         last_activity: None,
+        repos: Default::default(),
     };
     Some(Ok((t, names)))
 }

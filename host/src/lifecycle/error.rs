@@ -97,6 +97,9 @@ pub enum Error {
     AlreadyThread { path: std::path::PathBuf, id: u32 },
     #[error("{action}: {source}")]
     Io { action: String, source: std::io::Error },
+    /// A step in linked repository `repo` (`[repos]`) failed.
+    #[error("in repository `{repo}`: {source}")]
+    LinkedRepo { repo: String, source: Box<Error> },
 }
 
 fn offered_list(offered: &[String]) -> String {
@@ -155,7 +158,7 @@ impl Error {
             Error::Agent(e) => e,
             Error::Rooted(e) => e,
             Error::Server(e) => e,
-            Error::InitFailed { source, .. } => source.as_ref(),
+            Error::InitFailed { source, .. } | Error::LinkedRepo { source, .. } => source.as_ref(),
             _ => return None,
         })
     }

@@ -13,10 +13,11 @@ use crate::events::{Event, EventReceiver};
 use crate::names;
 use crate::ports::{self, PortLayout};
 use crate::progress::Progress;
-use crate::project::Project;
+use crate::config::RepoSpec;
+use crate::project::{LinkedRepo, Project};
 use crate::registry::RegistryError;
 use crate::services::{self, Engine};
-use crate::thread::{Operation, PortRange, Step, ThreadRecord, ThreadStatus};
+use crate::thread::{LinkedWorktree, Operation, PortRange, Step, ThreadRecord, ThreadStatus};
 use crate::worktree::{self, ExistingBranch, Git, GitError, Oid};
 
 /// How to create threads (the same for every name of one `iso init`).
@@ -151,8 +152,21 @@ fn create(project: &Project, git: &Git, target: Target, opts: &InitOptions, prog
     // From here on `seed_from` is the seed in effect.
     let opts = &InitOptions { seed_from: seed, no_seed: false, ..opts.clone() };
 
+    // Every linked repository is checked (and its base found) before
+    // anything is made.
+    let mut linked = Vec::new();
+    for repo in project.linked_repos()? {
+        let lgit = Git::discover(&repo.root)?;
+        let lbase = match repo.spec.base.clone() {
+            Some(b) => b,
+            None => lgit.current_branch()?.ok_or(GitError::DetachedHead)?,
+        };
+        lgit.resolve_base(&lbase)?;
+        linked.push((repo, lbase));
+    }
+
     progress.step(&format!("{name}: reserving id and ports"));
-    let mut record = reserve(project, git, &target, &base, opts.task.clone(), &op, progress)?;
+    let mut record = reserve(project, git, &target, &base, opts.task.clone(), &op, &linked, progress)?;
     fault_point("reserved");
 
     let branching = match target.track {
@@ -192,6 +206,8 @@ fn layout(project: &Project) -> PortLayout {
 /// pick the id (per repository) and a block no thread of any repository on
 /// this machine holds, and write a `creating` record owned by this process
 /// and its lease.
+// One call site; a struct of these would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn reserve(
     project: &Project,
     git: &Git,
@@ -199,6 +215,7 @@ fn reserve(
     base: &str,
     task: Option<String>,
     op: &Operation,
+    linked: &[(LinkedRepo, String)],
     progress: &dyn Progress,
 ) -> Result<ThreadRecord, Error> {
     let layout = layout(project);
@@ -248,7 +265,7 @@ fn reserve(
         let mut record = ThreadRecord {
             id,
             name: name.to_string(),
-            branch,
+            branch: branch.clone(),
             base: base.to_string(),
             status: ThreadStatus::Creating,
             env_file: worktree.join(ENV_FILE),
@@ -267,6 +284,19 @@ fn reserve(
             links: Default::default(),
             agent: None,
             last_activity: None,
+            repos: linked
+                .iter()
+                .map(|(repo, lbase)| {
+                    let w = LinkedWorktree {
+                        repo_root: repo.root.clone(),
+                        worktree: repo.worktree_path(&project.config, id),
+                        branch: branch.clone(),
+                        base: lbase.clone(),
+                        created_branch: false,
+                    };
+                    (repo.name.clone(), w)
+                })
+                .collect(),
         };
         let adopted = target.worktree.as_ref().map(|p| format!(", adopting {}", p.display())).unwrap_or_default();
         record.record("reserved", format!("id {id}, ports {}{adopted}", record.port_block));
@@ -366,6 +396,10 @@ fn build(
         let reason = format!("iso thread {} ({})", record.id, record.name);
         git.add_worktree(&wt_name, &record.worktree, &record.branch, &reason).map_err(git_at("worktree"))?;
         fault_point("worktree");
+    }
+
+    for (repo_name, spec) in project.config.repos.iter() {
+        link_repo(project, record, repo_name, spec, progress)?;
     }
 
     progress.step(&format!("{name}: copying local files"));
@@ -469,6 +503,61 @@ fn build(
     Ok(())
 }
 
+/// Make the thread's branch and worktree in linked repository `repo_name`
+/// (planned in `record.repos` by [`reserve`]), journaled like the
+/// primary's so a failure here rolls back every repository, then copy and
+/// link its `copy`/`link` files from its main checkout.
+fn link_repo(project: &Project, record: &mut ThreadRecord, repo_name: &str, spec: &RepoSpec, progress: &dyn Progress) -> StepResult {
+    let Some(planned) = record.repos.get(repo_name).cloned() else { return Ok(()) };
+    let step: &'static str = "linked repository";
+    let fail = |e: Error| (step, e);
+    let in_repo = |e: GitError| (step, Error::LinkedRepo { repo: repo_name.to_string(), source: Box::new(e.into()) });
+    let name = &record.name;
+    progress.step(&format!("{name}: {repo_name}: branch {} and worktree {}", planned.branch, planned.worktree.display()));
+    let git = Git::discover(&planned.repo_root).map_err(in_repo)?;
+    let dir = format!("/{}/", project.config.threads.worktree_dir.display());
+    git.ensure_excluded(&[&dir, ENV_FILE]).map_err(in_repo)?;
+    let why = format!("thread {} ({}) of {}", record.id, record.name, project.root().display());
+    let branch = planned.branch.clone();
+    let created = if git.branch_exists(&branch) {
+        if let Some(at_path) = git.branch_checked_out_at(&branch).map_err(in_repo)? {
+            return Err(in_repo(GitError::BranchInUse { branch, path: at_path }));
+        }
+        git.made_by_iso(&branch)
+    } else {
+        let remote = match git.existing_branch(&branch) {
+            Ok(ExistingBranch::Remote { upstream, tip, .. }) => Some((upstream, tip)),
+            Ok(ExistingBranch::Local(_)) | Err(GitError::BranchNotFound { .. }) => None,
+            Err(e) => return Err(in_repo(e)),
+        };
+        journal(project, record, Step::LinkedBranch { repo: planned.repo_root.clone(), name: branch.clone() }).map_err(fail)?;
+        match remote {
+            Some((upstream, tip)) => git.create_tracking_branch(&branch, &upstream, tip, &format!("{why} tracking {upstream}")),
+            None => {
+                let base = git.resolve_base(&planned.base).map_err(in_repo)?;
+                git.create_thread_branch(&branch, base, &format!("{why} from {}", planned.base))
+            }
+        }
+        .map_err(in_repo)?;
+        true
+    };
+    if let Some(w) = record.repos.get_mut(repo_name) {
+        w.created_branch = created;
+    }
+    fault_point("linked-branch");
+    if planned.worktree.exists() {
+        return Err(in_repo(GitError::DirOccupied { path: planned.worktree.clone(), branch }));
+    }
+    let wt_name = format!("thread-{}", record.id);
+    journal(project, record, Step::LinkedWorktree { repo: planned.repo_root.clone(), name: wt_name.clone(), path: planned.worktree.clone() }).map_err(fail)?;
+    git.add_worktree(&wt_name, &planned.worktree, &branch, &format!("iso {why}")).map_err(in_repo)?;
+    fault_point("linked-worktree");
+    let links = copyfiles::link_matching(&planned.repo_root, &planned.worktree, &spec.link).map_err(|e| ("link files", e.into()))?;
+    let patterns = copyfiles::patterns(&planned.repo_root, &spec.copy);
+    copyfiles::copy_matching(&planned.repo_root, &planned.worktree, &patterns, &links).map_err(|e| ("copy files", e.into()))?;
+    Ok(())
+}
+
 /// Append `step` to the thread's journal before the step is carried out.
 /// A thread that left the registry meanwhile (it must not: it is owned)
 /// stops the init before it creates anything no journal would undo.
@@ -509,6 +598,14 @@ pub(crate) fn rollback(project: &Project, id: u32) -> Result<Vec<String>, Error>
             Step::Branch { name } => {
                 project.git()?.delete_branch(name)?;
                 undone.push(format!("branch {name}"));
+            }
+            Step::LinkedWorktree { repo, name, path } => {
+                Git::discover(repo)?.remove_worktree(name, path)?;
+                undone.push(format!("worktree {}", path.display()));
+            }
+            Step::LinkedBranch { repo, name } => {
+                Git::discover(repo)?.delete_branch(name)?;
+                undone.push(format!("branch {name} in {}", repo.display()));
             }
             Step::Services { project: prefix } => {
                 let removed = super::stack::teardown_listed(project, &Engine::connect()?, id, false)?;

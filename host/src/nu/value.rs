@@ -58,6 +58,10 @@ pub fn thread_value(t: &ThreadRecord, detail: Detail, extras: &Extras, span: Spa
     r.push("error", opt(t.error.as_ref().map(|s| Value::string(s, span)), span));
     r.push("agent", opt(t.agent.as_ref().map(|a| agent_value(a, span)), span));
     r.push("last_activity", opt(t.last_activity.map(|at| date_value(at, span)), span));
+    // The linked repositories' worktrees ({} without [repos]), name to
+    // {repo_root, worktree, branch, base, created_branch}.
+    let repos = t.repos.iter().map(|(name, w)| (name.clone(), serde_json::to_value(w).map_or_else(|e| Value::string(e.to_string(), span), |j| json_value(j, span))));
+    r.push("repos", Value::record(repos.collect(), span));
     if let Some(c) = extras.containers {
         r.push("containers", containers_value(c, span));
     }
@@ -196,6 +200,7 @@ mod tests {
             links: [("chat".to_string(), "https://chat.example/t/1".to_string())].into(),
             agent: None,
             last_activity: None,
+            repos: Default::default(),
         }
     }
 

@@ -204,7 +204,10 @@ impl Project {
                 None => self.root.join(&spec.path),
             };
             let full = std::fs::canonicalize(&path).map_err(|e| {
-                fail(format!("{} cannot be opened ({e})", path.display()), "clone the repository there, or fix the path (relative to this repository's root)".into())
+                fail(
+                    format!("{} cannot be opened ({e})", path.display()),
+                    "clone the repository there, or fix the path (relative to this repository's root)".into(),
+                )
             })?;
             let git = Git::discover(&full).map_err(|_| {
                 fail(format!("{} is not a git repository", full.display()), "point it at the main checkout of a git repository (`git clone …` it first)".into())

@@ -21,6 +21,7 @@ mod hooks;
 mod hostile;
 mod hostile_hooks;
 mod machine;
+mod repos;
 mod seed;
 // `nu_plugin_iso` (and so `CARGO_BIN_EXE_nu_plugin_iso`) exists only with
 // the `nu` feature, which is on by default.

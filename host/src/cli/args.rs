@@ -80,6 +80,9 @@ pub enum Command {
     Path {
         /// Thread id, name or branch
         thread: String,
+        /// The worktree in this linked repository (a `[repos]` name; `main` is the primary's)
+        #[arg(long, value_name = "NAME")]
+        repo: Option<String>,
     },
     /// The port allocation table
     Ports {

@@ -131,8 +131,8 @@ fn run(cli: Cli) -> CmdResult {
     let project = open(&cwd)?;
     match cli.command {
         Command::Attach { thread } => cmd::agent::attach(&project, &thread),
-        Command::Path { thread } => {
-            println!("{}", lifecycle::find(&project, &thread)?.worktree.display());
+        Command::Path { thread, repo } => {
+            println!("{}", lifecycle::view::worktree_path(&project, &thread, repo.as_deref())?.display());
             Ok(exit::OK)
         }
         Command::Ports { all, json } => cmd::ports::run(&project, all, json.json),

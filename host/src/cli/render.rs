@@ -79,6 +79,8 @@ pub fn listing(l: &Listing) {
     if let Some(e) = &l.services_error {
         anstream::eprintln!("{}note:{} services not shown: {}", YELLOW.render(), YELLOW.render_reset(), e.lines().next().unwrap_or(""));
     }
+    // REPOS only when some thread has linked repositories (`[repos]`).
+    let with_repos = l.threads.iter().any(|t| !t.repos.is_empty());
     let rows: Vec<Vec<Cell>> = l
         .threads
         .iter()
@@ -95,6 +97,9 @@ pub fn listing(l: &Listing) {
             }
             row.push(agent_cell(t));
             row.push(t.last_activity.map_or_else(|| "-".to_string(), |at| format!("{} ago", age(at))).into());
+            if with_repos {
+                row.push(Cell::from(if t.repos.is_empty() { "-".to_string() } else { t.repos.keys().cloned().collect::<Vec<_>>().join(",") }));
+            }
             row.push(short_path(&l.root, &t.worktree).into());
             row.push(age(t.created).into());
             row
@@ -104,7 +109,11 @@ pub fn listing(l: &Listing) {
     if l.services.is_some() {
         header.push("SERVICES");
     }
-    header.extend(["AGENT", "ACTIVITY", "WORKTREE", "AGE"]);
+    header.extend(["AGENT", "ACTIVITY"]);
+    if with_repos {
+        header.push("REPOS");
+    }
+    header.extend(["WORKTREE", "AGE"]);
     print_table(&header, &rows);
 }
 
@@ -139,6 +148,19 @@ pub fn status(v: &StatusView) {
     }
     let _ = writeln!(out, "{b}branch{r}    {} (from {})", t.branch, t.base);
     let _ = writeln!(out, "{b}worktree{r}  {}", t.worktree.display());
+    if !t.repos.is_empty() {
+        let _ = writeln!(out, "{b}worktrees{r}");
+        let w = v.worktrees.iter().map(|x| x.repo.len()).max().unwrap_or(0);
+        for x in &v.worktrees {
+            let state = match (x.exists, x.uncommitted) {
+                (false, _) => "missing".to_string(),
+                (true, Some(0)) => "clean".to_string(),
+                (true, Some(n)) => format!("{n} uncommitted"),
+                (true, None) => "unreadable".to_string(),
+            };
+            let _ = writeln!(out, "  {:<w$}  {}  {}  {state}", x.repo, x.path.display(), x.branch);
+        }
+    }
     let _ = writeln!(out, "{b}env file{r}  {}", t.env_file.display());
     let _ = writeln!(out, "{b}ports{r}     {}", t.port_block);
     for (name, port) in &t.ports {

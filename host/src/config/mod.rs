@@ -371,12 +371,11 @@ fn located(path: &Path, src: &str, span: Range<usize>, key: Option<String>, mess
 /// Why `name` cannot be a `[repos]` name (message, hint): it must be a
 /// short identifier, as it becomes part of `ISO_WORKTREE_<NAME>`.
 pub fn check_repo_name(name: &str) -> Result<(), (String, String)> {
-    let ok = name.len() <= 32 && name.starts_with(|c: char| c.is_ascii_lowercase()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let ok = name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !ok {
-        return Err((
-            format!("`{name}` is not a repository name"),
-            "use 1 to 32 characters of a-z, 0-9 and _, starting with a letter (e.g. frontend)".into(),
-        ));
+        return Err((format!("`{name}` is not a repository name"), "use 1 to 32 characters of a-z, 0-9 and _, starting with a letter (e.g. frontend)".into()));
     }
     if name == PRIMARY_REPO {
         return Err((format!("`{name}` is the primary repository's own name"), "pick another name for the linked repository (e.g. frontend)".into()));

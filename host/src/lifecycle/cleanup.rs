@@ -268,7 +268,8 @@ fn remove_linked_worktrees(record: &ThreadRecord, delete_branch: bool, progress:
         };
         let in_repo = |e: crate::worktree::GitError| Error::LinkedRepo { repo: name.clone(), source: Box::new(e.into()) };
         progress.step(&format!("{}: removing worktree {}", record.name, w.worktree.display()));
-        let wt = git.worktrees().map_err(in_repo)?.into_iter().find(|x| x.path == w.worktree).map(|x| x.name).unwrap_or_else(|| format!("thread-{}", record.id));
+        let wt =
+            git.worktrees().map_err(in_repo)?.into_iter().find(|x| x.path == w.worktree).map(|x| x.name).unwrap_or_else(|| format!("thread-{}", record.id));
         git.remove_worktree(&wt, &w.worktree).map_err(in_repo)?;
         if delete_branch && w.created_branch {
             git.delete_branch(&w.branch).map_err(in_repo)?;

@@ -97,6 +97,8 @@ pub enum Error {
     AlreadyThread { path: std::path::PathBuf, id: u32 },
     #[error("{action}: {source}")]
     Io { action: String, source: std::io::Error },
+    #[error("thread {id} has no worktree in repository `{repo}`{}", if known.is_empty() { "; it has no linked repositories".to_string() } else { format!("; its repositories: main, {}", known.join(", ")) })]
+    NoRepo { id: u32, repo: String, known: Vec<String> },
     /// A step in linked repository `repo` (`[repos]`) failed.
     #[error("in repository `{repo}`: {source}")]
     LinkedRepo { repo: String, source: Box<Error> },
@@ -179,7 +181,7 @@ impl Diagnostic for Error {
             Error::Usage(_) | Error::NotAdoptable { .. } => ErrorKind::Invalid,
             Error::AlreadyThread { .. } => ErrorKind::Conflict,
             Error::NoStack => ErrorKind::Config,
-            Error::NoSeedMatch { .. } | Error::NoSnapshot { .. } => ErrorKind::NotFound,
+            Error::NoSeedMatch { .. } | Error::NoSnapshot { .. } | Error::NoRepo { .. } => ErrorKind::NotFound,
             Error::BadSnapshotName(_) => ErrorKind::Invalid,
             Error::SnapshotExists { .. } => ErrorKind::Conflict,
             Error::NotLive { .. } | Error::Exists { .. } => ErrorKind::Conflict,
@@ -218,6 +220,7 @@ impl Diagnostic for Error {
             Error::SnapshotExists { name } => format!("pick another name, or remove it first with `iso snapshot rm {name}`"),
             Error::NotAdoptable { hint, .. } => hint.clone(),
             Error::AlreadyThread { id, .. } => format!("it is tracked already: `iso status {id}`"),
+            Error::NoRepo { id, .. } => format!("`iso status {id}` lists its worktrees; [repos] in iso.toml names the repositories new threads get"),
             _ => return None,
         })
     }
@@ -242,6 +245,7 @@ impl Diagnostic for Error {
             Error::Exists { .. } => "exists",
             Error::NoSeedMatch { .. } => "no_seed_match",
             Error::NoSnapshot { .. } => "no_snapshot",
+            Error::NoRepo { .. } => "not_found",
             Error::BadSnapshotName(_) => "invalid",
             Error::SnapshotExists { .. } => "conflict",
             Error::Usage(_) => "invalid",

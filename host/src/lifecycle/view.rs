@@ -152,6 +152,53 @@ pub struct StatusView {
     pub services_error: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// Every worktree of the thread: the primary's first (named
+    /// [`crate::config::PRIMARY_REPO`]), then the linked repositories'.
+    #[serde(default)]
+    pub worktrees: Vec<WorktreeState>,
+}
+
+/// One worktree of a thread as it is on disk now (`iso status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorktreeState {
+    /// `main` for the primary, else the `[repos]` name.
+    pub repo: String,
+    pub path: PathBuf,
+    pub branch: String,
+    /// Whether the directory is there.
+    pub exists: bool,
+    /// How many files have uncommitted changes (untracked included); none
+    /// when it is missing or git could not read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncommitted: Option<usize>,
+}
+
+/// The thread's worktrees, the primary's first, with their dirty state.
+pub fn worktree_states(t: &ThreadRecord) -> Vec<WorktreeState> {
+    let primary = (crate::config::PRIMARY_REPO.to_string(), t.worktree.clone(), t.branch.clone());
+    let linked = t.repos.iter().map(|(name, w)| (name.clone(), w.worktree.clone(), w.branch.clone()));
+    std::iter::once(primary)
+        .chain(linked)
+        .map(|(repo, path, branch)| {
+            let exists = path.is_dir();
+            let uncommitted = exists.then(|| crate::worktree::uncommitted_files(&path).ok().map(|f| f.len())).flatten();
+            WorktreeState { repo, path, branch, exists, uncommitted }
+        })
+        .collect()
+}
+
+/// `iso path THREAD [--repo NAME]`: the thread's worktree in the primary
+/// repository (`main` or none) or in linked repository `repo`.
+pub fn worktree_path(project: &Project, selector: &str, repo: Option<&str>) -> Result<PathBuf, Error> {
+    let t = find(project, selector)?;
+    match repo {
+        None => Ok(t.worktree),
+        Some(r) if r == crate::config::PRIMARY_REPO => Ok(t.worktree),
+        Some(r) => match t.repos.get(r) {
+            Some(w) => Ok(w.worktree.clone()),
+            None => Err(Error::NoRepo { id: t.id, repo: r.to_string(), known: t.repos.keys().cloned().collect() }),
+        },
+    }
 }
 
 pub fn status(project: &Project, selector: &str) -> Result<StatusView, Error> {
@@ -166,7 +213,8 @@ pub fn status(project: &Project, selector: &str) -> Result<StatusView, Error> {
         (None, None)
     };
     let interrupted = is_interrupted(&thread);
-    Ok(StatusView { thread, services, services_error, interrupted })
+    let worktrees = if thread.is_live() { worktree_states(&thread) } else { Vec::new() };
+    Ok(StatusView { thread, services, services_error, interrupted, worktrees })
 }
 
 /// A thread's stack as `iso init` reports it: the services and the

@@ -60,7 +60,8 @@ pub fn thread_value(t: &ThreadRecord, detail: Detail, extras: &Extras, span: Spa
     r.push("last_activity", opt(t.last_activity.map(|at| date_value(at, span)), span));
     // The linked repositories' worktrees ({} without [repos]), name to
     // {repo_root, worktree, branch, base, created_branch}.
-    let repos = t.repos.iter().map(|(name, w)| (name.clone(), serde_json::to_value(w).map_or_else(|e| Value::string(e.to_string(), span), |j| json_value(j, span))));
+    let repos =
+        t.repos.iter().map(|(name, w)| (name.clone(), serde_json::to_value(w).map_or_else(|e| Value::string(e.to_string(), span), |j| json_value(j, span))));
     r.push("repos", Value::record(repos.collect(), span));
     if let Some(c) = extras.containers {
         r.push("containers", containers_value(c, span));

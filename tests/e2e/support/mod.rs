@@ -150,6 +150,24 @@ impl TestRepo {
         serde_json::from_str(&self.iso_ok(&a)).expect("valid JSON")
     }
 
+    /// A second git repository `name` beside this one (`../name` from its
+    /// root, for `[repos]`), with branches `main` and `dev`, a gitignored
+    /// `.env` and no iso.toml. It is in this repository's temporary
+    /// directory, so it goes when this is dropped.
+    pub fn sibling(&self, name: &str) -> PathBuf {
+        let root = self.root.parent().unwrap().join(name);
+        std::fs::create_dir(&root).unwrap();
+        let root = root.canonicalize().unwrap();
+        git_in(&root, &["init", "-q", "-b", "main"]);
+        std::fs::write(root.join("package.json"), "{}\n").unwrap();
+        std::fs::write(root.join(".gitignore"), ".env\nnode_modules\n").unwrap();
+        git_in(&root, &["add", "."]);
+        git_in(&root, &["commit", "-q", "-m", "initial"]);
+        git_in(&root, &["branch", "dev"]);
+        std::fs::write(root.join(".env"), "VITE_BACKEND_API_URL=http://localhost:3000\n").unwrap();
+        root
+    }
+
     /// The live threads as JSON.
     pub fn threads(&self) -> Vec<serde_json::Value> {
         self.iso_json(&["list"]).as_array().unwrap().clone()

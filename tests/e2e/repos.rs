@@ -1,0 +1,177 @@
+//! Threads across repositories (`[repos]`): a worktree in every linked
+//! repository on the thread's branch, one port block, `.env.thread` in each,
+//! rollback of all on any failure, cleanup and doctor over all of them.
+//! Real git repositories side by side in one temporary directory.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{git_in, stderr, stdout, TestRepo};
+
+const TOML: &str = "[ports]\nblock_size = 5\n[threads]\nmax = 3\n[repos]\nfrontend = { path = \"../frontend\", link = [\"node_modules\"] }\n";
+
+/// The primary and its linked `frontend` (`../frontend`).
+fn repos() -> (TestRepo, PathBuf) {
+    let repo = TestRepo::new(TOML);
+    let fe = repo.sibling("frontend");
+    std::fs::create_dir(fe.join("node_modules")).unwrap();
+    std::fs::write(fe.join("node_modules/dep.js"), "x\n").unwrap();
+    (repo, fe)
+}
+
+fn env_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).lines().filter(|l| !l.starts_with('#')).map(str::to_string).collect()
+}
+
+fn branches(root: &Path) -> Vec<String> {
+    git_in(root, &["branch", "--format=%(refname:short)"]).lines().map(str::to_string).collect()
+}
+
+fn worktree_count(root: &Path) -> usize {
+    git_in(root, &["worktree", "list", "--porcelain"]).matches("worktree ").count()
+}
+
+#[test]
+fn init_gives_every_repository_a_worktree_on_one_branch_with_one_port_block() {
+    let (repo, fe) = repos();
+    let t = &repo.iso_json(&["init", "auth"])[0];
+    let wt = PathBuf::from(t["worktree"].as_str().unwrap());
+    let linked = &t["repos"]["frontend"];
+    let fwt = PathBuf::from(linked["worktree"].as_str().unwrap());
+    assert_eq!(fwt, fe.join(".worktrees/thread-1"), "{t}");
+    let branch = t["branch"].as_str().unwrap().to_string();
+    assert_eq!(linked["branch"], branch.as_str(), "the same branch name in both");
+    assert_eq!(linked["created_branch"], true);
+    assert_eq!(git_in(&fwt, &["rev-parse", "--abbrev-ref", "HEAD"]).trim(), branch);
+    assert_eq!(git_in(&fe, &["rev-parse", &branch]), git_in(&fe, &["rev-parse", "main"]), "from the linked repository's current branch");
+    // Its copy (default .env) and link apply there, from its own checkout.
+    assert!(std::fs::read_to_string(fwt.join(".env")).unwrap().contains("VITE_BACKEND_API_URL"));
+    assert!(fwt.join("node_modules").is_symlink() && fwt.join("node_modules/dep.js").is_file());
+    // Locked against `git worktree prune` like the primary's.
+    assert!(git_in(&fe, &["worktree", "list", "--porcelain"]).contains("locked iso"), "{}", git_in(&fe, &["worktree", "list", "--porcelain"]));
+
+    // One .env.thread per worktree: the same ports, ISO_WORKTREE its own.
+    let main_env = env_lines(&wt.join(".env.thread"));
+    let fe_env = env_lines(&fwt.join(".env.thread"));
+    let ports: Vec<&String> = main_env.iter().filter(|l| l.starts_with("ISO_PORT_")).collect();
+    assert!(ports.len() >= 2, "{main_env:?}");
+    for p in &ports {
+        assert!(fe_env.contains(p), "{p} missing from the frontend's: {fe_env:?}");
+    }
+    let has = |env: &[String], line: String| assert!(env.contains(&line), "{line} not in {env:?}");
+    has(&main_env, format!("ISO_WORKTREE={}", wt.display()));
+    has(&fe_env, format!("ISO_WORKTREE={}", fwt.display()));
+    for env in [&main_env, &fe_env] {
+        has(env, format!("ISO_WORKTREE_MAIN={}", wt.display()));
+        has(env, format!("ISO_WORKTREE_FRONTEND={}", fwt.display()));
+    }
+    assert!(git_in(&fe, &["status", "--porcelain"]).is_empty(), ".worktrees and .env.thread are excluded in the linked repository too");
+
+    // Listing, status and path show them.
+    assert_eq!(repo.threads()[0]["repos"]["frontend"]["worktree"], linked["worktree"]);
+    let ls = repo.iso_ok(&["ls"]);
+    assert!(ls.contains("REPOS") && ls.contains("frontend"), "{ls}");
+    assert_eq!(repo.iso_ok(&["path", "auth", "--repo", "frontend"]).trim(), fwt.display().to_string());
+    let out = repo.iso(&["path", "auth", "--repo", "mobile"]);
+    assert!(!out.status.success() && stderr(&out).contains("no worktree in repository `mobile`"), "{}", stderr(&out));
+    std::fs::write(fwt.join("App.tsx"), "work\n").unwrap();
+    let st = repo.iso_json(&["status", "auth"]);
+    let wts = st["worktrees"].as_array().unwrap();
+    assert_eq!(wts.len(), 2, "{st}");
+    assert_eq!((wts[0]["repo"].as_str(), wts[0]["uncommitted"].as_u64()), (Some("main"), Some(0)));
+    assert_eq!((wts[1]["repo"].as_str(), wts[1]["uncommitted"].as_u64(), wts[1]["branch"].as_str()), (Some("frontend"), Some(1), Some(branch.as_str())));
+    assert!(repo.iso_ok(&["status", "auth"]).contains("1 uncommitted"));
+
+    // Uncommitted work in the linked worktree stops cleanup of all of them.
+    let out = repo.iso(&["cleanup", "auth"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("frontend: App.tsx"), "names the repository: {}", stderr(&out));
+    assert!(wt.is_dir() && fwt.is_dir(), "nothing removed");
+    std::fs::remove_file(fwt.join("App.tsx")).unwrap();
+    repo.iso_ok(&["cleanup", "auth"]);
+    assert!(!wt.exists() && !fwt.exists());
+    assert_eq!(worktree_count(&fe), 1);
+    assert!(branches(&fe).contains(&branch) && branches(&repo.root).contains(&branch), "branches kept");
+
+    // --delete-branch deletes the branches iso made, in each repository.
+    let two = repo.iso_json(&["init", "two"])[0]["branch"].as_str().unwrap().to_string();
+    assert!(branches(&fe).contains(&two));
+    repo.iso_ok(&["cleanup", "two", "--delete-branch"]);
+    assert!(!branches(&fe).contains(&two) && !branches(&repo.root).contains(&two));
+}
+
+#[test]
+fn init_branch_uses_it_where_it_exists_and_makes_it_where_it_does_not() {
+    let (repo, fe) = repos();
+    repo.git(&["branch", "feature/x", "dev"]);
+    let tip = repo.git(&["rev-parse", "feature/x"]);
+    let t = &repo.iso_json(&["init", "--branch", "feature/x"])[0];
+    assert_eq!(t["created_branch"], false, "the primary's existed");
+    assert_eq!(t["repos"]["frontend"]["created_branch"], true, "made in the frontend from its base");
+    let fwt = PathBuf::from(t["repos"]["frontend"]["worktree"].as_str().unwrap());
+    assert_eq!(git_in(&fwt, &["rev-parse", "--abbrev-ref", "HEAD"]).trim(), "feature/x");
+    let out = repo.iso_ok(&["cleanup", "feature/x", "--delete-branch"]);
+    assert!(!branches(&fe).contains(&"feature/x".to_string()), "iso's in the frontend deleted: {out}");
+    assert_eq!(repo.git(&["rev-parse", "feature/x"]), tip, "the user's in the primary kept");
+
+    // In both: each repository's own branch as it is, neither iso's.
+    repo.git(&["branch", "feature/y", "main"]);
+    git_in(&fe, &["checkout", "-q", "-b", "feature/y"]);
+    git_in(&fe, &["commit", "-q", "--allow-empty", "-m", "frontend work"]);
+    git_in(&fe, &["checkout", "-q", "main"]);
+    let fe_tip = git_in(&fe, &["rev-parse", "feature/y"]);
+    let t = &repo.iso_json(&["init", "--branch", "feature/y"])[0];
+    assert_eq!((t["created_branch"].as_bool(), t["repos"]["frontend"]["created_branch"].as_bool()), (Some(false), Some(false)), "{t}");
+    let fwt = PathBuf::from(t["repos"]["frontend"]["worktree"].as_str().unwrap());
+    assert_eq!(git_in(&fwt, &["rev-parse", "HEAD"]), fe_tip, "the frontend's branch as it is");
+    repo.iso_ok(&["cleanup", "feature/y", "--delete-branch"]);
+    assert_eq!(git_in(&fe, &["rev-parse", "feature/y"]), fe_tip, "not iso's: kept");
+    assert!(branches(&repo.root).contains(&"feature/y".to_string()));
+}
+
+#[test]
+fn a_failure_in_the_linked_repository_rolls_back_every_repository() {
+    let (repo, fe) = repos();
+    // The branch thread 1 gets is checked out in another worktree of the
+    // frontend, found after the primary's branch and worktree are made.
+    let other = fe.parent().unwrap().join("fe-busy");
+    git_in(&fe, &["worktree", "add", "-q", "-b", "thread-1-busy", &other.display().to_string()]);
+    let out = repo.iso(&["init", "busy"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("frontend") && err.contains("busy"), "{err}");
+    assert!(!repo.path(".worktrees/thread-1").exists(), "primary worktree rolled back");
+    assert!(!branches(&repo.root).contains(&"thread-1-busy".to_string()), "primary branch iso made deleted");
+    assert_eq!(worktree_count(&repo.root), 1);
+    assert!(!fe.join(".worktrees/thread-1").exists());
+    assert_eq!(worktree_count(&fe), 2, "the frontend has its own two, no more");
+    assert!(branches(&fe).contains(&"thread-1-busy".to_string()), "the user's branch stays");
+    assert!(repo.threads().is_empty(), "{:?}", repo.threads());
+    assert!(repo.iso_json(&["ports"]).as_array().unwrap().is_empty(), "ports released");
+    assert!(repo.iso(&["doctor"]).status.success(), "{}", stdout(&repo.iso(&["doctor"])));
+
+    // And the ids and ports are free for the next thread.
+    let t = &repo.iso_json(&["init", "free"])[0];
+    assert_eq!(t["id"], 1);
+}
+
+#[test]
+fn a_linked_repository_that_is_not_there_stops_init_before_anything_is_made() {
+    let repo = TestRepo::new(TOML);
+    let out = repo.iso(&["init", "a"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("repos.frontend") && err.contains("cannot be opened"), "{err}");
+    assert!(!repo.path(".worktrees").exists() && repo.threads().is_empty());
+    // A folder inside a repository is not its main checkout.
+    let fe = repo.sibling("frontend");
+    std::fs::create_dir(fe.join("sub")).unwrap();
+    repo.write("iso.toml", &format!("[ports]\nbase = {}\n[repos]\nfrontend = \"../frontend/sub\"\n", repo.port_base));
+    let err = stderr(&repo.iso(&["init", "a"]));
+    assert!(err.contains("not a repository's main checkout") && err.contains(&fe.display().to_string()), "{err}");
+    // The primary itself, and two names for one repository.
+    repo.write("iso.toml", &format!("[ports]\nbase = {}\n[repos]\nself = \".\"\n", repo.port_base));
+    assert!(stderr(&repo.iso(&["init", "a"])).contains("this repository itself"));
+    repo.write("iso.toml", &format!("[ports]\nbase = {}\n[repos]\na = \"../frontend\"\nb = \"../frontend/\"\n", repo.port_base));
+    assert!(stderr(&repo.iso(&["init", "a"])).contains("same repository as repos.a"));
+    assert!(repo.threads().is_empty());
+}

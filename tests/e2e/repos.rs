@@ -175,3 +175,38 @@ fn a_linked_repository_that_is_not_there_stops_init_before_anything_is_made() {
     assert!(stderr(&repo.iso(&["init", "a"])).contains("same repository as repos.a"));
     assert!(repo.threads().is_empty());
 }
+
+#[test]
+fn doctor_finds_a_missing_or_stray_linked_worktree_and_fix_rebuilds_the_missing_one() {
+    let (repo, fe) = repos();
+    let t = &repo.iso_json(&["init", "a"])[0];
+    let fwt = PathBuf::from(t["repos"]["frontend"]["worktree"].as_str().unwrap());
+    std::fs::remove_dir_all(&fwt).unwrap();
+    let out = repo.iso(&["doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("in repository `frontend` is missing"), "{}", stdout(&out));
+    let out = repo.iso(&["doctor", "--fix"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(git_in(&fwt, &["rev-parse", "--abbrev-ref", "HEAD"]).trim(), t["branch"].as_str().unwrap());
+    assert!(env_lines(&fwt.join(".env.thread")).contains(&format!("ISO_WORKTREE={}", fwt.display())));
+    assert!(fwt.join(".env").is_file() && fwt.join("node_modules").is_symlink(), "copy and link again");
+    assert!(repo.iso(&["doctor"]).status.success(), "{}", stdout(&repo.iso(&["doctor"])));
+
+    // A worktree in the frontend's .worktrees that no thread owns is named,
+    // never removed.
+    let stray = fe.join(".worktrees/thread-9");
+    git_in(&fe, &["worktree", "add", "-q", "-b", "stray", &stray.display().to_string()]);
+    let out = repo.iso(&["doctor", "--fix"]);
+    assert!(stdout(&out).contains("belongs to no thread") && stdout(&out).contains("thread-9"), "{}", stdout(&out));
+    assert!(stray.is_dir());
+    git_in(&fe, &["worktree", "remove", &stray.display().to_string()]);
+
+    // The primary's worktree gone while the frontend's holds work: --fix
+    // does not remove the thread (and with it that work).
+    std::fs::write(fwt.join("App.tsx"), "work\n").unwrap();
+    std::fs::remove_dir_all(repo.path(".worktrees/thread-1")).unwrap();
+    let out = repo.iso(&["doctor", "--fix"]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("frontend: App.tsx") || stderr(&out).contains("frontend: App.tsx"), "{}{}", stdout(&out), stderr(&out));
+    assert!(fwt.join("App.tsx").is_file(), "the work is still there");
+}

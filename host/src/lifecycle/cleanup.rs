@@ -241,6 +241,15 @@ fn archive(project: &Project, record: &ThreadRecord, detail: &str) -> Result<Thr
 /// gone). Its volumes are kept: doctor lists them with the command that
 /// removes them (`iso doctor --fix --volumes`).
 pub(crate) fn finish_cleanup(project: &Project, t: &ThreadRecord) -> Result<(), Error> {
+    // A linked worktree may hold work even when the primary's is gone:
+    // then nothing is removed (`iso cleanup --force` throws it away).
+    let mut uncommitted = Vec::new();
+    for (name, w) in t.repos.iter().filter(|(_, w)| w.worktree.is_dir()) {
+        uncommitted.extend(worktree::uncommitted_files(&w.worktree)?.into_iter().map(|f| format!("{name}: {f}")));
+    }
+    if !uncommitted.is_empty() {
+        return Err(Error::WouldLoseWork { id: t.id, uncommitted, unmerged: Vec::new() });
+    }
     if project.config.has_stack() {
         super::stack::teardown_listed(project, &Engine::connect()?, t.id, true)?;
     }

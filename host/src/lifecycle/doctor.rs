@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::cleanup::finish_cleanup;
-use super::init::rollback;
+use super::init::{rebuild_linked, rollback};
 use super::recover;
 use super::stack::stop_timeout;
 use super::Error;
@@ -88,6 +88,51 @@ pub fn doctor(project: &Project, fix: bool, volumes: bool) -> Result<Vec<Finding
                         fixed: false,
                         error: None,
                     });
+                }
+                for (name, w) in t.repos.iter().filter(|(_, w)| !w.worktree.exists()) {
+                    attempt(
+                        &mut findings,
+                        Some(t.id),
+                        format!("thread {} ({}): its worktree {} in repository `{name}` is missing", t.id, t.name, w.worktree.display()),
+                        &format!("check it out again on branch {} (made again from {} if it is gone too)", w.branch, w.base),
+                        &|| rebuild_linked(project, t, name),
+                    );
+                }
+            }
+        }
+    }
+
+    // Worktrees in a linked repository's iso directory that no thread of
+    // this repository owns: listed only, as they may hold work.
+    if !project.config.repos.is_empty() {
+        let owned: BTreeSet<&Path> = data.threads.iter().flat_map(|t| t.repos.values().map(|w| w.worktree.as_path())).collect();
+        match project.linked_repos() {
+            Err(e) => findings.push(Finding {
+                thread: None,
+                problem: e.to_string(),
+                fix: crate::error::Diagnostic::hint(&e).unwrap_or_default(),
+                fixed: false,
+                error: None,
+            }),
+            Ok(repos) => {
+                for repo in repos {
+                    let dir = repo.root.join(&project.config.threads.worktree_dir);
+                    let Ok(git) = worktree::Git::discover(&repo.root) else { continue };
+                    for wt in git.worktrees()?.into_iter().filter(|w| w.path.starts_with(&dir) && !owned.contains(w.path.as_path())) {
+                        findings.push(Finding {
+                            thread: None,
+                            problem: format!("worktree {} in repository `{}` belongs to no thread", wt.path.display(), repo.name),
+                            fix: format!(
+                                "none automatic (it may hold work): `git -C {} worktree unlock {} && git -C {} worktree remove {}`",
+                                repo.root.display(),
+                                wt.name,
+                                repo.root.display(),
+                                wt.path.display()
+                            ),
+                            fixed: false,
+                            error: None,
+                        });
+                    }
                 }
             }
         }

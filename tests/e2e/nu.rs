@@ -51,14 +51,14 @@ fn nu_binary() -> PathBuf {
 /// A nu session setup: the plugin added to a throwaway plugin registry, and
 /// no user config, history or plugin registry touched; iso's state goes to
 /// the test repository's state directory, as the CLI's does.
-struct Nu {
+pub(crate) struct Nu {
     bin: PathBuf,
     home: tempfile::TempDir,
     state_env: [(&'static str, PathBuf); 2],
 }
 
 impl Nu {
-    fn new(repo: &TestRepo) -> Nu {
+    pub(crate) fn new(repo: &TestRepo) -> Nu {
         let home = tempfile::Builder::new().prefix("iso-nu-").tempdir().unwrap();
         let nu = Nu { bin: nu_binary(), home, state_env: repo.state_env() };
         let version = nu.raw(nu.home.path(), "version | get version");
@@ -118,7 +118,7 @@ impl Nu {
     }
 
     /// `<script> | to json`, parsed.
-    fn json(&self, dir: &Path, script: &str) -> Json {
+    pub(crate) fn json(&self, dir: &Path, script: &str) -> Json {
         let text = self.ok(dir, &format!("{script} | to json"));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{script}: not JSON ({e}): {text}"))
     }

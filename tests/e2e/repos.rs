@@ -210,3 +210,56 @@ fn doctor_finds_a_missing_or_stray_linked_worktree_and_fix_rebuilds_the_missing_
     assert!(stdout(&out).contains("frontend: App.tsx") || stderr(&out).contains("frontend: App.tsx"), "{}{}", stdout(&out), stderr(&out));
     assert!(fwt.join("App.tsx").is_file(), "the work is still there");
 }
+
+#[test]
+fn adopt_gives_the_adopted_worktree_linked_worktrees_too() {
+    let (repo, fe) = repos();
+    let wt = repo.root.parent().unwrap().join("app-review");
+    repo.git(&["worktree", "add", "-q", "-b", "review", &wt.display().to_string()]);
+    let t = &repo.iso_json(&["adopt", &wt.display().to_string()])[0];
+    let linked = &t["repos"]["frontend"];
+    assert_eq!(linked["branch"], "review");
+    assert_eq!(linked["created_branch"], true, "made in the frontend");
+    let fwt = fe.join(".worktrees").join(format!("thread-{}", t["id"]));
+    assert_eq!(linked["worktree"].as_str(), Some(fwt.to_str().unwrap()));
+    assert!(env_lines(&fwt.join(".env.thread")).contains(&format!("ISO_WORKTREE_MAIN={}", wt.display())));
+}
+
+/// The API's thread JSON carries the linked worktrees, and its cleanup
+/// removes them.
+#[test]
+fn api_creates_and_removes_a_thread_across_repositories() {
+    use crate::support::server::Server;
+    let (repo, fe) = repos();
+    let s = Server::start(&repo, Some("test-token-0123456789"));
+    let a: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let auth = "Bearer test-token-0123456789";
+    let mut resp =
+        a.post(&format!("{}/api/threads", s.url)).header("Authorization", auth).content_type("application/json").send(br#"{"name": "api"}"#).unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let t: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    let fwt = PathBuf::from(t["repos"]["frontend"]["worktree"].as_str().unwrap_or_else(|| panic!("{t}")));
+    assert!(fwt.join(".env.thread").is_file());
+    let id = t["id"].as_u64().unwrap();
+    let mut resp = a.get(&format!("{}/api/threads/{id}", s.url)).header("Authorization", auth).call().unwrap();
+    let st: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(st["worktrees"][1]["repo"], "frontend", "{st}");
+    std::fs::write(fwt.join("App.tsx"), "work\n").unwrap();
+    let resp = a.delete(&format!("{}/api/threads/{id}", s.url)).header("Authorization", auth).call().unwrap();
+    assert_eq!(resp.status().as_u16(), 409, "dirty linked worktree: would lose work");
+    std::fs::remove_file(fwt.join("App.tsx")).unwrap();
+    let resp = a.delete(&format!("{}/api/threads/{id}", s.url)).header("Authorization", auth).call().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(!fwt.exists() && worktree_count(&fe) == 1);
+}
+
+#[cfg(feature = "nu")]
+#[test]
+fn nu_threads_carry_the_linked_worktrees() {
+    let (repo, fe) = repos();
+    let nu = crate::nu::Nu::new(&repo);
+    let made = nu.json(&repo.root, "iso init fromnu | get 0.repos.frontend.worktree");
+    assert_eq!(made, serde_json::json!(fe.join(".worktrees/thread-1").display().to_string()));
+    let listed = nu.json(&repo.root, "iso threads | get 0.repos.frontend.branch");
+    assert_eq!(listed, repo.threads()[0]["repos"]["frontend"]["branch"]);
+}

@@ -499,8 +499,8 @@ fn hooks_list_and_plugin_check() {
     let ok = iso(&repo, &["plugin", "check", &fe, "--json"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
-    assert_eq!(v["world"], "iso:hooks@0.1.1", "{v}");
-    assert!(v["imports"].to_string().contains("iso:hooks/host@0.1.1"), "{v}");
+    assert_eq!(v["world"], "iso:hooks@0.1.2", "{v}");
+    assert!(v["imports"].to_string().contains("iso:hooks/host@0.1.2"), "{v}");
     // What the repository's manifest grants it.
     assert_eq!(v["manifests"][0]["allow"]["paths"][0]["mode"], "ro", "{v}");
     assert_eq!(v["manifests"][0]["events"][0], "post-init", "{v}");

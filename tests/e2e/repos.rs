@@ -263,3 +263,78 @@ fn nu_threads_carry_the_linked_worktrees() {
     let listed = nu.json(&repo.root, "iso threads | get 0.repos.frontend.branch");
     assert_eq!(listed, repo.threads()[0]["repos"]["frontend"]["branch"]);
 }
+
+/// The primary and `frontend` with hooks: `[repos]` first, then `hooks_toml`.
+fn repos_with_hooks(hooks_toml: &str) -> (TestRepo, PathBuf) {
+    let repo = TestRepo::new(&format!("{TOML}{hooks_toml}"));
+    let fe = repo.sibling("frontend");
+    (repo, fe)
+}
+
+fn history(t: &serde_json::Value) -> String {
+    serde_json::to_string(&t["history"]).unwrap()
+}
+
+#[test]
+fn hooks_see_every_worktree_and_open_a_linked_one_only_when_granted() {
+    let toml = "\n[[hooks]]\nname = \"look\"\nevent = \"post-init\"\nrhai = \"hooks/look.rhai\"\n\n[[hooks]]\nname = \"granted\"\nevent = \"post-init\"\nrhai = \"hooks/look.rhai\"\nallow.paths = [\".\", { repo = \"frontend\", path = \".\", mode = \"ro\" }]\n";
+    let (repo, fe) = repos_with_hooks(toml);
+    repo.write(
+        "hooks/look.rhai",
+        "message(`sees ${thread.worktrees.keys().len()}: ${thread.worktrees.frontend}`);\n\
+         try { let t = read_file(thread.worktrees.frontend + \"/package.json\"); message(`read ${t.len()}`); } catch (e) { message(`denied: ${e}`); }\n\
+         try { write_file(thread.worktrees.frontend + \"/x\", \"x\"); message(\"wrote\"); } catch (e) { message(\"not written\"); }\n",
+    );
+    repo.git(&["add", "hooks"]);
+    repo.git(&["commit", "-q", "-m", "hooks"]);
+    let out = crate::hooks::iso(&repo, &["init", "web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t = crate::hooks::thread(&repo, 1);
+    let h = history(&t);
+    let fwt = fe.join(".worktrees/thread-1");
+    assert!(h.contains(&format!("sees 2: {}", fwt.display())), "{h}");
+    assert!(h.contains("denied: ") && h.contains("allow.paths"), "the ungranted hook is refused: {h}");
+    assert!(h.contains("read 3"), "the granted one reads: {h}");
+    assert!(h.contains("not written") && !h.contains("wrote"), "read-only: {h}");
+    assert!(!fwt.join("x").exists());
+}
+
+/// The shipped frontend-env hook with no `config`: the thread's `frontend`
+/// worktree's `.env` points at the thread's API, and is put back before
+/// cleanup.
+fn frontend_env_patches_the_linked_frontend(kind: &str, hook: &str) {
+    let toml = format!("\n[[hooks]]\nevent = [\"post-init\", \"pre-cleanup\"]\n{kind} = \"{hook}\"\nallow.paths = [{{ repo = \"frontend\", path = \".\" }}]\n");
+    let (repo, fe) = repos_with_hooks(&toml);
+    if kind == "rhai" {
+        let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../hooks/frontend-env.rhai")).unwrap();
+        repo.write(hook, &src);
+    }
+    let out = crate::hooks::iso(&repo, &["init", "web"]);
+    assert!(out.status.success(), "{kind}: {}", stderr(&out));
+    let t = crate::hooks::thread(&repo, 1);
+    assert_eq!(t["status"], "active", "{kind}: {t}");
+    let api = t["ports"]["api"].as_u64().unwrap();
+    let fwt = fe.join(".worktrees/thread-1");
+    let env = std::fs::read_to_string(fwt.join(".env")).unwrap();
+    assert_eq!(env, format!("VITE_BACKEND_API_URL=http://localhost:{api}\n"), "{kind}");
+    assert!(std::fs::read_to_string(fwt.join(".env.original")).unwrap().contains("localhost:3000"), "{kind}");
+    let wt = PathBuf::from(t["worktree"].as_str().unwrap());
+    assert!(!wt.join(".env.original").exists(), "{kind}: the primary's .env is left alone");
+    assert!(history(&t).contains("frontend:.env"), "{kind}: {}", history(&t));
+    crate::hooks::iso_ok(&repo, &["hooks", "run", "pre-cleanup", "1"]);
+    assert!(std::fs::read_to_string(fwt.join(".env")).unwrap().contains("localhost:3000"), "{kind}: restored");
+    assert!(!fwt.join(".env.original").exists(), "{kind}");
+    let out = crate::hooks::iso(&repo, &["cleanup", "1"]);
+    assert!(out.status.success(), "{kind}: {}", stderr(&out));
+    assert!(!fwt.exists());
+}
+
+#[test]
+fn frontend_env_rhai_patches_the_linked_frontend_with_no_config() {
+    frontend_env_patches_the_linked_frontend("rhai", "hooks/frontend-env.rhai");
+}
+
+#[test]
+fn frontend_env_wasm_patches_the_linked_frontend_with_no_config() {
+    frontend_env_patches_the_linked_frontend("wasm", &crate::hooks::wasm("iso_frontend_env.wasm"));
+}

@@ -166,7 +166,9 @@ pub struct Allow {
     pub env: Vec<String>,
 }
 
-/// `"frontend"` (read-write) or `{ path = "docs", mode = "ro" }`.
+/// `"frontend"` (read-write) or `{ path = "docs", mode = "ro" }`; with
+/// `repo = "<name>"` the path is in the thread's worktree of that linked
+/// repository (`[repos]`) instead of the primary's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PathGrant {
@@ -175,6 +177,8 @@ pub enum PathGrant {
         path: String,
         #[serde(default)]
         mode: Mode,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        repo: Option<String>,
     },
 }
 
@@ -197,6 +201,14 @@ impl PathGrant {
         match self {
             PathGrant::Plain(_) => Mode::ReadWrite,
             PathGrant::Table { mode, .. } => *mode,
+        }
+    }
+    /// The linked repository whose worktree `path` is relative to (none:
+    /// the primary's).
+    pub fn repo(&self) -> Option<&str> {
+        match self {
+            PathGrant::Plain(_) => None,
+            PathGrant::Table { repo, .. } => repo.as_deref(),
         }
     }
 }

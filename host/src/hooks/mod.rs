@@ -183,7 +183,9 @@ impl Hooks {
             payload.thread.env = env.clone();
             let fail = |message: String, refused: bool| HookFailure { plugin: hook.name.clone(), event: event.clone(), message, refused };
             let started = Instant::now();
-            let result = match Grants::resolve(&hook.spec, &self.defaults, &worktree, &self.repo_root, env) {
+            let linked: BTreeMap<String, String> =
+                payload.thread.worktrees.iter().filter(|(n, _)| n.as_str() != crate::config::PRIMARY_REPO).map(|(n, p)| (n.clone(), p.clone())).collect();
+            let result = match Grants::resolve_linked(&hook.spec, &self.defaults, &worktree, &self.repo_root, env, &linked) {
                 Err(e) => Err(CallError::Failed(format!("its grants cannot be given: {e}"))),
                 Ok(grants) => {
                     let log = self.log_for(&hook.name, &event);
@@ -305,6 +307,9 @@ pub fn payload(
             pr: thread.pr,
             services: services.to_vec(),
             links: thread.links.clone(),
+            worktrees: std::iter::once((crate::config::PRIMARY_REPO.to_string(), thread.worktree.display().to_string()))
+                .chain(thread.repos.iter().map(|(n, w)| (n.clone(), w.worktree.display().to_string())))
+                .collect(),
         },
         git: git.cloned(),
         payload: custom,

@@ -27,6 +27,11 @@ pub struct ThreadInfo {
     /// event set. Rhai sees them as `thread.links`; WASM asks `host.link`
     /// (the WIT `thread` record is kept as 0.1.0 had it).
     pub links: BTreeMap<String, String>,
+    /// Every worktree of the thread by repository: `main` (the primary's)
+    /// and each linked repository's (`[repos]`). Rhai sees `thread.worktrees`;
+    /// WASM asks `host.worktrees` (since 0.1.2). Listed, not granted: a hook
+    /// opens a linked one only with `allow.paths = [{ repo = NAME, … }]`.
+    pub worktrees: BTreeMap<String, String>,
 }
 
 /// One event for one hook (WIT `event`).

@@ -447,6 +447,7 @@ mod tests {
                 pr: Some(12),
                 services: Vec::new(),
                 links: [("chat".to_string(), "https://chat.example/1".to_string())].into_iter().collect(),
+                worktrees: BTreeMap::new(),
             },
             git: None,
             payload: None,

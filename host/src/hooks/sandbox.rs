@@ -132,6 +132,23 @@ impl Grants {
     /// `$HOME` or a directory holding it, the main checkout, or the
     /// credential directories of `$HOME` ([`SECRET_DIRS`]).
     pub fn resolve(spec: &HookSpec, defaults: &HookDefaults, worktree: &Path, repo_root: &Path, env: BTreeMap<String, String>) -> Result<Grants, SandboxError> {
+        Grants::resolve_linked(spec, defaults, worktree, repo_root, env, &BTreeMap::new())
+    }
+
+    /// [`Grants::resolve`] for a thread with worktrees in linked
+    /// repositories (`linked`: name to worktree). A grant with `repo = NAME`
+    /// is relative to that worktree and must stay inside it, as a relative
+    /// grant must stay inside the primary's; one naming a repository the
+    /// thread has no (existing) worktree in grants nothing. Linked
+    /// worktrees are never granted by default.
+    pub fn resolve_linked(
+        spec: &HookSpec,
+        defaults: &HookDefaults,
+        worktree: &Path,
+        repo_root: &Path,
+        env: BTreeMap<String, String>,
+        linked: &BTreeMap<String, String>,
+    ) -> Result<Grants, SandboxError> {
         // Before the worktree exists (pre-init), or once it is gone
         // (post-cleanup), the hook works in a scratch directory of its own:
         // commands need a directory to start in, and the main checkout is
@@ -166,15 +183,33 @@ impl Grants {
             Some(list) => {
                 for g in list {
                     let raw = Path::new(g.path());
-                    if !exists && raw.is_relative() {
-                        continue;
-                    }
-                    let joined = if raw.is_absolute() { raw.to_path_buf() } else { worktree.join(raw) };
+                    // The directory a relative grant is in: the primary's
+                    // worktree, or the named linked repository's.
+                    let base = match g.repo() {
+                        None if !exists && raw.is_relative() => continue,
+                        None => worktree.clone(),
+                        Some(name) => {
+                            if raw.is_absolute() {
+                                return Err(refused(g.path(), format!("is absolute; with repo = \"{name}\" the path is relative to that worktree")));
+                            }
+                            match linked.get(name).map(Path::new).and_then(|p| p.canonicalize().ok()) {
+                                Some(p) => p,
+                                None => continue,
+                            }
+                        }
+                    };
+                    let joined = if raw.is_absolute() { raw.to_path_buf() } else { base.join(raw) };
                     let path = joined.canonicalize().map_err(|e| refused(g.path(), format!("({}) cannot be opened: {e}", joined.display())))?;
                     if !path.is_dir() {
                         return Err(refused(g.path(), "is not a directory".into()));
                     }
-                    let inside_worktree = path.starts_with(&worktree);
+                    if g.repo().is_some() && !path.starts_with(&base) {
+                        return Err(refused(
+                            g.path(),
+                            format!("resolves to {}, outside the thread's worktree {} (through a symlink or `..`)", path.display(), base.display()),
+                        ));
+                    }
+                    let inside_worktree = path.starts_with(&worktree) || g.repo().is_some();
                     if raw.is_relative() && !inside_worktree {
                         return Err(refused(
                             g.path(),
@@ -481,6 +516,43 @@ mod tests {
         assert!(g.check_path("etc-link/passwd", false).is_err());
         std::os::unix::fs::symlink("/tmp/iso-no-such-target", wt.join("dangling")).unwrap();
         assert!(g.check_path("dangling", true).is_err());
+    }
+
+    #[test]
+    fn a_linked_worktree_is_granted_only_by_a_repo_grant_and_stays_rooted_in_it() {
+        let (d, root, wt) = setup();
+        let fe = d.path().join("frontend/.worktrees/thread-1");
+        std::fs::create_dir_all(fe.join("src")).unwrap();
+        std::fs::write(fe.join(".env"), "A=1").unwrap();
+        std::fs::write(d.path().join("frontend/secret"), "main checkout of the frontend").unwrap();
+        let linked: BTreeMap<String, String> = [("frontend".to_string(), fe.display().to_string())].into();
+        let fe_env = fe.join(".env").display().to_string();
+        // Not granted by default.
+        let g =
+            Grants::resolve_linked(&spec("event = \"post-up\"\nrhai = \"x.rhai\""), &HookDefaults::default(), &wt, &root, BTreeMap::new(), &linked).unwrap();
+        assert!(g.check_path(&fe_env, false).is_err());
+        // Granted read-only, then read-write; the primary's is then not granted.
+        let s = spec("event = \"post-up\"\nrhai = \"x.rhai\"\nallow.paths = [{ repo = \"frontend\", path = \".\", mode = \"ro\" }]");
+        let g = Grants::resolve_linked(&s, &HookDefaults::default(), &wt, &root, BTreeMap::new(), &linked).unwrap();
+        assert!(g.check_path(&fe_env, false).is_ok() && g.check_path(&fe_env, true).is_err());
+        assert!(g.check_path("frontend/.env", false).is_err());
+        let s = spec("event = \"post-up\"\nrhai = \"x.rhai\"\nallow.paths = [\".\", { repo = \"frontend\", path = \"src\" }]");
+        let g = Grants::resolve_linked(&s, &HookDefaults::default(), &wt, &root, BTreeMap::new(), &linked).unwrap();
+        assert!(g.check_path(&fe.join("src/App.tsx").display().to_string(), true).is_ok());
+        assert!(g.check_path(&fe_env, false).is_err(), "only src was granted");
+        // A symlink in the linked worktree does not lead out of it: not as a
+        // grant, not as a path.
+        std::os::unix::fs::symlink("../..", fe.join("up")).unwrap();
+        std::os::unix::fs::symlink("/etc", fe.join("src/etc")).unwrap();
+        let s = spec("event = \"post-up\"\nrhai = \"x.rhai\"\nallow.paths = [{ repo = \"frontend\", path = \"up\" }]");
+        let e = Grants::resolve_linked(&s, &HookDefaults::default(), &wt, &root, BTreeMap::new(), &linked).unwrap_err();
+        assert!(e.to_string().contains("outside the thread's worktree"), "{e}");
+        assert!(g.check_path(&fe.join("src/etc/passwd").display().to_string(), false).is_err());
+        let s = spec("event = \"post-up\"\nrhai = \"x.rhai\"\nallow.paths = [{ repo = \"frontend\", path = \"/etc\" }]");
+        assert!(Grants::resolve_linked(&s, &HookDefaults::default(), &wt, &root, BTreeMap::new(), &linked).is_err(), "absolute with repo");
+        // A repository the thread has no worktree in grants nothing.
+        let s = spec("event = \"post-up\"\nrhai = \"x.rhai\"\nallow.paths = [{ repo = \"mobile\", path = \".\" }]");
+        assert!(Grants::resolve_linked(&s, &HookDefaults::default(), &wt, &root, BTreeMap::new(), &linked).unwrap().dirs.is_empty());
     }
 
     #[test]

@@ -55,9 +55,9 @@ wasmtime::component::bindgen!({
 use self::iso::hooks::{host as wit_host, types as wit};
 
 /// The contract version this host implements.
-pub const WORLD_VERSION: &str = "0.1.1";
+pub const WORLD_VERSION: &str = "0.1.2";
 /// The export a hook component must have (any 0.1.x: wasmtime links a
-/// plugin built for 0.1.0 to this 0.1.1 host by semver).
+/// plugin built for 0.1.0 or 0.1.1 to this 0.1.2 host by semver).
 pub const HANDLER_EXPORT: &str = "iso:hooks/handler@0.1.*";
 
 /// How often the epoch advances: the resolution of hook timeouts.
@@ -246,6 +246,8 @@ struct State {
     /// The thread's links when the call started, and those it set.
     known: std::collections::BTreeMap<String, String>,
     links: Vec<(String, String)>,
+    /// `host.worktrees`: the primary's first, then the linked ones.
+    worktrees: Vec<(String, String)>,
 }
 
 impl WasiView for State {
@@ -301,6 +303,10 @@ impl wit_host::Host for State {
     fn link(&mut self, name: String) -> Option<String> {
         let set = self.links.iter().rev().find(|(n, _)| *n == name).map(|(_, u)| u.clone());
         set.or_else(|| self.known.get(&name).cloned())
+    }
+
+    fn worktrees(&mut self) -> Vec<(String, String)> {
+        self.worktrees.clone()
     }
 }
 
@@ -415,6 +421,13 @@ pub fn call(path: &Path, payload: &Payload, grants: &Grants, config_json: &str, 
         deadline,
         known: payload.thread.links.clone(),
         links: Vec::new(),
+        worktrees: {
+            let primary = crate::config::PRIMARY_REPO;
+            let main = payload.thread.worktrees.get(primary).cloned().unwrap_or_else(|| payload.thread.worktree_path.clone());
+            std::iter::once((primary.to_string(), main))
+                .chain(payload.thread.worktrees.iter().filter(|(n, _)| n.as_str() != primary).map(|(n, p)| (n.clone(), p.clone())))
+                .collect()
+        },
     };
     let mut store = Store::new(&host.engine, state);
     store.limiter(|s| &mut s.limits);

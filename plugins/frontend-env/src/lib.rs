@@ -18,8 +18,17 @@
 //!   there.
 //! - anything else: does nothing.
 //!
+//! Which worktree: with a `file` configured, the thread's (primary)
+//! worktree, as before. Without one, the thread's worktree in the linked
+//! repository `repo` (config; default `frontend`) when the thread has one
+//! (`[repos]` in iso.toml; listed by `host.worktrees`, since iso:hooks
+//! 0.1.2), else the primary worktree. A linked worktree must be granted:
+//! `allow.paths = [{ repo = "frontend", path = "." }]`.
+//!
 //! Config (the hook's `config` table in `iso.toml`):
 //! - `file`: the file, relative to the worktree. Default `".env"`.
+//! - `repo`: the linked repository whose worktree holds `.env`. Default
+//!   `frontend` when the thread has it; naming one the thread lacks fails.
 //! - `key`: the variable to set. Default `"VITE_BACKEND_API_URL"`.
 //! - `port`: the name of the thread's port to point at. Default `"api"`.
 //! - `url`: the value; `{port}` is replaced by that port's number. Default
@@ -50,7 +59,8 @@ export!(FrontendEnv);
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct Config {
-    file: String,
+    file: Option<String>,
+    repo: Option<String>,
     key: String,
     port: String,
     url: String,
@@ -58,7 +68,7 @@ struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { file: ".env".into(), key: "VITE_BACKEND_API_URL".into(), port: "api".into(), url: "http://localhost:{port}".into() }
+        Config { file: None, repo: None, key: "VITE_BACKEND_API_URL".into(), port: "api".into(), url: "http://localhost:{port}".into() }
     }
 }
 
@@ -68,19 +78,43 @@ impl Guest for FrontendEnv {
             let e = config_error(e);
             Failure::Failed(format!(
                 "bad `config` table in this hook's [[hooks]] entry: {e} \
-                 (keys: file, key, port, url)"
+                 (keys: file, repo, key, port, url)"
             ))
         })?;
         if config.key.is_empty() || config.key.contains(['=', '\n', ' ']) {
             return Err(Failure::Failed(format!("config `key` = {:?} is not a variable name; set it to e.g. \"VITE_BACKEND_API_URL\"", config.key)));
         }
-        let worktree = Path::new(&event.thread.worktree_path);
-        let file = worktree.join(&config.file);
+        let worktrees = host::worktrees();
+        let linked = |name: &str| worktrees.iter().find(|(n, _)| n == name && n != "main").map(|(_, p)| p.clone());
+        let (dir, shown) = match (&config.file, &config.repo) {
+            (Some(_), None) => (event.thread.worktree_path.clone(), None),
+            (_, Some(name)) => match linked(name) {
+                Some(p) => (p, Some(name.clone())),
+                None => {
+                    let names: Vec<&str> = worktrees.iter().map(|(n, _)| n.as_str()).filter(|n| *n != "main").collect();
+                    return Err(Failure::Failed(format!(
+                        "config `repo` = {name:?}, but thread {} has no worktree in such a repository (it has: {}); see [repos] in iso.toml",
+                        event.thread.id,
+                        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    )));
+                }
+            },
+            (None, None) => match linked("frontend") {
+                Some(p) => (p, Some("frontend".to_string())),
+                None => (event.thread.worktree_path.clone(), None),
+            },
+        };
+        let file_rel = config.file.clone().unwrap_or_else(|| ".env".to_string());
+        let file = Path::new(&dir).join(&file_rel);
         let backup = backup_path(&file);
-        let backup_name = format!("{}.original", config.file);
+        let shown_file = match &shown {
+            Some(repo) => format!("{repo}:{file_rel}"),
+            None => file_rel.clone(),
+        };
+        let backup_name = format!("{shown_file}.original");
 
         match event.name.as_str() {
-            "pre-cleanup" => restore(&file, &backup, &config.file, &backup_name),
+            "pre-cleanup" => restore(&file, &backup, &shown_file, &backup_name),
             "post-cleanup" => nothing_to_do(&event.name),
             name if name.starts_with("post-") => {
                 let Some(port) = event.thread.ports.iter().find(|p| p.name == config.port) else {
@@ -92,7 +126,7 @@ impl Guest for FrontendEnv {
                 if url.contains('\n') {
                     return Err(Failure::Failed("config `url` must be a single line".into()));
                 }
-                set(&file, &backup, &config.file, &backup_name, &config.key, &url)
+                set(&file, &backup, &shown_file, &backup_name, &config.key, &url)
             }
             _ => nothing_to_do(&event.name),
         }

@@ -129,27 +129,34 @@ fn init_branch_uses_it_where_it_exists_and_makes_it_where_it_does_not() {
 }
 
 #[test]
-fn a_failure_in_the_linked_repository_rolls_back_every_repository() {
-    let (repo, fe) = repos();
-    // The branch thread 1 gets is checked out in another worktree of the
-    // frontend, found after the primary's branch and worktree are made.
-    let other = fe.parent().unwrap().join("fe-busy");
-    git_in(&fe, &["worktree", "add", "-q", "-b", "thread-1-busy", &other.display().to_string()]);
+fn a_failure_in_a_linked_repository_rolls_back_every_repository() {
+    // Two linked repositories, made in name order: `frontend` gets its
+    // branch and worktree, then `web` fails.
+    let repo = TestRepo::new(&format!("{TOML}web = \"../web\"\n"));
+    let fe = repo.sibling("frontend");
+    let web = repo.sibling("web");
+    // The branch thread 1 gets is checked out in another worktree of `web`.
+    let other = web.parent().unwrap().join("web-busy");
+    git_in(&web, &["worktree", "add", "-q", "-b", "thread-1-busy", &other.display().to_string()]);
     let out = repo.iso(&["init", "busy"]);
     assert!(!out.status.success(), "{}", stdout(&out));
     let err = stderr(&out);
-    assert!(err.contains("frontend") && err.contains("busy"), "{err}");
+    assert!(err.contains("`web`") && err.contains("thread-1-busy"), "{err}");
     assert!(!repo.path(".worktrees/thread-1").exists(), "primary worktree rolled back");
     assert!(!branches(&repo.root).contains(&"thread-1-busy".to_string()), "primary branch iso made deleted");
     assert_eq!(worktree_count(&repo.root), 1);
-    assert!(!fe.join(".worktrees/thread-1").exists());
-    assert_eq!(worktree_count(&fe), 2, "the frontend has its own two, no more");
-    assert!(branches(&fe).contains(&"thread-1-busy".to_string()), "the user's branch stays");
+    assert!(!fe.join(".worktrees/thread-1").exists(), "frontend worktree rolled back: {err}");
+    assert_eq!(worktree_count(&fe), 1);
+    assert!(!branches(&fe).contains(&"thread-1-busy".to_string()), "frontend branch iso made deleted");
+    assert!(!web.join(".worktrees/thread-1").exists());
+    assert_eq!(worktree_count(&web), 2, "web has its own two, no more");
+    assert!(branches(&web).contains(&"thread-1-busy".to_string()), "the user's branch stays");
     assert!(repo.threads().is_empty(), "{:?}", repo.threads());
     assert!(repo.iso_json(&["ports"]).as_array().unwrap().is_empty(), "ports released");
     assert!(repo.iso(&["doctor"]).status.success(), "{}", stdout(&repo.iso(&["doctor"])));
 
     // And the ids and ports are free for the next thread.
+    git_in(&web, &["worktree", "remove", &other.display().to_string()]);
     let t = &repo.iso_json(&["init", "free"])[0];
     assert_eq!(t["id"], 1);
 }

@@ -136,7 +136,7 @@ fn date(v: &Json) -> DateTime<FixedOffset> {
 }
 
 /// Fields of the CLI's JSON that `iso threads` rows leave to `iso thread`.
-const FULL_ONLY: [&str; 4] = ["created_branch", "owner", "steps", "history"];
+const FULL_ONLY: [&str; 5] = ["created_branch", "owner", "steps", "history", "worktrees"];
 
 /// Every field the CLI's JSON has must be in the plugin's record with the
 /// same value (times compared as instants; the plugin adds explicit nulls).

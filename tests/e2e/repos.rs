@@ -269,6 +269,8 @@ fn nu_threads_carry_the_linked_worktrees() {
     assert_eq!(made, serde_json::json!(fe.join(".worktrees/thread-1").display().to_string()));
     let listed = nu.json(&repo.root, "iso threads | get 0.repos.frontend.branch");
     assert_eq!(listed, repo.threads()[0]["repos"]["frontend"]["branch"]);
+    let wts = nu.json(&repo.root, "iso thread fromnu | get worktrees | select repo uncommitted");
+    assert_eq!(wts, serde_json::json!([{"repo": "main", "uncommitted": 0}, {"repo": "frontend", "uncommitted": 0}]));
 }
 
 /// The primary and `frontend` with hooks: `[repos]` first, then `hooks_toml`.

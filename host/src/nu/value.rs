@@ -32,10 +32,13 @@ pub struct Containers {
 
 /// Facts about a thread that are not in its registry record (filled in by
 /// the commands that know them; `None` leaves the column out).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Extras {
     /// `Some` when the thread has a stack.
     pub containers: Option<Containers>,
+    /// `iso thread`: every worktree with its state on disk (as `iso status
+    /// --json` has them), shown with [`Detail::Full`].
+    pub worktrees: Vec<crate::lifecycle::view::WorktreeState>,
 }
 
 /// The one place a [`ThreadRecord`] becomes a Nushell record.
@@ -71,6 +74,8 @@ pub fn thread_value(t: &ThreadRecord, detail: Detail, extras: &Extras, span: Spa
         r.push("owner", opt(t.owner.as_ref().map(|o| owner_value(o, span)), span));
         r.push("steps", Value::list(t.steps.iter().map(|s| step_value(s, span)).collect(), span));
         r.push("history", Value::list(t.history.iter().map(|h| history_value(h, span)).collect(), span));
+        let worktrees = extras.worktrees.iter().map(|w| serde_json::to_value(w).map_or_else(|e| Value::string(e.to_string(), span), |j| json_value(j, span)));
+        r.push("worktrees", Value::list(worktrees.collect(), span));
     }
     Value::record(r, span)
 }
@@ -225,7 +230,7 @@ mod tests {
     #[test]
     fn full_detail_and_containers() {
         let span = Span::test_data();
-        let extras = Extras { containers: Some(Containers { running: 1, total: 3 }) };
+        let extras = Extras { containers: Some(Containers { running: 1, total: 3 }), ..Default::default() };
         let v = thread_value(&record(), Detail::Full, &extras, span);
         let r = v.as_record().unwrap();
         let c = r.get("containers").unwrap().as_record().unwrap();

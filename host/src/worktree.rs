@@ -372,6 +372,18 @@ impl Git {
         Ok(())
     }
 
+    /// Lock the worktree at `path` against `git worktree prune` (as
+    /// [`Git::add_worktree`] locks the ones it makes), unless it is locked
+    /// already; for a worktree made by someone else and adopted.
+    pub fn lock_worktree_at(&self, path: &Path, reason: &str) -> Result<(), GitError> {
+        let Some(info) = self.worktrees()?.into_iter().find(|w| w.path == path) else { return Ok(()) };
+        if info.locked {
+            return Ok(());
+        }
+        let wt = self.repo.find_worktree(&info.name).map_err(git(format!("find worktree {}", info.name)))?;
+        wt.lock(Some(reason)).map_err(git("lock worktree"))
+    }
+
     /// Remove worktree `name`: its directory (at `path`) and git's metadata.
     /// A worktree that is already gone is not an error.
     pub fn remove_worktree(&self, name: &str, path: &Path) -> Result<(), GitError> {

@@ -230,6 +230,11 @@ fn adopt_gives_the_adopted_worktree_linked_worktrees_too() {
     let fwt = fe.join(".worktrees").join(format!("thread-{}", t["id"]));
     assert_eq!(linked["worktree"].as_str(), Some(fwt.to_str().unwrap()));
     assert!(env_lines(&fwt.join(".env.thread")).contains(&format!("ISO_WORKTREE_MAIN={}", wt.display())));
+    // The adopted worktree, outside .worktrees/, is locked against
+    // `git worktree prune` like the ones iso makes.
+    let list = repo.git(&["worktree", "list", "--porcelain"]);
+    let entry = list.split("\n\n").find(|e| e.starts_with(&format!("worktree {}", wt.display()))).unwrap_or_else(|| panic!("{list}"));
+    assert!(entry.contains("locked iso thread"), "{entry}");
 }
 
 /// The API's thread JSON carries the linked worktrees, and its cleanup

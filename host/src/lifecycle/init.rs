@@ -482,6 +482,12 @@ fn build(
         }
     }
 
+    // An adopted worktree is locked like the ones iso makes, once nothing
+    // can roll the thread back (a failed init leaves it as it was found).
+    if let Err(e) = git.lock_worktree_at(&record.worktree, &format!("iso thread {} ({})", record.id, record.name)) {
+        progress.note(&format!("{name}: could not lock worktree {}: {e}", record.worktree.display()));
+    }
+
     // A spare copy beside the worktree's git metadata, so a lost registry
     // loses nothing (see `recover`).
     if let Err(e) = super::recover::keep(project, record) {

@@ -235,6 +235,19 @@ fn adopt_gives_the_adopted_worktree_linked_worktrees_too() {
     let list = repo.git(&["worktree", "list", "--porcelain"]);
     let entry = list.split("\n\n").find(|e| e.starts_with(&format!("worktree {}", wt.display()))).unwrap_or_else(|| panic!("{list}"));
     assert!(entry.contains("locked iso thread"), "{entry}");
+
+    // Gone (and kept by git thanks to the lock): doctor --fix checks it out
+    // there again instead of giving the thread up.
+    std::fs::remove_dir_all(&wt).unwrap();
+    repo.git(&["worktree", "prune"]);
+    let out = repo.iso(&["doctor"]);
+    assert!(stdout(&out).contains("adopted worktree") && stdout(&out).contains("is missing"), "{}", stdout(&out));
+    let out = repo.iso(&["doctor", "--fix"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(git_in(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]).trim(), "review");
+    assert!(wt.join(".env.thread").is_file() && wt.join(".env").is_file());
+    assert_eq!(repo.threads()[0]["status"], "active");
+    assert!(repo.iso(&["doctor"]).status.success(), "{}", stdout(&repo.iso(&["doctor"])));
 }
 
 /// The API's thread JSON carries the linked worktrees, and its cleanup

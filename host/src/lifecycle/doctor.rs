@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::cleanup::finish_cleanup;
-use super::init::{rebuild_linked, rollback};
+use super::init::{rebuild_linked, rebuild_primary, rollback};
 use super::recover;
 use super::stack::stop_timeout;
 use super::Error;
@@ -47,6 +47,7 @@ pub fn doctor(project: &Project, fix: bool, volumes: bool) -> Result<Vec<Finding
         findings.push(f);
     };
 
+    let wt_dir = project.root().join(&project.config.threads.worktree_dir);
     for t in &data.threads {
         let owner_alive = t.owner.as_ref().is_some_and(Owner::is_alive);
         match t.status {
@@ -65,6 +66,15 @@ pub fn doctor(project: &Project, fix: bool, volumes: bool) -> Result<Vec<Finding
                 &|| finish_cleanup(project, t),
             ),
             ThreadStatus::Creating | ThreadStatus::Cleaning => {}
+            // An adopted worktree outside iso's directory is the user's own
+            // place: checked out there again rather than given up.
+            _ if !t.worktree.exists() && !t.worktree.starts_with(&wt_dir) && project.git()?.branch_exists(&t.branch) => attempt(
+                &mut findings,
+                Some(t.id),
+                format!("thread {} ({}): its adopted worktree {} is missing", t.id, t.name, t.worktree.display()),
+                &format!("check it out there again on branch {}", t.branch),
+                &|| rebuild_primary(project, t),
+            ),
             _ if !t.worktree.exists() => attempt(
                 &mut findings,
                 Some(t.id),
@@ -141,7 +151,6 @@ pub fn doctor(project: &Project, fix: bool, volumes: bool) -> Result<Vec<Finding
     // Worktrees in iso's directory that no thread owns: a thread whose
     // registry entry was lost (its record is kept beside the worktree's git
     // metadata), or a leftover.
-    let wt_dir = project.root().join(&project.config.threads.worktree_dir);
     let owned: BTreeSet<&Path> = data.threads.iter().map(|t| t.worktree.as_path()).collect();
     let repo_id = project.identity()?.id;
     let mut recoverable = BTreeSet::new();

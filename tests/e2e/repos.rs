@@ -93,7 +93,12 @@ fn init_gives_every_repository_a_worktree_on_one_branch_with_one_port_block() {
     assert!(branches(&fe).contains(&branch) && branches(&repo.root).contains(&branch), "branches kept");
 
     // --delete-branch deletes the branches iso made, in each repository.
-    let two = repo.iso_json(&["init", "two"])[0]["branch"].as_str().unwrap().to_string();
+    // (Made without --json: the summary names the linked worktree too.)
+    let out = repo.iso_ok(&["init", "two"]);
+    let status = repo.iso_json(&["status", "two"]);
+    let linked = status["repos"]["frontend"]["worktree"].as_str().unwrap_or_else(|| panic!("{status}"));
+    assert!(out.contains(&format!("  worktree {linked} (frontend)")), "{out}");
+    let two = status["branch"].as_str().unwrap().to_string();
     assert!(branches(&fe).contains(&two));
     repo.iso_ok(&["cleanup", "two", "--delete-branch"]);
     assert!(!branches(&fe).contains(&two) && !branches(&repo.root).contains(&two));

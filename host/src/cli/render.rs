@@ -38,6 +38,9 @@ pub fn created(c: &Created, no_services: bool) {
         t.port_block
     );
     println!("  worktree {}", t.worktree.display());
+    for (repo, linked) in &t.repos {
+        println!("  worktree {} ({repo})", linked.worktree.display());
+    }
     let named: Vec<String> = t.ports.iter().map(|(k, v)| format!("{k}={v}")).collect();
     if !named.is_empty() {
         println!("  ports    {}", named.join(" "));

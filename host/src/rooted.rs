@@ -373,8 +373,9 @@ impl Root {
 /// Put the data of `src` into the new, empty `dst`: shared with a reflink
 /// (`FICLONE`) where the filesystem can (XFS with reflink, btrfs), else
 /// copied (std's copy uses `copy_file_range`, no user-space buffers).
-/// Returns whether it was a reflink. Both the worktree copies here and the
-/// volume copies of `services` move their bytes through this one call.
+/// Returns whether it was a reflink. (The volume copies of `services` split
+/// big files into ranges copied in parallel, so they clone and copy on
+/// their own.)
 pub fn clone_or_copy(src: &File, dst: &mut File) -> std::io::Result<bool> {
     if rustix::fs::ioctl_ficlone(&*dst, src).is_ok() {
         return Ok(true);

@@ -277,8 +277,7 @@ fn remove_linked_worktrees(record: &ThreadRecord, delete_branch: bool, progress:
         };
         let in_repo = |e: crate::worktree::GitError| Error::LinkedRepo { repo: name.clone(), source: Box::new(e.into()) };
         progress.step(&format!("{}: removing worktree {}", record.name, w.worktree.display()));
-        let wt =
-            git.worktrees().map_err(in_repo)?.into_iter().find(|x| x.path == w.worktree).map(|x| x.name).unwrap_or_else(|| format!("thread-{}", record.id));
+        let wt = worktree_name(&git, &w.worktree, record.id).map_err(in_repo)?;
         git.remove_worktree(&wt, &w.worktree).map_err(in_repo)?;
         if delete_branch && w.created_branch {
             git.delete_branch(&w.branch).map_err(in_repo)?;
@@ -290,10 +289,15 @@ fn remove_linked_worktrees(record: &ThreadRecord, delete_branch: bool, progress:
 }
 
 pub(crate) fn remove_worktree_of(git: &Git, record: &ThreadRecord) -> Result<(), Error> {
-    // The worktree may have been reused under another metadata name.
-    let name = git.worktrees()?.into_iter().find(|w| w.path == record.worktree).map(|w| w.name).unwrap_or_else(|| format!("thread-{}", record.id));
+    let name = worktree_name(git, &record.worktree, record.id)?;
     git.remove_worktree(&name, &record.worktree)?;
     Ok(())
+}
+
+/// The name of git's metadata for the worktree at `path`: the worktree may
+/// have been made (or reused) under another name than `thread-<id>`.
+pub(crate) fn worktree_name(git: &Git, path: &std::path::Path, id: u32) -> Result<String, crate::worktree::GitError> {
+    Ok(git.worktrees()?.into_iter().find(|w| w.path == path).map(|w| w.name).unwrap_or_else(|| format!("thread-{id}")))
 }
 
 /// End this user's processes still listening on the thread's port block

@@ -371,10 +371,7 @@ fn located(path: &Path, src: &str, span: Range<usize>, key: Option<String>, mess
 /// Why `name` cannot be a `[repos]` name (message, hint): it must be a
 /// short identifier, as it becomes part of `ISO_WORKTREE_<NAME>`.
 pub fn check_repo_name(name: &str) -> Result<(), (String, String)> {
-    let ok = name.len() <= 32
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !ok {
+    if name.len() > 32 || !is_identifier(name) {
         return Err((format!("`{name}` is not a repository name"), "use 1 to 32 characters of a-z, 0-9 and _, starting with a letter (e.g. frontend)".into()));
     }
     if name == PRIMARY_REPO {
@@ -826,9 +823,14 @@ fn check_block_size(value: u16, origin: &Origin) -> Result<u16, ConfigError> {
     }
 }
 
+/// A slot or repository name: lowercase letters, digits and `_`, starting
+/// with a letter (it becomes part of template keys and variable names).
+fn is_identifier(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 fn check_identifier(table: &str, name: &str, origin: &Origin) -> Result<(), ConfigError> {
-    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase()) && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
+    if is_identifier(name) {
         Ok(())
     } else {
         Err(origin.error(

@@ -173,8 +173,12 @@ pub struct WorktreeState {
     pub uncommitted: Option<usize>,
 }
 
-/// The thread's worktrees, the primary's first, with their dirty state.
+/// The thread's worktrees, the primary's first, with their dirty state;
+/// none for a thread that is not live (removed: its worktrees are gone).
 pub fn worktree_states(t: &ThreadRecord) -> Vec<WorktreeState> {
+    if !t.is_live() {
+        return Vec::new();
+    }
     let primary = (crate::config::PRIMARY_REPO.to_string(), t.worktree.clone(), t.branch.clone());
     let linked = t.repos.iter().map(|(name, w)| (name.clone(), w.worktree.clone(), w.branch.clone()));
     std::iter::once(primary)
@@ -213,7 +217,7 @@ pub fn status(project: &Project, selector: &str) -> Result<StatusView, Error> {
         (None, None)
     };
     let interrupted = is_interrupted(&thread);
-    let worktrees = if thread.is_live() { worktree_states(&thread) } else { Vec::new() };
+    let worktrees = worktree_states(&thread);
     Ok(StatusView { thread, services, services_error, interrupted, worktrees })
 }
 

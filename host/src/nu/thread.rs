@@ -61,7 +61,7 @@ impl SimplePluginCommand for IsoThread {
         let project = super::project(engine, head)?;
         let t = crate::lifecycle::find(&project, &sel.item).map_err(|e| super::error(&e, head, Spans { subject: Some(sel.span), ..Default::default() }))?;
         let t = crate::lifecycle::view::as_shown(&project, t);
-        let worktrees = if t.is_live() { crate::lifecycle::view::worktree_states(&t) } else { Vec::new() };
+        let worktrees = crate::lifecycle::view::worktree_states(&t);
         Ok(thread_value(&t, Detail::Full, &Extras { worktrees, ..Default::default() }, head))
     }
 }

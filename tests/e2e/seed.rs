@@ -243,6 +243,26 @@ fn snapshots_through_a_server_are_what_the_local_cli_sees() {
         assert_eq!((there.status.code(), stderr(&there)), (here.status.code(), stderr(&here)), "{args:?}");
     }
 
+    // Two clients racing to save one name: one snapshot, whole; the other
+    // is refused as a name in use, and removes nothing of the first.
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            repo.iso_cmd_at(elsewhere.path(), &["snapshot", "save", "race", "--from", "one"])
+                .env("ISO_API_URL", &s.url)
+                .env("ISO_API_TOKEN", "seed-token")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let ended: Vec<_> = racers.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    assert_eq!(ended.iter().filter(|o| o.status.success()).count(), 1, "{:?}", ended.iter().map(stderr).collect::<Vec<_>>());
+    assert!(ended.iter().any(|o| stderr(o).contains("snapshot `race` already exists")), "{:?}", ended.iter().map(stderr).collect::<Vec<_>>());
+    let race = repo.iso_json(&["snapshot", "list"]).as_array().unwrap().iter().find(|s| s["name"] == "race").cloned().unwrap();
+    assert_eq!(race["volumes"].as_object().map(|v| v.len()), Some(2), "{race}");
+    repo.iso_ok(&["snapshot", "rm", "race"]);
+
     // A thread seeded from it, through the server too.
     let out = remote(&["init", "two", "--seed-from", "snapshot:base"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -245,8 +245,9 @@ struct SnapshotBody {
     from: String,
 }
 
-/// `POST /api/snapshots`: the thread's containers stop for the copy, as
-/// with `iso snapshot save`; the request waits for it.
+/// `POST /api/snapshots`: the thread's containers are held still (paused,
+/// or stopped: `threads.seed_hold`) for the copy, as with `iso snapshot
+/// save`; the request waits for it, and for a save already running.
 async fn snapshot_save(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let b: SnapshotBody = parse(body)?;
     let saved = blocking(&state, move |p| Ok(lifecycle::seed::snapshot_save(p, &b.name, &b.from, &Silent)?)).await?;

@@ -192,6 +192,14 @@ fn hold(project: &Project) -> services::seed::Hold {
     }
 }
 
+/// Saves and removals of the repository's snapshots, one at a time (two
+/// API clients, two shells): two saves of one name would both pass the
+/// "exists" check, share its volumes (creating a volume that exists hands
+/// it back), and the one that failed would remove them as its own.
+fn snapshots_lock(project: &Project) -> Result<crate::lockedfile::Lock, Error> {
+    Ok(crate::lockedfile::lock(&project.registry_path().with_file_name("snapshots.lock")).map_err(crate::registry::RegistryError::from)?)
+}
+
 fn check_snapshot_name(name: &str) -> Result<(), Error> {
     let ok = !name.is_empty() && name.len() <= 40 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if ok && name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
@@ -241,6 +249,7 @@ fn snapshot(project: &Project, engine: &Engine, name: &str) -> Result<Snapshot, 
 /// thread's stack into the snapshot's own volumes.
 pub fn snapshot_save(project: &Project, name: &str, from: &str, progress: &dyn Progress) -> Result<SnapshotSaved, Error> {
     check_snapshot_name(name)?;
+    let _one_at_a_time = snapshots_lock(project)?;
     let engine = Engine::connect()?;
     if snapshots(project, &engine)?.iter().any(|s| s.name == name) {
         return Err(Error::SnapshotExists { name: name.to_string() });
@@ -308,6 +317,7 @@ pub fn snapshot_save(project: &Project, name: &str, from: &str, progress: &dyn P
 
 /// `iso snapshot rm NAME`: remove the snapshot's volumes.
 pub fn snapshot_rm(project: &Project, name: &str) -> Result<Snapshot, Error> {
+    let _one_at_a_time = snapshots_lock(project)?;
     let engine = Engine::connect()?;
     let snap = snapshot(project, &engine, name)?;
     for v in snap.volumes.values() {
